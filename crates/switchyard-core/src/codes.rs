@@ -1,0 +1,190 @@
+//! Error codes of replies and close codes of connections (fixed by the wire
+//! contract). Each is mapped to its number, text and metric label here and
+//! nowhere else.
+
+/// The `code` of an `error` reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    Internal,
+    Unauthorized,
+    UnknownChannel,
+    PermissionDenied,
+    UnknownCommand,
+    AlreadySubscribed,
+    LimitExceeded,
+    BadRequest,
+    NotAvailable,
+    TooManyRequests,
+    Unrecoverable,
+}
+
+impl ErrorCode {
+    pub const fn code(self) -> u32 {
+        match self {
+            ErrorCode::Internal => 100,
+            ErrorCode::Unauthorized => 101,
+            ErrorCode::UnknownChannel => 102,
+            ErrorCode::PermissionDenied => 103,
+            ErrorCode::UnknownCommand => 104,
+            ErrorCode::AlreadySubscribed => 105,
+            ErrorCode::LimitExceeded => 106,
+            ErrorCode::BadRequest => 107,
+            ErrorCode::NotAvailable => 108,
+            ErrorCode::TooManyRequests => 109,
+            ErrorCode::Unrecoverable => 112,
+        }
+    }
+
+    /// The default message; replies may say more.
+    pub const fn message(self) -> &'static str {
+        match self {
+            ErrorCode::Internal => "internal error",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::UnknownChannel => "unknown channel",
+            ErrorCode::PermissionDenied => "permission denied",
+            ErrorCode::UnknownCommand => "unknown command",
+            ErrorCode::AlreadySubscribed => "already subscribed",
+            ErrorCode::LimitExceeded => "limit exceeded",
+            ErrorCode::BadRequest => "bad request",
+            ErrorCode::NotAvailable => "not available",
+            ErrorCode::TooManyRequests => "too many requests",
+            ErrorCode::Unrecoverable => "unrecoverable position",
+        }
+    }
+
+    /// A bounded metric label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            ErrorCode::Internal => "100",
+            ErrorCode::Unauthorized => "101",
+            ErrorCode::UnknownChannel => "102",
+            ErrorCode::PermissionDenied => "103",
+            ErrorCode::UnknownCommand => "104",
+            ErrorCode::AlreadySubscribed => "105",
+            ErrorCode::LimitExceeded => "106",
+            ErrorCode::BadRequest => "107",
+            ErrorCode::NotAvailable => "108",
+            ErrorCode::TooManyRequests => "109",
+            ErrorCode::Unrecoverable => "112",
+        }
+    }
+}
+
+/// The status code of a close frame (and of the `disconnect` push before it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseCode {
+    Normal,
+    GoingAway,
+    ProtocolError,
+    InvalidPayload,
+    MessageTooBig,
+    InternalError,
+    Malformed,
+    Unauthorized,
+    SlowConsumer,
+    ConnectionLimit,
+    HeartbeatTimeout,
+    RateLimited,
+}
+
+impl CloseCode {
+    pub const ALL: [CloseCode; 12] = [
+        CloseCode::Normal,
+        CloseCode::GoingAway,
+        CloseCode::ProtocolError,
+        CloseCode::InvalidPayload,
+        CloseCode::MessageTooBig,
+        CloseCode::InternalError,
+        CloseCode::Malformed,
+        CloseCode::Unauthorized,
+        CloseCode::SlowConsumer,
+        CloseCode::ConnectionLimit,
+        CloseCode::HeartbeatTimeout,
+        CloseCode::RateLimited,
+    ];
+
+    pub const fn code(self) -> u16 {
+        match self {
+            CloseCode::Normal => 1000,
+            CloseCode::GoingAway => 1001,
+            CloseCode::ProtocolError => 1002,
+            CloseCode::InvalidPayload => 1007,
+            CloseCode::MessageTooBig => 1009,
+            CloseCode::InternalError => 1011,
+            CloseCode::Malformed => 4001,
+            CloseCode::Unauthorized => 4003,
+            CloseCode::SlowConsumer => 4008,
+            CloseCode::ConnectionLimit => 4009,
+            CloseCode::HeartbeatTimeout => 4011,
+            CloseCode::RateLimited => 4029,
+        }
+    }
+
+    pub fn from_code(code: u16) -> Option<CloseCode> {
+        CloseCode::ALL.into_iter().find(|c| c.code() == code)
+    }
+
+    /// The reason sent in the close frame and the `disconnect` push.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            CloseCode::Normal => "normal closure",
+            CloseCode::GoingAway => "going away",
+            CloseCode::ProtocolError => "protocol error",
+            CloseCode::InvalidPayload => "invalid payload",
+            CloseCode::MessageTooBig => "message too big",
+            CloseCode::InternalError => "internal error",
+            CloseCode::Malformed => "malformed message",
+            CloseCode::Unauthorized => "unauthorized",
+            CloseCode::SlowConsumer => "slow consumer",
+            CloseCode::ConnectionLimit => "connection limit reached",
+            CloseCode::HeartbeatTimeout => "heartbeat timeout",
+            CloseCode::RateLimited => "rate limited",
+        }
+    }
+
+    /// Whether the client should reconnect after this close.
+    pub const fn reconnect(self) -> bool {
+        matches!(
+            self,
+            CloseCode::GoingAway
+                | CloseCode::InternalError
+                | CloseCode::SlowConsumer
+                | CloseCode::ConnectionLimit
+                | CloseCode::HeartbeatTimeout
+                | CloseCode::RateLimited
+        )
+    }
+
+    /// A bounded metric label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            CloseCode::Normal => "1000",
+            CloseCode::GoingAway => "1001",
+            CloseCode::ProtocolError => "1002",
+            CloseCode::InvalidPayload => "1007",
+            CloseCode::MessageTooBig => "1009",
+            CloseCode::InternalError => "1011",
+            CloseCode::Malformed => "4001",
+            CloseCode::Unauthorized => "4003",
+            CloseCode::SlowConsumer => "4008",
+            CloseCode::ConnectionLimit => "4009",
+            CloseCode::HeartbeatTimeout => "4011",
+            CloseCode::RateLimited => "4029",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_the_codes() {
+        for c in CloseCode::ALL {
+            assert_eq!(c.label(), c.code().to_string());
+            assert_eq!(CloseCode::from_code(c.code()), Some(c));
+        }
+        assert_eq!(ErrorCode::Unrecoverable.label(), "112");
+        assert_eq!(ErrorCode::BadRequest.code(), 107);
+    }
+}

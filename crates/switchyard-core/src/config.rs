@@ -1,0 +1,339 @@
+//! The configuration tree. Every field says its unit and default; the
+//! loader (defaults → TOML file → `SWITCHYARD_*` environment → flags) lives in
+//! the gateway binary. docs/configuration.md lists the same, for operators.
+
+use crate::channel::{self, DEFAULT_NAMESPACE};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The whole configuration of a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Public listener: WebSocket at `/ws`, plus health and metrics unless
+    /// `internal_listen` is set. Default: `0.0.0.0:8080`.
+    pub listen: SocketAddr,
+    /// Optional second listener for `/metrics`, `/healthz` and `/readyz`
+    /// only, e.g. `127.0.0.1:9090`. Default: unset (served on `listen`).
+    pub internal_listen: Option<SocketAddr>,
+    /// This node's name in logs and in the cluster. Default: a random id.
+    pub node_name: Option<String>,
+    pub broker: BrokerConfig,
+    pub api: ApiConfig,
+    pub auth: AuthConfig,
+    pub client: ClientConfig,
+    pub limits: LimitsConfig,
+    pub shutdown: ShutdownConfig,
+    /// Namespaces by name; `default` holds channels with no `:`.
+    /// Default: only `default`, with its defaults.
+    pub namespaces: BTreeMap<String, NamespaceConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            internal_listen: None,
+            node_name: None,
+            broker: BrokerConfig::default(),
+            api: ApiConfig::default(),
+            auth: AuthConfig::default(),
+            client: ClientConfig::default(),
+            limits: LimitsConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            namespaces: BTreeMap::from([(
+                DEFAULT_NAMESPACE.to_owned(),
+                NamespaceConfig::default(),
+            )]),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Redis URL (`redis://`, `rediss://`). Default: unset, which runs the
+    /// in-memory broker: one node, no Redis.
+    pub redis_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Key for the HTTP API (`Authorization: apikey <key>`). Default: unset,
+    /// which turns the HTTP API off.
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Secret for HS256 connect tokens. Default: unset.
+    pub hmac_secret: Option<String>,
+    /// Whether a client may connect without a token. Default: `true`.
+    pub allow_anonymous: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            hmac_secret: None,
+            allow_anonymous: true,
+        }
+    }
+}
+
+/// Per-connection settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Time between server pings (a WebSocket ping, and `{"ping":{}}` when
+    /// nothing else was sent). Default: `25s`.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// How long past a ping interval a client may stay silent before it is
+    /// closed with 4011. Default: `10s`.
+    #[serde(with = "humantime_serde")]
+    pub pong_timeout: Duration,
+    /// Largest message a client may send, in bytes, after reassembling
+    /// fragments; larger ones close the connection with 1009. Default: 65536.
+    pub max_message_size: usize,
+    /// Bytes a connection's outbound queue may hold before the namespace's
+    /// slow-consumer policy applies. Default: 1048576 (1 MiB).
+    pub max_queue_bytes: usize,
+    /// Channels one connection may subscribe to; more get error 106.
+    /// Default: 128.
+    pub max_channels: usize,
+    /// How long a closing connection may take to flush its last frames
+    /// before its socket is dropped. Default: `5s`.
+    #[serde(with = "humantime_serde")]
+    pub close_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(10),
+            max_message_size: 64 * 1024,
+            max_queue_bytes: 1024 * 1024,
+            max_channels: 128,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Open WebSocket connections this node accepts; further upgrade
+    /// requests get HTTP 503. Default: 100000.
+    pub max_connections: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// On SIGTERM/SIGINT, connections are closed with 1001 in paced batches
+    /// spread over this period. Default: `10s`.
+    #[serde(with = "humantime_serde")]
+    pub drain_period: Duration,
+    /// The process exits at the latest this long after the signal, whatever
+    /// is left. Must be longer than `drain_period`. Default: `30s`.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_period: Duration::from_secs(10),
+            grace_period: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What happens to a subscriber whose outbound queue is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowConsumerPolicy {
+    /// Close the connection with 4008; the client reconnects (and, on
+    /// history channels, recovers).
+    #[default]
+    Disconnect,
+    /// Skip this publication for this subscriber and count the drop.
+    Drop,
+}
+
+/// Options of the channels in one namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NamespaceConfig {
+    /// Whether clients may publish. Default: `true`.
+    pub allow_publish: bool,
+    /// Publications kept per channel; 0 = no history. Default: 0.
+    pub history_size: usize,
+    /// How long a channel's history lives after its last publication.
+    /// Required when `history_size` > 0. Default: `0s`.
+    #[serde(with = "humantime_serde")]
+    pub history_ttl: Duration,
+    /// See [`SlowConsumerPolicy`]. Default: `disconnect`.
+    pub slow_consumer: SlowConsumerPolicy,
+}
+
+impl Default for NamespaceConfig {
+    fn default() -> Self {
+        NamespaceConfig {
+            allow_publish: true,
+            history_size: 0,
+            history_ttl: Duration::ZERO,
+            slow_consumer: SlowConsumerPolicy::Disconnect,
+        }
+    }
+}
+
+impl NamespaceConfig {
+    pub fn keeps_history(&self) -> bool {
+        self.history_size > 0
+    }
+}
+
+/// A configuration that cannot run, with the key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+fn problem(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Checks what serde cannot: ranges and relations between fields. Adds
+    /// the `default` namespace when it is missing.
+    pub fn validate(mut self) -> Result<Config, ConfigError> {
+        self.namespaces
+            .entry(DEFAULT_NAMESPACE.to_owned())
+            .or_default();
+        let c = &self.client;
+        if c.ping_interval.is_zero() {
+            return Err(problem("client.ping_interval", "must be more than 0s"));
+        }
+        if c.pong_timeout.is_zero() {
+            return Err(problem("client.pong_timeout", "must be more than 0s"));
+        }
+        if c.max_message_size < 256 {
+            return Err(problem(
+                "client.max_message_size",
+                "must be at least 256 bytes",
+            ));
+        }
+        if c.max_queue_bytes < c.max_message_size {
+            return Err(problem(
+                "client.max_queue_bytes",
+                "must be at least client.max_message_size",
+            ));
+        }
+        if c.max_channels == 0 {
+            return Err(problem("client.max_channels", "must be at least 1"));
+        }
+        if self.limits.max_connections == 0 {
+            return Err(problem("limits.max_connections", "must be at least 1"));
+        }
+        if self.shutdown.grace_period <= self.shutdown.drain_period {
+            return Err(problem(
+                "shutdown.grace_period",
+                "must be longer than shutdown.drain_period",
+            ));
+        }
+        if self.api.key.as_deref() == Some("") {
+            return Err(problem(
+                "api.key",
+                "must not be empty (leave it unset to turn the API off)",
+            ));
+        }
+        for (name, ns) in &self.namespaces {
+            let key = format!("namespaces.{name}");
+            if !channel::is_namespace_name(name) {
+                return Err(problem(key, "is not a valid namespace name"));
+            }
+            if ns.keeps_history() && ns.history_ttl.is_zero() {
+                return Err(problem(
+                    format!("{key}.history_ttl"),
+                    "must be set when history_size > 0",
+                ));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The namespace of a channel, if it is configured.
+    pub fn namespace(&self, name: &str) -> Option<&NamespaceConfig> {
+        self.namespaces.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_file_shape_parses() {
+        let config: Config = toml::from_str(
+            r#"
+            listen = "0.0.0.0:8080"
+            [broker]
+            redis_url = "redis://127.0.0.1:6379"
+            [namespaces.default]
+            allow_publish = true
+            [namespaces.chat]
+            history_size = 100
+            history_ttl = "10m"
+            allow_publish = true
+            "#,
+        )
+        .unwrap();
+        let config = config.validate().unwrap();
+        assert_eq!(
+            config.namespaces["chat"].history_ttl,
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            config.broker.redis_url.as_deref(),
+            Some("redis://127.0.0.1:6379")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<Config>("lisen = \"0.0.0.0:1\"").is_err());
+        let config: Config = toml::from_str("[namespaces.chat]\nhistory_size = 10").unwrap();
+        assert_eq!(
+            config.validate().unwrap_err().key,
+            "namespaces.chat.history_ttl"
+        );
+        let config: Config = toml::from_str("[namespaces.\"a:b\"]").unwrap();
+        assert_eq!(config.validate().unwrap_err().key, "namespaces.a:b");
+    }
+
+    #[test]
+    fn default_namespace_is_always_there() {
+        let config: Config = toml::from_str("[namespaces.chat]").unwrap();
+        assert!(config.validate().unwrap().namespace("default").is_some());
+    }
+}

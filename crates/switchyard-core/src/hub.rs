@@ -1,0 +1,359 @@
+//! The Hub: this node's subscriptions, and fan-out to their connections.
+//!
+//! A publication is encoded once per protocol that has a subscriber on its
+//! channel, framed once, and the same [`Bytes`] are pushed into every
+//! subscriber's outbound queue. Pushing never waits: a full queue applies the
+//! namespace's slow-consumer policy to that subscriber alone.
+//!
+//! The map is sharded by channel so that subscribes on one channel do not
+//! stall fan-out on another. No lock is held across an await (there are none
+//! here).
+
+use crate::codes::CloseCode;
+use crate::config::SlowConsumerPolicy;
+use crate::metric;
+use crate::outbound::{OutFrame, Outbound, PushError};
+use crate::protocol::Protocol;
+use crate::wsframe;
+use bytes::Bytes;
+use prost::Message as _;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::RwLock;
+use switchyard_proto::json;
+use switchyard_proto::v1::{Envelope, Publication, ServerFrame, server_frame};
+
+/// Identifies a connection on this node.
+pub type ConnId = u64;
+
+const SHARDS: usize = 64;
+
+/// One subscription of one connection.
+#[derive(Clone)]
+pub struct Subscriber {
+    pub protocol: Protocol,
+    pub outbound: Outbound,
+}
+
+struct ChannelSubscribers {
+    subscribers: HashMap<ConnId, Subscriber>,
+    json: usize,
+    protobuf: usize,
+    policy: SlowConsumerPolicy,
+}
+
+impl ChannelSubscribers {
+    fn count(&mut self, protocol: Protocol) -> &mut usize {
+        match protocol {
+            Protocol::Json => &mut self.json,
+            Protocol::Protobuf => &mut self.protobuf,
+        }
+    }
+}
+
+/// What a subscribe did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscribed {
+    /// The first local subscriber: the node must now listen to the channel.
+    First,
+    /// The channel already had local subscribers.
+    Joined,
+    /// This connection was subscribed already; nothing changed.
+    Already,
+}
+
+/// What an unsubscribe did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsubscribed {
+    /// The last local subscriber left: the node may stop listening.
+    Last,
+    Left,
+    /// This connection was not subscribed.
+    NotSubscribed,
+}
+
+/// Counts of one fan-out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fanout {
+    pub queued: usize,
+    pub slow_disconnects: usize,
+    pub dropped: usize,
+}
+
+/// This node's subscriptions.
+pub struct Hub {
+    shards: Box<[RwLock<HashMap<Box<str>, ChannelSubscribers>>]>,
+    hasher: RandomState,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn shard(&self, channel: &str) -> &RwLock<HashMap<Box<str>, ChannelSubscribers>> {
+        &self.shards[self.hasher.hash_one(channel) as usize % SHARDS]
+    }
+
+    /// Adds `conn` to `channel`'s subscribers.
+    pub fn subscribe(
+        &self,
+        channel: &str,
+        conn: ConnId,
+        subscriber: Subscriber,
+        policy: SlowConsumerPolicy,
+    ) -> Subscribed {
+        let mut shard = self
+            .shard(channel)
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut outcome = Subscribed::Joined;
+        let entry = shard.entry(channel.into()).or_insert_with(|| {
+            outcome = Subscribed::First;
+            ChannelSubscribers {
+                subscribers: HashMap::new(),
+                json: 0,
+                protobuf: 0,
+                policy,
+            }
+        });
+        let protocol = subscriber.protocol;
+        if entry.subscribers.insert(conn, subscriber).is_some() {
+            return Subscribed::Already;
+        }
+        *entry.count(protocol) += 1;
+        metric::subscriptions().increment(1.0);
+        if outcome == Subscribed::First {
+            metric::channels().increment(1.0);
+        }
+        outcome
+    }
+
+    /// Removes `conn` from `channel`'s subscribers.
+    pub fn unsubscribe(&self, channel: &str, conn: ConnId) -> Unsubscribed {
+        let mut shard = self
+            .shard(channel)
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = shard.get_mut(channel) else {
+            return Unsubscribed::NotSubscribed;
+        };
+        let Some(removed) = entry.subscribers.remove(&conn) else {
+            return Unsubscribed::NotSubscribed;
+        };
+        *entry.count(removed.protocol) -= 1;
+        metric::subscriptions().decrement(1.0);
+        if entry.subscribers.is_empty() {
+            shard.remove(channel);
+            metric::channels().decrement(1.0);
+            Unsubscribed::Last
+        } else {
+            Unsubscribed::Left
+        }
+    }
+
+    /// Local subscribers of `channel`.
+    pub fn subscriber_count(&self, channel: &str) -> usize {
+        let shard = self
+            .shard(channel)
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        shard.get(channel).map_or(0, |c| c.subscribers.len())
+    }
+
+    /// Channels with at least one local subscriber.
+    pub fn channel_count(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+
+    /// Delivers one publication to every local subscriber of its channel.
+    pub fn broadcast(&self, envelope: &Envelope) -> Fanout {
+        let shard = self
+            .shard(&envelope.channel)
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = shard.get(envelope.channel.as_str()) else {
+            return Fanout::default();
+        };
+        let frame = ServerFrame {
+            id: 0,
+            message: Some(server_frame::Message::Pub(publication(envelope))),
+        };
+        let json_frame =
+            (entry.json > 0).then(|| wsframe::text(&json::encode_server_frame(&frame)));
+        let protobuf_frame = (entry.protobuf > 0).then(|| wsframe::binary(&frame.encode_to_vec()));
+        let mut fanout = Fanout::default();
+        for subscriber in entry.subscribers.values() {
+            let bytes: &Bytes = match subscriber.protocol {
+                Protocol::Json => json_frame.as_ref(),
+                Protocol::Protobuf => protobuf_frame.as_ref(),
+            }
+            .expect("a frame is encoded for every protocol with a subscriber");
+            let frame = OutFrame {
+                bytes: bytes.clone(),
+                published_at_us: envelope.published_at_us,
+            };
+            match subscriber.outbound.push(frame) {
+                Ok(()) => fanout.queued += 1,
+                Err(PushError::Closed) => {}
+                Err(PushError::Full) => match entry.policy {
+                    SlowConsumerPolicy::Disconnect => {
+                        if subscriber.outbound.close(CloseCode::SlowConsumer) {
+                            fanout.slow_disconnects += 1;
+                        }
+                    }
+                    SlowConsumerPolicy::Drop => fanout.dropped += 1,
+                },
+            }
+        }
+        drop(shard);
+        if fanout.slow_disconnects > 0 {
+            metric::slow_consumer_disconnects().increment(fanout.slow_disconnects as u64);
+        }
+        if fanout.dropped > 0 {
+            metric::slow_consumer_drops().increment(fanout.dropped as u64);
+        }
+        fanout
+    }
+}
+
+/// The client-facing publication of an Envelope. Offset and epoch are set
+/// only where the channel keeps history (offset 0 means it does not).
+pub fn publication(envelope: &Envelope) -> Publication {
+    let history = envelope.offset > 0;
+    Publication {
+        channel: envelope.channel.clone(),
+        data: envelope.data.clone(),
+        offset: history.then_some(envelope.offset),
+        epoch: history.then(|| envelope.epoch.clone()),
+        info: envelope.publisher.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::{OutboundQueue, outbound};
+
+    fn subscriber(protocol: Protocol, max: usize) -> (Subscriber, OutboundQueue) {
+        let (tx, rx) = outbound(max);
+        (
+            Subscriber {
+                protocol,
+                outbound: tx,
+            },
+            rx,
+        )
+    }
+
+    fn envelope(channel: &str, data: &str) -> Envelope {
+        Envelope {
+            channel: channel.into(),
+            data: Bytes::copy_from_slice(data.as_bytes()),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn reference_counts_channels() {
+        let hub = Hub::new();
+        let (a, _qa) = subscriber(Protocol::Json, 1024);
+        let (b, _qb) = subscriber(Protocol::Json, 1024);
+        let policy = SlowConsumerPolicy::Disconnect;
+        assert_eq!(
+            hub.subscribe("news", 1, a.clone(), policy),
+            Subscribed::First
+        );
+        assert_eq!(hub.subscribe("news", 1, a, policy), Subscribed::Already);
+        assert_eq!(hub.subscribe("news", 2, b, policy), Subscribed::Joined);
+        assert_eq!(hub.channel_count(), 1);
+        assert_eq!(hub.unsubscribe("news", 1), Unsubscribed::Left);
+        assert_eq!(hub.unsubscribe("news", 1), Unsubscribed::NotSubscribed);
+        assert_eq!(hub.unsubscribe("news", 2), Unsubscribed::Last);
+        assert_eq!(hub.channel_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn encodes_once_and_shares_the_bytes() {
+        let hub = Hub::new();
+        let (a, mut qa) = subscriber(Protocol::Json, 1024);
+        let (b, mut qb) = subscriber(Protocol::Json, 1024);
+        let (c, mut qc) = subscriber(Protocol::Protobuf, 1024);
+        let policy = SlowConsumerPolicy::Disconnect;
+        hub.subscribe("news", 1, a, policy);
+        hub.subscribe("news", 2, b, policy);
+        hub.subscribe("news", 3, c, policy);
+        assert_eq!(
+            hub.broadcast(&envelope("news", r#"{"text": "hi"}"#)).queued,
+            3
+        );
+        let (mut fa, mut fb, mut fc) = (Vec::new(), Vec::new(), Vec::new());
+        qa.recv_many(&mut fa, 10).await;
+        qb.recv_many(&mut fb, 10).await;
+        qc.recv_many(&mut fc, 10).await;
+        // The very same allocation, not equal copies.
+        assert_eq!(fa[0].bytes.as_ptr(), fb[0].bytes.as_ptr());
+        assert_eq!(
+            &fa[0].bytes[2..],
+            br#"{"pub":{"channel":"news","data":{"text": "hi"}}}"#
+        );
+        let decoded = ServerFrame::decode(&fc[0].bytes[2..]).unwrap();
+        let Some(server_frame::Message::Pub(p)) = decoded.message else {
+            panic!("not a pub")
+        };
+        assert_eq!(&p.data[..], br#"{"text": "hi"}"#);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_closes_only_that_subscriber() {
+        let hub = Hub::new();
+        let (slow, slow_q) = subscriber(Protocol::Json, 256);
+        let (fast, mut fast_q) = subscriber(Protocol::Json, 1 << 20);
+        hub.subscribe("news", 1, slow, SlowConsumerPolicy::Disconnect);
+        hub.subscribe("news", 2, fast, SlowConsumerPolicy::Disconnect);
+        let mut slow_disconnects = 0;
+        for _ in 0..20 {
+            slow_disconnects += hub
+                .broadcast(&envelope(
+                    "news",
+                    "\"0123456789012345678901234567890123456789\"",
+                ))
+                .slow_disconnects;
+        }
+        assert_eq!(slow_disconnects, 1);
+        assert_eq!(slow_q.close_code(), Some(CloseCode::SlowConsumer));
+        let mut batch = Vec::new();
+        fast_q.recv_many(&mut batch, 100).await;
+        assert_eq!(batch.len(), 20);
+    }
+
+    #[tokio::test]
+    async fn the_drop_policy_skips_without_closing() {
+        let hub = Hub::new();
+        let (slow, slow_q) = subscriber(Protocol::Json, 256);
+        hub.subscribe("feed:x", 1, slow, SlowConsumerPolicy::Drop);
+        let dropped: usize = (0..20)
+            .map(|_| {
+                hub.broadcast(&envelope(
+                    "feed:x",
+                    "\"0123456789012345678901234567890123456789\"",
+                ))
+                .dropped
+            })
+            .sum();
+        assert!(dropped > 0);
+        assert_eq!(slow_q.close_code(), None);
+    }
+}

@@ -1,0 +1,20 @@
+//! switchyard without sockets.
+//!
+//! # Layout
+//! - [`channel`]: channel names, namespaces and user channels.
+//! - [`codes`]: the error codes of replies and the close codes of connections.
+//! - [`config`]: the configuration tree, its defaults and its validation.
+//! - [`protocol`]: the two encodings a connection may speak.
+//! - [`wsframe`]: WebSocket frames encoded once, ready for any connection.
+//! - [`outbound`]: a connection's bounded outbound queue.
+//! - [`hub`]: local subscriptions and fan-out into outbound queues.
+//! - [`metric`]: the names and help of every metric, in one place.
+
+pub mod channel;
+pub mod codes;
+pub mod config;
+pub mod hub;
+pub mod metric;
+pub mod outbound;
+pub mod protocol;
+pub mod wsframe;

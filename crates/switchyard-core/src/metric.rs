@@ -1,0 +1,160 @@
+//! Every metric of a node: names, help texts, and handles. Names follow
+//! `switchyard_<subsystem>_<name>_<unit>[_total]`; the fixed ones are part of
+//! the operations contract. No label holds a connection, user or channel id.
+
+use crate::codes::{CloseCode, ErrorCode};
+use metrics::{
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
+
+pub const CONNECTIONS: &str = "switchyard_connections";
+pub const CONNECTIONS_ACCEPTED: &str = "switchyard_connections_accepted_total";
+pub const CONNECTIONS_CLOSED: &str = "switchyard_connections_closed_total";
+pub const CONNECTIONS_REFUSED: &str = "switchyard_connections_refused_total";
+pub const SUBSCRIPTIONS: &str = "switchyard_subscriptions";
+pub const CHANNELS: &str = "switchyard_channels";
+pub const MESSAGES_RECEIVED: &str = "switchyard_messages_received_total";
+pub const MESSAGES_SENT: &str = "switchyard_messages_sent_total";
+pub const BYTES_RECEIVED: &str = "switchyard_bytes_received_total";
+pub const BYTES_SENT: &str = "switchyard_bytes_sent_total";
+pub const COMMANDS: &str = "switchyard_commands_total";
+pub const COMMAND_ERRORS: &str = "switchyard_command_errors_total";
+pub const BROKER_PUBLISHED: &str = "switchyard_broker_published_total";
+pub const BROKER_RECEIVED: &str = "switchyard_broker_received_total";
+pub const DELIVERY_LATENCY: &str = "switchyard_delivery_latency_seconds";
+pub const HEARTBEAT_TIMEOUTS: &str = "switchyard_heartbeat_timeouts_total";
+pub const SLOW_CONSUMER_DISCONNECTS: &str = "switchyard_slow_consumer_disconnects_total";
+pub const SLOW_CONSUMER_DROPS: &str = "switchyard_slow_consumer_drops_total";
+pub const READY: &str = "switchyard_ready";
+
+/// Buckets of the latency histogram, in seconds: 100 µs to 10 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Registers help texts and units; call once at start-up, after the recorder.
+pub fn describe() {
+    describe_gauge!(
+        CONNECTIONS,
+        "Open client WebSocket connections on this node."
+    );
+    describe_counter!(CONNECTIONS_ACCEPTED, "WebSocket connections accepted.");
+    describe_counter!(
+        CONNECTIONS_CLOSED,
+        "WebSocket connections closed, by close code (1006: dropped without a close frame)."
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Upgrade requests refused before the handshake, by reason."
+    );
+    describe_gauge!(
+        SUBSCRIPTIONS,
+        "Channel subscriptions of the connections on this node."
+    );
+    describe_gauge!(
+        CHANNELS,
+        "Channels with at least one subscriber on this node."
+    );
+    describe_counter!(MESSAGES_RECEIVED, "Messages received from clients.");
+    describe_counter!(MESSAGES_SENT, "Messages written to clients.");
+    describe_counter!(
+        BYTES_RECEIVED,
+        Unit::Bytes,
+        "WebSocket payload bytes received from clients."
+    );
+    describe_counter!(
+        BYTES_SENT,
+        Unit::Bytes,
+        "WebSocket frame bytes written to clients."
+    );
+    describe_counter!(COMMANDS, "Commands received from clients, by command.");
+    describe_counter!(COMMAND_ERRORS, "Error replies sent, by error code.");
+    describe_counter!(
+        BROKER_PUBLISHED,
+        "Publications this node handed to the broker."
+    );
+    describe_counter!(
+        BROKER_RECEIVED,
+        "Publications this node received from the broker."
+    );
+    describe_histogram!(
+        DELIVERY_LATENCY,
+        Unit::Seconds,
+        "From the publish time in the Envelope to the socket write."
+    );
+    describe_counter!(
+        HEARTBEAT_TIMEOUTS,
+        "Connections closed with 4011: no sign of life within ping interval + pong timeout."
+    );
+    describe_counter!(
+        SLOW_CONSUMER_DISCONNECTS,
+        "Connections closed with 4008: outbound queue over its byte bound."
+    );
+    describe_counter!(
+        SLOW_CONSUMER_DROPS,
+        "Publications skipped for a subscriber whose queue was full (policy `drop`)."
+    );
+    describe_gauge!(READY, "1 while /readyz answers 200, else 0.");
+}
+
+pub fn connections() -> Gauge {
+    gauge!(CONNECTIONS)
+}
+pub fn connections_accepted() -> Counter {
+    counter!(CONNECTIONS_ACCEPTED)
+}
+pub fn connections_closed(code: Option<CloseCode>) -> Counter {
+    counter!(CONNECTIONS_CLOSED, "code" => code.map_or("1006", CloseCode::label))
+}
+/// `reason`: one of `limit`, `draining`, `bad_request`.
+pub fn connections_refused(reason: &'static str) -> Counter {
+    counter!(CONNECTIONS_REFUSED, "reason" => reason)
+}
+pub fn subscriptions() -> Gauge {
+    gauge!(SUBSCRIPTIONS)
+}
+pub fn channels() -> Gauge {
+    gauge!(CHANNELS)
+}
+pub fn messages_received() -> Counter {
+    counter!(MESSAGES_RECEIVED)
+}
+pub fn messages_sent() -> Counter {
+    counter!(MESSAGES_SENT)
+}
+pub fn bytes_received() -> Counter {
+    counter!(BYTES_RECEIVED)
+}
+pub fn bytes_sent() -> Counter {
+    counter!(BYTES_SENT)
+}
+/// `command`: a command name of the protocol (a bounded set).
+pub fn commands(command: &'static str) -> Counter {
+    counter!(COMMANDS, "command" => command)
+}
+pub fn command_errors(code: ErrorCode) -> Counter {
+    counter!(COMMAND_ERRORS, "code" => code.label())
+}
+pub fn broker_published() -> Counter {
+    counter!(BROKER_PUBLISHED)
+}
+pub fn broker_received() -> Counter {
+    counter!(BROKER_RECEIVED)
+}
+pub fn delivery_latency() -> Histogram {
+    histogram!(DELIVERY_LATENCY)
+}
+pub fn heartbeat_timeouts() -> Counter {
+    counter!(HEARTBEAT_TIMEOUTS)
+}
+pub fn slow_consumer_disconnects() -> Counter {
+    counter!(SLOW_CONSUMER_DISCONNECTS)
+}
+pub fn slow_consumer_drops() -> Counter {
+    counter!(SLOW_CONSUMER_DROPS)
+}
+pub fn ready() -> Gauge {
+    gauge!(READY)
+}

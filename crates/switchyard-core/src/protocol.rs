@@ -1,0 +1,62 @@
+//! The two encodings of the client protocol, chosen per connection by
+//! `Sec-WebSocket-Protocol`.
+
+/// How a connection's frames are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// `switchyard.v1.json`: one JSON object per text frame (the default).
+    Json,
+    /// `switchyard.v1.proto`: one protobuf message per binary frame.
+    Protobuf,
+}
+
+impl Protocol {
+    pub const JSON_NAME: &'static str = "switchyard.v1.json";
+    pub const PROTOBUF_NAME: &'static str = "switchyard.v1.proto";
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Protocol::Json => Self::JSON_NAME,
+            Protocol::Protobuf => Self::PROTOBUF_NAME,
+        }
+    }
+
+    /// Picks the first protocol we speak from a `Sec-WebSocket-Protocol`
+    /// header value (comma-separated, in the client's order of preference).
+    pub fn negotiate(offered: &str) -> Option<Protocol> {
+        offered
+            .split(',')
+            .map(str::trim)
+            .find_map(|name| match name {
+                Self::JSON_NAME => Some(Protocol::Json),
+                Self::PROTOBUF_NAME => Some(Protocol::Protobuf),
+                _ => None,
+            })
+    }
+
+    /// A bounded metric label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Protocol::Json => "json",
+            Protocol::Protobuf => "protobuf",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiates_in_client_order() {
+        assert_eq!(
+            Protocol::negotiate("switchyard.v1.proto, switchyard.v1.json"),
+            Some(Protocol::Protobuf)
+        );
+        assert_eq!(
+            Protocol::negotiate("mqtt,switchyard.v1.json"),
+            Some(Protocol::Json)
+        );
+        assert_eq!(Protocol::negotiate("mqtt"), None);
+    }
+}

@@ -1,0 +1,36 @@
+//! `bytes data` in JSON: the payload is a JSON value, carried verbatim.
+//!
+//! A publisher's `data` is kept as the exact text it sent (no re-encoding,
+//! no reordering of keys, no loss of number precision), and subscribers get
+//! those same bytes back.
+
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error as _, ser::Error as _};
+use serde_json::value::RawValue;
+
+/// Writes `data` as the JSON value it holds (`null` when empty); fails if it
+/// is not valid JSON.
+pub fn serialize<S: Serializer>(data: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
+    if data.is_empty() {
+        // proto3's default for bytes; in JSON, the absent value.
+        return serializer.serialize_unit();
+    }
+    match as_json(data) {
+        Some(raw) => raw.serialize(serializer),
+        None => Err(S::Error::custom("data is not a JSON value")),
+    }
+}
+
+/// Reads any JSON value and keeps its text.
+pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
+    // Borrowing fails for input that is not a &str (e.g. a reader); fall back
+    // to an owned copy there.
+    let raw = Box::<RawValue>::deserialize(deserializer).map_err(D::Error::custom)?;
+    Ok(Bytes::copy_from_slice(raw.get().as_bytes()))
+}
+
+/// The payload as a JSON value, if it is one.
+pub fn as_json(data: &[u8]) -> Option<&RawValue> {
+    let text = std::str::from_utf8(data).ok()?;
+    serde_json::from_str::<&RawValue>(text).ok()
+}
