@@ -12,7 +12,7 @@
 use crate::codes::CloseCode;
 use crate::config::SlowConsumerPolicy;
 use crate::metric;
-use crate::outbound::{OutFrame, Outbound, PushError};
+use crate::outbound::{Close, OutFrame, Outbound, PushError};
 use crate::protocol::Protocol;
 use crate::wsframe;
 use bytes::Bytes;
@@ -210,7 +210,10 @@ impl Hub {
                 Err(PushError::Closed) => {}
                 Err(PushError::Full) => match entry.policy {
                     SlowConsumerPolicy::Disconnect => {
-                        if subscriber.outbound.close(CloseCode::SlowConsumer) {
+                        if subscriber
+                            .outbound
+                            .close(Close::Server(CloseCode::SlowConsumer))
+                        {
                             fanout.slow_disconnects += 1;
                         }
                     }
@@ -333,7 +336,7 @@ mod tests {
                 .slow_disconnects;
         }
         assert_eq!(slow_disconnects, 1);
-        assert_eq!(slow_q.close_code(), Some(CloseCode::SlowConsumer));
+        assert_eq!(slow_q.close(), Some(Close::Server(CloseCode::SlowConsumer)));
         let mut batch = Vec::new();
         fast_q.recv_many(&mut batch, 100).await;
         assert_eq!(batch.len(), 20);
@@ -354,6 +357,6 @@ mod tests {
             })
             .sum();
         assert!(dropped > 0);
-        assert_eq!(slow_q.close_code(), None);
+        assert_eq!(slow_q.close(), None);
     }
 }

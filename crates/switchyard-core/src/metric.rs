@@ -2,7 +2,7 @@
 //! `switchyard_<subsystem>_<name>_<unit>[_total]`; the fixed ones are part of
 //! the operations contract. No label holds a connection, user or channel id.
 
-use crate::codes::{CloseCode, ErrorCode};
+use crate::codes::ErrorCode;
 use metrics::{
     Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
     gauge, histogram,
@@ -105,8 +105,9 @@ pub fn connections() -> Gauge {
 pub fn connections_accepted() -> Counter {
     counter!(CONNECTIONS_ACCEPTED)
 }
-pub fn connections_closed(code: Option<CloseCode>) -> Counter {
-    counter!(CONNECTIONS_CLOSED, "code" => code.map_or("1006", CloseCode::label))
+/// `code`: a close code's label, `1005`, `1006` or `other`.
+pub fn connections_closed(code: &'static str) -> Counter {
+    counter!(CONNECTIONS_CLOSED, "code" => code)
 }
 /// `reason`: one of `limit`, `draining`, `bad_request`.
 pub fn connections_refused(reason: &'static str) -> Counter {

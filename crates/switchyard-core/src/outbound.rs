@@ -32,6 +32,18 @@ impl OutFrame {
     }
 }
 
+/// How a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The server closes: a `disconnect` push, then a close frame, both
+    /// with this code.
+    Server(CloseCode),
+    /// The peer sent a close frame (with this code, if any): echo it.
+    Peer(Option<u16>),
+    /// The socket is gone (end of stream, I/O error): write nothing more.
+    Dropped,
+}
+
 /// Why a frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {
@@ -44,7 +56,7 @@ pub enum PushError {
 struct Shared {
     queued_bytes: AtomicUsize,
     max_bytes: usize,
-    close: OnceLock<CloseCode>,
+    close: OnceLock<Close>,
     closing: CancellationToken,
 }
 
@@ -98,18 +110,24 @@ impl Outbound {
         })
     }
 
-    /// Asks the writer to close the connection with `code`. The first request
-    /// wins; returns whether this one did.
-    pub fn close(&self, code: CloseCode) -> bool {
-        let won = self.shared.close.set(code).is_ok();
+    /// Asks the writer to close the connection. The first request wins;
+    /// returns whether this one did.
+    pub fn close(&self, close: Close) -> bool {
+        let won = self.shared.close.set(close).is_ok();
         if won {
             self.shared.closing.cancel();
         }
         won
     }
 
-    pub fn close_code(&self) -> Option<CloseCode> {
+    /// How the connection is closing, once that has been decided.
+    pub fn closing(&self) -> Option<Close> {
         self.shared.close.get().copied()
+    }
+
+    /// Resolves once a close has been requested.
+    pub async fn closed(&self) {
+        self.shared.closing.cancelled().await
     }
 
     /// Bytes waiting in the queue.
@@ -128,13 +146,39 @@ impl OutboundQueue {
         n
     }
 
-    /// Resolves once a close has been requested.
-    pub async fn closing(&self) {
-        self.shared.closing.cancelled().await
+    /// Resolves once a close has been requested. Owns what it waits on, so
+    /// it can sit in a `select!` beside [`OutboundQueue::recv_many`].
+    pub fn closing(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.shared.closing.clone().cancelled_owned()
     }
 
-    pub fn close_code(&self) -> Option<CloseCode> {
+    pub fn close(&self) -> Option<Close> {
         self.shared.close.get().copied()
+    }
+
+    /// Asks for a close from the writer's side (e.g. a heartbeat timeout).
+    /// The first request wins; returns whether this one did.
+    pub fn request_close(&self, close: Close) -> bool {
+        let won = self.shared.close.set(close).is_ok();
+        if won {
+            self.shared.closing.cancel();
+        }
+        won
+    }
+
+    /// Takes whatever is queued already, without waiting.
+    pub fn take_queued(&mut self, batch: &mut Vec<OutFrame>, limit: usize) {
+        while batch.len() < limit {
+            match self.rx.try_recv() {
+                Ok(frame) => {
+                    self.shared
+                        .queued_bytes
+                        .fetch_sub(frame.bytes.len(), Ordering::Relaxed);
+                    batch.push(frame);
+                }
+                Err(_) => break,
+            }
+        }
     }
 }
 
@@ -162,10 +206,10 @@ mod tests {
     #[tokio::test]
     async fn first_close_wins_and_stops_pushes() {
         let (tx, rx) = outbound(100);
-        assert!(tx.close(CloseCode::SlowConsumer));
-        assert!(!tx.close(CloseCode::GoingAway));
+        assert!(tx.close(Close::Server(CloseCode::SlowConsumer)));
+        assert!(!tx.close(Close::Server(CloseCode::GoingAway)));
         rx.closing().await;
-        assert_eq!(rx.close_code(), Some(CloseCode::SlowConsumer));
+        assert_eq!(rx.close(), Some(Close::Server(CloseCode::SlowConsumer)));
         assert_eq!(tx.push(frame(1)), Err(PushError::Closed));
     }
 }

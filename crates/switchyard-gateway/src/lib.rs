@@ -1,1 +1,26 @@
+//! The switchyard gateway node.
+//!
+//! # Layout
+//! - [`settings`]: configuration layering (defaults → file → env → flags).
+//! - [`node`]: what one node shares between its connections.
+//! - [`server`]: the accept loop and HTTP routes (`/ws`, `/metrics`,
+//!   `/healthz`, `/readyz`), and [`server::serve`], the entry point.
+//! - [`connections`]: the live connections of this node and the limit.
+//! - [`session`]: one WebSocket connection: reader, commands, writer.
+//! - [`codec`]: client frames in and server frames out, per encoding.
+//! - [`auth`]: who a connecting client is.
+//! - [`drain`]: closing every connection, paced, on shutdown.
+//! - [`metrics`]: the Prometheus recorder and its upkeep.
 
+pub mod auth;
+pub mod codec;
+pub mod connections;
+pub mod drain;
+pub mod metrics;
+pub mod node;
+pub mod server;
+pub mod session;
+pub mod settings;
+
+pub use node::Node;
+pub use server::serve;

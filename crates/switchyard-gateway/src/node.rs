@@ -1,0 +1,78 @@
+//! What one node shares between its connections.
+
+use crate::connections::Connections;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use switchyard_broker::{Broker, MemoryBroker, PublicationSink};
+use switchyard_core::config::Config;
+use switchyard_core::hub::{ConnId, Hub};
+use switchyard_core::metric;
+use switchyard_proto::v1::Envelope;
+
+/// One gateway node: its config, subscriptions, broker and connections.
+pub struct Node {
+    pub config: Arc<Config>,
+    pub hub: Arc<Hub>,
+    pub broker: Arc<dyn Broker>,
+    pub connections: Connections,
+    /// This node's name: in client ids, Envelopes and logs.
+    pub name: String,
+    next_conn: AtomicU64,
+    draining: AtomicBool,
+}
+
+/// Hands the broker's publications to the hub.
+struct HubSink(Arc<Hub>);
+
+impl PublicationSink for HubSink {
+    fn deliver(&self, envelope: Envelope) {
+        metric::broker_received().increment(1);
+        self.0.broadcast(&envelope);
+    }
+}
+
+impl Node {
+    /// A node on the in-memory broker (one node, no Redis).
+    pub fn with_memory_broker(config: Config) -> Arc<Node> {
+        let hub = Arc::new(Hub::new());
+        let broker = Arc::new(MemoryBroker::new(Arc::new(HubSink(hub.clone()))));
+        Node::new(config, hub, broker)
+    }
+
+    /// A node on a broker that delivers into `hub`.
+    pub fn new(config: Config, hub: Arc<Hub>, broker: Arc<dyn Broker>) -> Arc<Node> {
+        let name = config
+            .node_name
+            .clone()
+            .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+        let max_connections = config.limits.max_connections;
+        Arc::new(Node {
+            config: Arc::new(config),
+            hub,
+            broker,
+            connections: Connections::new(max_connections),
+            name,
+            next_conn: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether the node accepts connections: not draining, broker reachable.
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining() && self.broker.is_ready()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// From now on `/readyz` says 503 and upgrades are refused.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+        metric::ready().set(0.0);
+    }
+}

@@ -1,0 +1,265 @@
+//! The accept loop and the HTTP routes of a node.
+
+use crate::drain;
+use crate::metrics as recorder;
+use crate::node::Node;
+use crate::session;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::metric;
+use switchyard_core::protocol::Protocol;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+/// A client that opens TCP must finish sending its request head within this.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Body = Full<Bytes>;
+
+/// What a listener serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// `/ws`, `/healthz`, `/readyz`, and `/metrics` when there is no internal listener.
+    Public { metrics: bool },
+    /// `/metrics`, `/healthz`, `/readyz`.
+    Internal,
+}
+
+/// Serves `node` on `public` (and `internal`, if given) until `shutdown`
+/// resolves, then drains: `/readyz` turns 503, the public listener stops
+/// accepting, connections are closed with 1001 over the drain period, and
+/// this returns once they are gone or the grace period is over.
+pub async fn serve(
+    node: Arc<Node>,
+    public: TcpListener,
+    internal: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let handle = recorder::install();
+    let stop_upkeep = CancellationToken::new();
+    tokio::spawn(recorder::upkeep(handle.clone(), stop_upkeep.clone()));
+    metric::ready().set(1.0);
+
+    let sessions = TaskTracker::new();
+    let stop_public = CancellationToken::new();
+    let stop_internal = CancellationToken::new();
+    let role = Role::Public {
+        metrics: internal.is_none(),
+    };
+    let public_loop = tokio::spawn(accept_loop(
+        public,
+        role,
+        node.clone(),
+        handle.clone(),
+        sessions.clone(),
+        stop_public.clone(),
+    ));
+    if let Some(internal) = internal {
+        tokio::spawn(accept_loop(
+            internal,
+            Role::Internal,
+            node.clone(),
+            handle.clone(),
+            sessions.clone(),
+            stop_internal.clone(),
+        ));
+    }
+
+    shutdown.await;
+    let shutdown = &node.config.shutdown;
+    info!(connections = node.connections.len(), drain_period = ?shutdown.drain_period, "draining");
+    let deadline = tokio::time::Instant::now() + shutdown.grace_period;
+    node.start_draining();
+    stop_public.cancel();
+    let _ = public_loop.await;
+    drain::close_all(&node, shutdown.drain_period).await;
+    sessions.close();
+    if tokio::time::timeout_at(deadline, sessions.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            left = node.connections.len(),
+            "grace period over with connections still open"
+        );
+    }
+    stop_internal.cancel();
+    stop_upkeep.cancel();
+    info!("stopped");
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    role: Role,
+    node: Arc<Node>,
+    handle: PrometheusHandle,
+    sessions: TaskTracker,
+    stop: CancellationToken,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let node = node.clone();
+        let handle = handle.clone();
+        let sessions = sessions.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let response = route(req, role, &node, &handle, &sessions);
+                std::future::ready(Ok::<_, std::convert::Infallible>(response))
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(e) = connection.await {
+                debug!(%peer, error = %e, "http connection ended with an error");
+            }
+        });
+    }
+}
+
+fn route(
+    req: Request<Incoming>,
+    role: Role,
+    node: &Arc<Node>,
+    handle: &PrometheusHandle,
+    sessions: &TaskTracker,
+) -> Response<Body> {
+    match (req.uri().path(), role) {
+        ("/ws", Role::Public { .. }) => upgrade(req, node, sessions),
+        ("/healthz", _) => text(StatusCode::OK, "ok\n"),
+        ("/readyz", _) => readiness(node),
+        ("/metrics", Role::Internal | Role::Public { metrics: true }) => {
+            let mut response = text(StatusCode::OK, handle.render());
+            response.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn readiness(node: &Node) -> Response<Body> {
+    if node.is_draining() {
+        text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else if !node.broker.is_ready() {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{} broker unreachable\n", node.broker.kind()),
+        )
+    } else {
+        text(StatusCode::OK, "ready\n")
+    }
+}
+
+fn upgrade(mut req: Request<Incoming>, node: &Arc<Node>, sessions: &TaskTracker) -> Response<Body> {
+    if req.method() != Method::GET {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET /ws with a WebSocket upgrade\n",
+        );
+    }
+    if !fastwebsockets::upgrade::is_upgrade_request(&req) {
+        let mut response = text(
+            StatusCode::UPGRADE_REQUIRED,
+            "this endpoint speaks WebSocket only\n",
+        );
+        response
+            .headers_mut()
+            .insert("upgrade", HeaderValue::from_static("websocket"));
+        return response;
+    }
+    if node.is_draining() {
+        metric::connections_refused("draining").increment(1);
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining: connect to another node\n",
+        );
+    }
+    let offered = req
+        .headers()
+        .get(SEC_WEBSOCKET_PROTOCOL)
+        .map(|v| v.to_str().unwrap_or(""));
+    let protocol = match offered {
+        None => Protocol::Json,
+        Some(offered) => match Protocol::negotiate(offered) {
+            Some(protocol) => protocol,
+            None => {
+                metric::connections_refused("bad_request").increment(1);
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "no supported subprotocol: use {} or {}\n",
+                        Protocol::JSON_NAME,
+                        Protocol::PROTOBUF_NAME
+                    ),
+                );
+            }
+        },
+    };
+    let negotiated = offered.is_some();
+    let Some(permit) = node.connections.try_permit() else {
+        metric::connections_refused("limit").increment(1);
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "connection limit reached\n",
+        );
+    };
+    let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(pair) => pair,
+        Err(e) => {
+            metric::connections_refused("bad_request").increment(1);
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("bad WebSocket handshake: {e}\n"),
+            );
+        }
+    };
+    let node = node.clone();
+    sessions.spawn(async move {
+        match upgraded.await {
+            Ok(ws) => session::run(node, ws.into_inner(), protocol, permit).await,
+            Err(e) => debug!(error = %e, "upgrade did not complete"),
+        }
+    });
+    let (mut parts, _) = response.into_parts();
+    if negotiated {
+        parts.headers.insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(protocol.name()),
+        );
+    }
+    Response::from_parts(parts, Body::default())
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+}

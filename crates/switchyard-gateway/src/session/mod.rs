@@ -1,0 +1,83 @@
+//! One WebSocket connection, from the upgrade to the close.
+//!
+//! Two tasks per connection: this one reads frames and runs commands in
+//! order; the writer ([`writer`]) owns the write half and is the only one to
+//! write, so pongs, replies, publications and close frames all go through
+//! the connection's outbound queue.
+
+mod commands;
+mod liveness;
+mod reader;
+mod writer;
+
+use crate::connections::Permit;
+use crate::node::Node;
+use commands::Session;
+use liveness::Liveness;
+use std::sync::Arc;
+use switchyard_core::codes::CloseCode;
+use switchyard_core::metric;
+use switchyard_core::outbound::{Close, outbound};
+use switchyard_core::protocol::Protocol;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Serves one upgraded connection until it closes.
+pub async fn run<S>(node: Arc<Node>, stream: S, protocol: Protocol, permit: Permit)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let _permit = permit;
+    let config = node.config.clone();
+    let id = node.next_conn_id();
+    let (outbound, queue) = outbound(config.client.max_queue_bytes);
+    let _registration = node.connections.register(id, outbound.clone());
+    let liveness = Arc::new(Liveness::new());
+    let (read, write) = tokio::io::split(stream);
+    let mut writer = tokio::spawn(writer::run(
+        write,
+        queue,
+        protocol,
+        liveness.clone(),
+        config.clone(),
+    ));
+
+    let mut session = Session::new(node.clone(), id, protocol, outbound.clone());
+    let reading = reader::run(
+        read,
+        &mut session,
+        &liveness,
+        config.client.max_message_size,
+    );
+    // Once a close is decided, the peer has `close_timeout` to answer it
+    // before the socket is dropped.
+    let teardown = async {
+        outbound.closed().await;
+        tokio::time::sleep(config.client.close_timeout).await;
+    };
+    tokio::select! {
+        close = reading => { outbound.close(close); }
+        () = teardown => {}
+    }
+    if tokio::time::timeout(config.client.close_timeout, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+    session.end().await;
+    metric::connections_closed(close_label(outbound.closing())).increment(1);
+}
+
+/// The `code` label of `switchyard_connections_closed_total`: the close
+/// code, `1005` when the peer gave none, `1006` when the socket just went
+/// away, `other` for peer codes outside the protocol's table.
+fn close_label(close: Option<Close>) -> &'static str {
+    match close {
+        Some(Close::Server(code)) => code.label(),
+        Some(Close::Peer(None)) => "1005",
+        Some(Close::Peer(Some(code))) => {
+            CloseCode::from_code(code).map_or("other", CloseCode::label)
+        }
+        Some(Close::Dropped) | None => "1006",
+    }
+}

@@ -1,0 +1,134 @@
+//! The one writer of a connection: drains the outbound queue into vectored
+//! writes, sends heartbeats, and writes the close.
+
+use super::commands::unix_micros;
+use super::liveness::Liveness;
+use crate::codec;
+use bytes::Bytes;
+use std::io::IoSlice;
+use std::sync::Arc;
+use switchyard_core::codes::CloseCode;
+use switchyard_core::config::Config;
+use switchyard_core::metric;
+use switchyard_core::outbound::{Close, OutFrame, OutboundQueue};
+use switchyard_core::protocol::Protocol;
+use switchyard_core::wsframe;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
+
+/// Frames taken from the queue per write.
+const BATCH: usize = 256;
+/// Most slices per `writev` (Linux' IOV_MAX is 1024).
+const MAX_SLICES: usize = 512;
+
+pub async fn run<W>(
+    mut io: W,
+    mut queue: OutboundQueue,
+    protocol: Protocol,
+    liveness: Arc<Liveness>,
+    config: Arc<Config>,
+) where
+    W: AsyncWrite + Unpin,
+{
+    let ping_interval = config.client.ping_interval;
+    let silence_limit = ping_interval + config.client.pong_timeout;
+    let mut heartbeat = interval_at(Instant::now() + ping_interval, ping_interval);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut batch: Vec<OutFrame> = Vec::with_capacity(16);
+    let mut wrote_since_tick = false;
+    loop {
+        tokio::select! {
+            biased;
+            () = queue.closing() => break,
+            n = queue.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    return;
+                }
+                if write_batch(&mut io, &batch).await.is_err() {
+                    return;
+                }
+                batch.clear();
+                wrote_since_tick = true;
+            }
+            _ = heartbeat.tick() => {
+                if liveness.silent_for() > silence_limit {
+                    metric::heartbeat_timeouts().increment(1);
+                    // Lost if another close won first; that one is then written.
+                    queue.request_close(Close::Server(CloseCode::HeartbeatTimeout));
+                    continue;
+                }
+                batch.push(OutFrame::control(wsframe::control(wsframe::OPCODE_PING, b"")));
+                if !wrote_since_tick {
+                    // Browsers cannot see WebSocket pings: tell them we are alive.
+                    batch.push(OutFrame::control(codec::ping(protocol)));
+                }
+                if write_batch(&mut io, &batch).await.is_err() {
+                    return;
+                }
+                batch.clear();
+                wrote_since_tick = false;
+            }
+        }
+    }
+    let close = queue.close().expect("the loop ends on a close");
+    batch.clear();
+    match close {
+        Close::Server(code) => {
+            if code != CloseCode::SlowConsumer {
+                // What was queued before the close still goes out first.
+                queue.take_queued(&mut batch, usize::MAX);
+            }
+            batch.push(OutFrame::control(codec::disconnect(protocol, code)));
+            batch.push(OutFrame::control(wsframe::close(
+                code.code(),
+                code.reason(),
+            )));
+        }
+        Close::Peer(code) => {
+            let echo = match code {
+                Some(code) => wsframe::close(code, ""),
+                None => wsframe::frame(wsframe::OPCODE_CLOSE, b""),
+            };
+            batch.push(OutFrame::control(echo));
+        }
+        Close::Dropped => return,
+    }
+    if write_batch(&mut io, &batch).await.is_ok() {
+        let _ = io.shutdown().await;
+    }
+}
+
+/// Writes every frame of `batch`, in order, in as few syscalls as the socket
+/// allows; then records what was sent.
+async fn write_batch<W: AsyncWrite + Unpin>(io: &mut W, batch: &[OutFrame]) -> std::io::Result<()> {
+    let mut chunks: Vec<Bytes> = batch.iter().map(|f| f.bytes.clone()).collect();
+    let total: usize = chunks.iter().map(Bytes::len).sum();
+    let mut start = 0;
+    while start < chunks.len() {
+        let end = chunks.len().min(start + MAX_SLICES);
+        let slices: Vec<IoSlice<'_>> = chunks[start..end].iter().map(|c| IoSlice::new(c)).collect();
+        let mut written = io.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let first = &mut chunks[start];
+            if written >= first.len() {
+                written -= first.len();
+                start += 1;
+            } else {
+                let _ = first.split_to(written);
+                written = 0;
+            }
+        }
+    }
+    io.flush().await?;
+    metric::messages_sent().increment(batch.len() as u64);
+    metric::bytes_sent().increment(total as u64);
+    let now = unix_micros();
+    let latency = metric::delivery_latency();
+    for frame in batch.iter().filter(|f| f.published_at_us > 0) {
+        latency.record(now.saturating_sub(frame.published_at_us) as f64 / 1e6);
+    }
+    Ok(())
+}
