@@ -116,7 +116,7 @@ async fn run(config: switchyard_core::config::Config) -> anyhow::Result<()> {
     info!(
         node = %node.name,
         listen = %public.local_addr()?,
-        internal = ?internal.as_ref().and_then(|l| l.local_addr().ok()),
+        internal = %internal.as_ref().and_then(|l| l.local_addr().ok()).map_or("none".to_owned(), |a| a.to_string()),
         broker = node.broker.kind(),
         "switchyard is up: WebSocket at /ws"
     );

@@ -1,0 +1,95 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::config::Config;
+use switchyard_gateway::{Node, serve};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A configuration for tests: loopback, port 0, a short drain.
+pub fn test_config() -> Config {
+    let mut config = Config::default();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.shutdown.drain_period = Duration::from_millis(200);
+    config.shutdown.grace_period = Duration::from_secs(10);
+    config.validate().expect("the test config is valid")
+}
+
+/// A gateway node served in this process on 127.0.0.1 with a port of its own.
+pub struct TestNode {
+    pub addr: SocketAddr,
+    /// The internal listener's address, when the config asks for one.
+    pub internal_addr: Option<SocketAddr>,
+    pub node: Arc<Node>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestNode {
+    /// Starts a node on the in-memory broker.
+    pub async fn start(config: Config) -> TestNode {
+        let config = config.validate().expect("valid config");
+        let public = TcpListener::bind(config.listen)
+            .await
+            .expect("bind the public listener");
+        let internal = match config.internal_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .expect("bind the internal listener"),
+            ),
+            None => None,
+        };
+        let addr = public.local_addr().expect("local addr");
+        let internal_addr = internal
+            .as_ref()
+            .map(|l| l.local_addr().expect("local addr"));
+        let node = Node::with_memory_broker(config);
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone().cancelled_owned();
+        let task = tokio::spawn(serve(node.clone(), public, internal, signal));
+        TestNode {
+            addr,
+            internal_addr,
+            node,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// `ws://127.0.0.1:PORT/ws`
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Starts the drain, as SIGTERM does, without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Drains and waits until the node has stopped.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// The body of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let addr = self.internal_addr.unwrap_or(self.addr);
+        crate::http::get(addr, "/metrics")
+            .await
+            .expect("GET /metrics")
+            .1
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The `switchyard` binary as a child process, killed when dropped.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+pub struct GatewayProcess {
+    child: Child,
+    /// The public listener, read back from the node's start-up log.
+    pub addr: SocketAddr,
+    /// The internal listener, when one was asked for.
+    pub internal_addr: Option<SocketAddr>,
+    /// Log lines after start-up.
+    pub logs: mpsc::UnboundedReceiver<String>,
+}
+
+impl GatewayProcess {
+    /// Runs `binary serve ARGS` with `--listen 127.0.0.1:0` and waits for it
+    /// to say where it listens.
+    pub async fn start(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> GatewayProcess {
+        let mut command = Command::new(binary);
+        command
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start switchyard");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, mut logs) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (addr, internal_addr) = crate::within("the node's start-up line", async {
+            loop {
+                let line = logs
+                    .recv()
+                    .await
+                    .expect("switchyard exited before it was up");
+                if line.contains("switchyard is up") {
+                    return (
+                        field(&line, "listen=").expect("listen= in the start-up line"),
+                        field(&line, "internal="),
+                    );
+                }
+            }
+        })
+        .await;
+        GatewayProcess {
+            child,
+            addr,
+            internal_addr,
+            logs,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        assert!(
+            status.map(|s| s.success()).unwrap_or(false),
+            "kill -TERM failed"
+        );
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub async fn wait(&mut self) -> Option<i32> {
+        self.child.wait().await.ok().and_then(|s| s.code())
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+}
+
+/// The address after `key` in a log line (`listen=127.0.0.1:4242`).
+fn field(line: &str, key: &str) -> Option<SocketAddr> {
+    let start = line.find(key)? + key.len();
+    let value: String = line[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    value.parse().ok()
+}

@@ -1,0 +1,107 @@
+//! Raw WebSocket connections: they send exactly what a test tells them to,
+//! including what no well-behaved client would.
+
+use bytes::Bytes;
+use fastwebsockets::{Frame, OpCode, WebSocket, WebSocketError};
+use http_body_util::Empty;
+use hyper::Request;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use tokio::net::TcpStream;
+
+pub type RawSocket = WebSocket<TokioIo<Upgraded>>;
+
+/// Opens a WebSocket to `/ws`, offering `subprotocol` if given. Nothing is
+/// automatic: pings are not answered and closes are not echoed.
+pub async fn connect(
+    addr: SocketAddr,
+    subprotocol: Option<&str>,
+) -> Result<RawSocket, WebSocketError> {
+    let stream = TcpStream::connect(addr).await?;
+    let mut request = Request::get("/ws")
+        .header("host", addr.to_string())
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .header(
+            "sec-websocket-key",
+            fastwebsockets::handshake::generate_key(),
+        )
+        .header("sec-websocket-version", "13");
+    if let Some(p) = subprotocol {
+        request = request.header("sec-websocket-protocol", p);
+    }
+    let request = request.body(Empty::<Bytes>::new()).expect("request");
+    let (mut ws, _) = fastwebsockets::handshake::client(&Spawn, request, stream).await?;
+    ws.set_auto_close(false);
+    ws.set_auto_pong(false);
+    Ok(ws)
+}
+
+/// What the server did, seen from a raw socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// A data frame's payload (text or binary).
+    Message(Vec<u8>),
+    Ping,
+    /// A close frame's code (None: empty close frame) and reason.
+    Close(Option<u16>, String),
+    /// The socket ended without a close frame.
+    Dropped,
+}
+
+/// Reads the next thing the server sends.
+pub async fn next(ws: &mut RawSocket) -> Seen {
+    match ws.read_frame().await {
+        Ok(frame) => match frame.opcode {
+            OpCode::Close => {
+                let p: &[u8] = &frame.payload;
+                if p.len() >= 2 {
+                    Seen::Close(
+                        Some(u16::from_be_bytes([p[0], p[1]])),
+                        String::from_utf8_lossy(&p[2..]).into_owned(),
+                    )
+                } else {
+                    Seen::Close(None, String::new())
+                }
+            }
+            OpCode::Ping => Seen::Ping,
+            _ => Seen::Message(frame.payload.to_vec()),
+        },
+        Err(_) => Seen::Dropped,
+    }
+}
+
+/// Reads until the close frame and returns its code, collecting the text
+/// messages seen on the way.
+pub async fn until_close(ws: &mut RawSocket) -> (Option<u16>, Vec<String>) {
+    let mut messages = Vec::new();
+    loop {
+        match next(ws).await {
+            Seen::Message(m) => messages.push(String::from_utf8_lossy(&m).into_owned()),
+            Seen::Ping => {}
+            Seen::Close(code, _) => return (code, messages),
+            Seen::Dropped => return (None, messages),
+        }
+    }
+}
+
+/// Sends a text frame.
+pub async fn send_text(ws: &mut RawSocket, text: &str) -> Result<(), WebSocketError> {
+    ws.write_frame(Frame::text(fastwebsockets::Payload::Owned(
+        text.as_bytes().to_vec(),
+    )))
+    .await
+}
+
+struct Spawn;
+
+impl<F> hyper::rt::Executor<F> for Spawn
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(fut);
+    }
+}
