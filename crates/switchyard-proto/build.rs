@@ -39,10 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let is_frame = FRAMES.contains(&name);
             if !is_frame {
-                config.type_attribute(
-                    &path,
-                    "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]",
-                );
+                config.type_attribute(&path, "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]");
             }
             for oneof in &message.oneof_decl {
                 if oneof.name().starts_with('_') {

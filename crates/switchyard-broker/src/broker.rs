@@ -56,11 +56,7 @@ pub trait Broker: Send + Sync + 'static {
     async fn unsubscribe(&self, channels: &[String]) -> Result<(), BrokerError>;
 
     /// Publishes to every listening node; returns once the broker has it.
-    async fn publish(
-        &self,
-        envelope: Envelope,
-        options: PublishOptions,
-    ) -> Result<StreamPosition, BrokerError>;
+    async fn publish(&self, envelope: Envelope, options: PublishOptions) -> Result<StreamPosition, BrokerError>;
 
     /// Whether the broker can be reached now (drives `/readyz`).
     fn is_ready(&self) -> bool;

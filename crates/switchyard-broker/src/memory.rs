@@ -27,11 +27,7 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
-    async fn publish(
-        &self,
-        envelope: Envelope,
-        _options: PublishOptions,
-    ) -> Result<StreamPosition, BrokerError> {
+    async fn publish(&self, envelope: Envelope, _options: PublishOptions) -> Result<StreamPosition, BrokerError> {
         self.sink.deliver(envelope);
         Ok(StreamPosition::default())
     }
@@ -63,23 +59,10 @@ mod tests {
         let sink = Arc::new(Collect::default());
         let broker = MemoryBroker::new(sink.clone());
         for i in 0..3 {
-            let envelope = Envelope {
-                channel: "news".into(),
-                data: format!("{i}").into(),
-                ..Default::default()
-            };
-            assert_eq!(
-                broker.publish(envelope, PublishOptions::default()).await,
-                Ok(StreamPosition::default())
-            );
+            let envelope = Envelope { channel: "news".into(), data: format!("{i}").into(), ..Default::default() };
+            assert_eq!(broker.publish(envelope, PublishOptions::default()).await, Ok(StreamPosition::default()));
         }
-        let got: Vec<_> = sink
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| e.data.clone())
-            .collect();
+        let got: Vec<_> = sink.0.lock().unwrap().iter().map(|e| e.data.clone()).collect();
         assert_eq!(got, vec!["0", "1", "2"]);
     }
 }

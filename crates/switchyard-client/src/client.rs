@@ -3,9 +3,7 @@ use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError};
 use http_body_util::Empty;
 use hyper::Request;
-use hyper::header::{
-    CONNECTION, HOST, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
-};
+use hyper::header::{CONNECTION, HOST, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE};
 use prost::Message as _;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,9 +12,8 @@ use switchyard_proto::json;
 use switchyard_proto::v1::client_frame::Command;
 use switchyard_proto::v1::server_frame::Message;
 use switchyard_proto::v1::{
-    AckRequest, ClientFrame, ConnectRequest, ConnectResult, Disconnect, Pong, Publication,
-    PublishRequest, PublishResult, ServerFrame, SubscribeRequest, SubscribeResult,
-    UnsubscribeRequest,
+    AckRequest, ClientFrame, ConnectRequest, ConnectResult, Disconnect, Pong, Publication, PublishRequest,
+    PublishResult, ServerFrame, SubscribeRequest, SubscribeResult, UnsubscribeRequest,
 };
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -54,12 +51,7 @@ pub struct Options {
 
 impl Options {
     pub fn new(encoding: Encoding) -> Self {
-        Options {
-            encoding,
-            answer_pings: true,
-            answer_ws_pings: true,
-            event_buffer: 4096,
-        }
+        Options { encoding, answer_pings: true, answer_ws_pings: true, event_buffer: 4096 }
     }
 }
 
@@ -90,9 +82,8 @@ pub struct Client {
 impl Client {
     /// Opens a WebSocket to `url` (`ws://host:port/ws`).
     pub async fn connect(url: &str, options: Options) -> Result<Client, ClientError> {
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| ClientError::Url(format!("{url}: only ws:// is supported")))?;
+        let rest =
+            url.strip_prefix("ws://").ok_or_else(|| ClientError::Url(format!("{url}: only ws:// is supported")))?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -110,16 +101,14 @@ impl Client {
             .header(SEC_WEBSOCKET_PROTOCOL, options.encoding.subprotocol())
             .body(Empty::<Bytes>::new())
             .map_err(|e| ClientError::Url(e.to_string()))?;
-        let (ws, _response) = fastwebsockets::handshake::client(&SpawnExecutor, request, stream)
-            .await
-            .map_err(|e| match e {
+        let (ws, _response) =
+            fastwebsockets::handshake::client(&SpawnExecutor, request, stream).await.map_err(|e| match e {
                 WebSocketError::InvalidStatusCode(status) => ClientError::Refused(status),
                 other => ClientError::Handshake(other.to_string()),
             })?;
         let encoding = options.encoding;
         let (read, write) = tokio::io::split(ws.into_inner());
-        let (mut reader, mut writer) =
-            fastwebsockets::after_handshake_split(read, write, Role::Client);
+        let (mut reader, mut writer) = fastwebsockets::after_handshake_split(read, write, Role::Client);
         reader.set_auto_close(false);
         reader.set_auto_pong(false);
 
@@ -147,21 +136,13 @@ impl Client {
                 match frame.opcode {
                     OpCode::Text | OpCode::Binary => {
                         let decoded = match options.encoding {
-                            Encoding::Json => std::str::from_utf8(&frame.payload)
-                                .ok()
-                                .and_then(|t| json::decode_server_frame(t).ok()),
+                            Encoding::Json => {
+                                std::str::from_utf8(&frame.payload).ok().and_then(|t| json::decode_server_frame(t).ok())
+                            }
                             Encoding::Protobuf => ServerFrame::decode(&frame.payload[..]).ok(),
                         };
                         let Some(decoded) = decoded else { continue };
-                        if !dispatch(
-                            decoded,
-                            &options,
-                            &reader_pending,
-                            &events_tx,
-                            &reader_outgoing,
-                        )
-                        .await
-                        {
+                        if !dispatch(decoded, &options, &reader_pending, &events_tx, &reader_outgoing).await {
                             break None;
                         }
                     }
@@ -175,32 +156,20 @@ impl Client {
                             let code = u16::from_be_bytes([payload[0], payload[1]]);
                             (code, String::from_utf8_lossy(&payload[2..]).into_owned())
                         });
-                        let echo = Frame::close_raw(Payload::Owned(
-                            payload[..payload.len().min(2)].to_vec(),
-                        ));
+                        let echo = Frame::close_raw(Payload::Owned(payload[..payload.len().min(2)].to_vec()));
                         let _ = reader_outgoing.send(echo).await;
                         break close;
                     }
                     _ => {}
                 }
             };
-            for (_, waiter) in reader_pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .drain()
-            {
+            for (_, waiter) in reader_pending.lock().unwrap_or_else(|e| e.into_inner()).drain() {
                 let _ = waiter.send(Err(ClientError::Closed));
             }
             let _ = events_tx.send(Event::Closed(closed)).await;
         });
 
-        Ok(Client {
-            encoding,
-            outgoing,
-            pending,
-            next_id: AtomicU32::new(1),
-            events,
-        })
+        Ok(Client { encoding, outgoing, pending, next_id: AtomicU32::new(1), events })
     }
 
     /// The next push from the server; `None` after [`Event::Closed`].
@@ -221,10 +190,7 @@ impl Client {
     }
 
     pub async fn connect_command(&self, token: &str) -> Result<ConnectResult, ClientError> {
-        let request = ConnectRequest {
-            token: token.to_owned(),
-            resume: String::new(),
-        };
+        let request = ConnectRequest { token: token.to_owned(), resume: String::new() };
         match self.command(Command::Connect(request)).await? {
             Message::Connect(result) => Ok(result),
             _ => Err(ClientError::UnexpectedReply),
@@ -232,17 +198,10 @@ impl Client {
     }
 
     pub async fn subscribe(&self, channel: &str) -> Result<SubscribeResult, ClientError> {
-        self.subscribe_with(SubscribeRequest {
-            channel: channel.to_owned(),
-            ..Default::default()
-        })
-        .await
+        self.subscribe_with(SubscribeRequest { channel: channel.to_owned(), ..Default::default() }).await
     }
 
-    pub async fn subscribe_with(
-        &self,
-        request: SubscribeRequest,
-    ) -> Result<SubscribeResult, ClientError> {
+    pub async fn subscribe_with(&self, request: SubscribeRequest) -> Result<SubscribeResult, ClientError> {
         match self.command(Command::Subscribe(request)).await? {
             Message::Subscribe(result) => Ok(result),
             _ => Err(ClientError::UnexpectedReply),
@@ -250,27 +209,15 @@ impl Client {
     }
 
     pub async fn unsubscribe(&self, channel: &str) -> Result<(), ClientError> {
-        match self
-            .command(Command::Unsubscribe(UnsubscribeRequest {
-                channel: channel.to_owned(),
-            }))
-            .await?
-        {
+        match self.command(Command::Unsubscribe(UnsubscribeRequest { channel: channel.to_owned() })).await? {
             Message::Unsubscribe(_) => Ok(()),
             _ => Err(ClientError::UnexpectedReply),
         }
     }
 
     /// Publishes `data`: with the JSON encoding it must be a JSON value.
-    pub async fn publish(
-        &self,
-        channel: &str,
-        data: impl Into<Bytes>,
-    ) -> Result<PublishResult, ClientError> {
-        let request = PublishRequest {
-            channel: channel.to_owned(),
-            data: data.into(),
-        };
+    pub async fn publish(&self, channel: &str, data: impl Into<Bytes>) -> Result<PublishResult, ClientError> {
+        let request = PublishRequest { channel: channel.to_owned(), data: data.into() };
         match self.command(Command::Publish(request)).await? {
             Message::Publish(result) => Ok(result),
             _ => Err(ClientError::UnexpectedReply),
@@ -279,33 +226,17 @@ impl Client {
 
     /// Acknowledges every publication on `channel` up to `offset`.
     pub async fn ack(&self, channel: &str, offset: u64) -> Result<(), ClientError> {
-        self.push(Command::Ack(AckRequest {
-            channel: channel.to_owned(),
-            offset,
-        }))
-        .await
+        self.push(Command::Ack(AckRequest { channel: channel.to_owned(), offset })).await
     }
 
     /// Sends any command and waits for its reply.
     pub async fn command(&self, command: Command) -> Result<Message, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, tx);
-        let frame = encode(
-            self.encoding,
-            &ClientFrame {
-                id,
-                command: Some(command),
-            },
-        )?;
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
+        let frame = encode(self.encoding, &ClientFrame { id, command: Some(command) })?;
         if self.outgoing.send(frame).await.is_err() {
-            self.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             return Err(ClientError::Closed);
         }
         rx.await.map_err(|_| ClientError::Closed)?
@@ -313,25 +244,13 @@ impl Client {
 
     /// Sends a frame without an id (no reply expected).
     async fn push(&self, command: Command) -> Result<(), ClientError> {
-        let frame = encode(
-            self.encoding,
-            &ClientFrame {
-                id: 0,
-                command: Some(command),
-            },
-        )?;
-        self.outgoing
-            .send(frame)
-            .await
-            .map_err(|_| ClientError::Closed)
+        let frame = encode(self.encoding, &ClientFrame { id: 0, command: Some(command) })?;
+        self.outgoing.send(frame).await.map_err(|_| ClientError::Closed)
     }
 
     /// Sends a raw WebSocket frame: for tests of what servers do with bad input.
     pub async fn send_raw(&self, frame: Frame<'static>) -> Result<(), ClientError> {
-        self.outgoing
-            .send(frame)
-            .await
-            .map_err(|_| ClientError::Closed)
+        self.outgoing.send(frame).await.map_err(|_| ClientError::Closed)
     }
 
     /// Closes with 1000 and waits for the server's close frame.
@@ -358,10 +277,7 @@ async fn dispatch(
         return true;
     };
     if frame.id != 0 {
-        let waiter = pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&frame.id);
+        let waiter = pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&frame.id);
         if let Some(waiter) = waiter {
             let result = match message {
                 Message::Error(e) => Err(ClientError::Server(e)),
@@ -375,13 +291,8 @@ async fn dispatch(
         Message::Pub(p) => Event::Publication(p),
         Message::Ping(_) => {
             if options.answer_pings
-                && let Ok(pong) = encode(
-                    options.encoding,
-                    &ClientFrame {
-                        id: 0,
-                        command: Some(Command::Pong(Pong {})),
-                    },
-                )
+                && let Ok(pong) =
+                    encode(options.encoding, &ClientFrame { id: 0, command: Some(Command::Pong(Pong {})) })
             {
                 let _ = outgoing.send(pong).await;
             }
@@ -401,8 +312,7 @@ async fn dispatch(
 fn encode(encoding: Encoding, frame: &ClientFrame) -> Result<Frame<'static>, ClientError> {
     Ok(match encoding {
         Encoding::Json => {
-            let text =
-                json::encode_client_frame(frame).map_err(|e| ClientError::Encode(e.to_string()))?;
+            let text = json::encode_client_frame(frame).map_err(|e| ClientError::Encode(e.to_string()))?;
             Frame::text(Payload::Owned(text))
         }
         Encoding::Protobuf => Frame::binary(Payload::Owned(frame.encode_to_vec())),

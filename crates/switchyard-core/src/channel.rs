@@ -74,9 +74,7 @@ fn is_channel_char(c: char) -> bool {
 pub fn is_namespace_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_CHANNEL_LEN
-        && name
-            .chars()
-            .all(|c| is_channel_char(c) && c != ':' && c != '#')
+        && name.chars().all(|c| is_channel_char(c) && c != ':' && c != '#')
 }
 
 #[cfg(test)]
@@ -88,10 +86,7 @@ mod tests {
         let c = Channel::parse("chat:room1").unwrap();
         assert_eq!(c.namespace(), "chat");
         assert_eq!(c.user(), None);
-        assert_eq!(
-            Channel::parse("news").unwrap().namespace(),
-            DEFAULT_NAMESPACE
-        );
+        assert_eq!(Channel::parse("news").unwrap().namespace(), DEFAULT_NAMESPACE);
         assert_eq!(Channel::parse("notify#42").unwrap().user(), Some("42"));
         assert_eq!(Channel::parse("a:b:c").unwrap().namespace(), "a");
     }

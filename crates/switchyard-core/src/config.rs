@@ -43,10 +43,7 @@ impl Default for Config {
             client: ClientConfig::default(),
             limits: LimitsConfig::default(),
             shutdown: ShutdownConfig::default(),
-            namespaces: BTreeMap::from([(
-                DEFAULT_NAMESPACE.to_owned(),
-                NamespaceConfig::default(),
-            )]),
+            namespaces: BTreeMap::from([(DEFAULT_NAMESPACE.to_owned(), NamespaceConfig::default())]),
         }
     }
 }
@@ -78,10 +75,7 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig {
-            hmac_secret: None,
-            allow_anonymous: true,
-        }
+        AuthConfig { hmac_secret: None, allow_anonymous: true }
     }
 }
 
@@ -135,9 +129,7 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig {
-            max_connections: 100_000,
-        }
+        LimitsConfig { max_connections: 100_000 }
     }
 }
 
@@ -156,10 +148,7 @@ pub struct ShutdownConfig {
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
-        ShutdownConfig {
-            drain_period: Duration::from_secs(10),
-            grace_period: Duration::from_secs(30),
-        }
+        ShutdownConfig { drain_period: Duration::from_secs(10), grace_period: Duration::from_secs(30) }
     }
 }
 
@@ -217,19 +206,14 @@ pub struct ConfigError {
 }
 
 fn problem(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.into(),
-        problem: problem.into(),
-    }
+    ConfigError { key: key.into(), problem: problem.into() }
 }
 
 impl Config {
     /// Checks what serde cannot: ranges and relations between fields. Adds
     /// the `default` namespace when it is missing.
     pub fn validate(mut self) -> Result<Config, ConfigError> {
-        self.namespaces
-            .entry(DEFAULT_NAMESPACE.to_owned())
-            .or_default();
+        self.namespaces.entry(DEFAULT_NAMESPACE.to_owned()).or_default();
         let c = &self.client;
         if c.ping_interval.is_zero() {
             return Err(problem("client.ping_interval", "must be more than 0s"));
@@ -238,16 +222,10 @@ impl Config {
             return Err(problem("client.pong_timeout", "must be more than 0s"));
         }
         if c.max_message_size < 256 {
-            return Err(problem(
-                "client.max_message_size",
-                "must be at least 256 bytes",
-            ));
+            return Err(problem("client.max_message_size", "must be at least 256 bytes"));
         }
         if c.max_queue_bytes < c.max_message_size {
-            return Err(problem(
-                "client.max_queue_bytes",
-                "must be at least client.max_message_size",
-            ));
+            return Err(problem("client.max_queue_bytes", "must be at least client.max_message_size"));
         }
         if c.max_channels == 0 {
             return Err(problem("client.max_channels", "must be at least 1"));
@@ -256,16 +234,10 @@ impl Config {
             return Err(problem("limits.max_connections", "must be at least 1"));
         }
         if self.shutdown.grace_period <= self.shutdown.drain_period {
-            return Err(problem(
-                "shutdown.grace_period",
-                "must be longer than shutdown.drain_period",
-            ));
+            return Err(problem("shutdown.grace_period", "must be longer than shutdown.drain_period"));
         }
         if self.api.key.as_deref() == Some("") {
-            return Err(problem(
-                "api.key",
-                "must not be empty (leave it unset to turn the API off)",
-            ));
+            return Err(problem("api.key", "must not be empty (leave it unset to turn the API off)"));
         }
         for (name, ns) in &self.namespaces {
             let key = format!("namespaces.{name}");
@@ -273,10 +245,7 @@ impl Config {
                 return Err(problem(key, "is not a valid namespace name"));
             }
             if ns.keeps_history() && ns.history_ttl.is_zero() {
-                return Err(problem(
-                    format!("{key}.history_ttl"),
-                    "must be set when history_size > 0",
-                ));
+                return Err(problem(format!("{key}.history_ttl"), "must be set when history_size > 0"));
             }
         }
         Ok(self)
@@ -309,24 +278,15 @@ mod tests {
         )
         .unwrap();
         let config = config.validate().unwrap();
-        assert_eq!(
-            config.namespaces["chat"].history_ttl,
-            Duration::from_secs(600)
-        );
-        assert_eq!(
-            config.broker.redis_url.as_deref(),
-            Some("redis://127.0.0.1:6379")
-        );
+        assert_eq!(config.namespaces["chat"].history_ttl, Duration::from_secs(600));
+        assert_eq!(config.broker.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(toml::from_str::<Config>("lisen = \"0.0.0.0:1\"").is_err());
         let config: Config = toml::from_str("[namespaces.chat]\nhistory_size = 10").unwrap();
-        assert_eq!(
-            config.validate().unwrap_err().key,
-            "namespaces.chat.history_ttl"
-        );
+        assert_eq!(config.validate().unwrap_err().key, "namespaces.chat.history_ttl");
         let config: Config = toml::from_str("[namespaces.\"a:b\"]").unwrap();
         assert_eq!(config.validate().unwrap_err().key, "namespaces.a:b");
     }

@@ -88,10 +88,7 @@ pub struct Hub {
 
 impl Default for Hub {
     fn default() -> Self {
-        Hub {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
-        }
+        Hub { shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(), hasher: RandomState::new() }
     }
 }
 
@@ -112,19 +109,11 @@ impl Hub {
         subscriber: Subscriber,
         policy: SlowConsumerPolicy,
     ) -> Subscribed {
-        let mut shard = self
-            .shard(channel)
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut shard = self.shard(channel).write().unwrap_or_else(|e| e.into_inner());
         let mut outcome = Subscribed::Joined;
         let entry = shard.entry(channel.into()).or_insert_with(|| {
             outcome = Subscribed::First;
-            ChannelSubscribers {
-                subscribers: HashMap::new(),
-                json: 0,
-                protobuf: 0,
-                policy,
-            }
+            ChannelSubscribers { subscribers: HashMap::new(), json: 0, protobuf: 0, policy }
         });
         let protocol = subscriber.protocol;
         if entry.subscribers.insert(conn, subscriber).is_some() {
@@ -140,10 +129,7 @@ impl Hub {
 
     /// Removes `conn` from `channel`'s subscribers.
     pub fn unsubscribe(&self, channel: &str, conn: ConnId) -> Unsubscribed {
-        let mut shard = self
-            .shard(channel)
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut shard = self.shard(channel).write().unwrap_or_else(|e| e.into_inner());
         let Some(entry) = shard.get_mut(channel) else {
             return Unsubscribed::NotSubscribed;
         };
@@ -163,36 +149,23 @@ impl Hub {
 
     /// Local subscribers of `channel`.
     pub fn subscriber_count(&self, channel: &str) -> usize {
-        let shard = self
-            .shard(channel)
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let shard = self.shard(channel).read().unwrap_or_else(|e| e.into_inner());
         shard.get(channel).map_or(0, |c| c.subscribers.len())
     }
 
     /// Channels with at least one local subscriber.
     pub fn channel_count(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len())
-            .sum()
+        self.shards.iter().map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len()).sum()
     }
 
     /// Delivers one publication to every local subscriber of its channel.
     pub fn broadcast(&self, envelope: &Envelope) -> Fanout {
-        let shard = self
-            .shard(&envelope.channel)
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let shard = self.shard(&envelope.channel).read().unwrap_or_else(|e| e.into_inner());
         let Some(entry) = shard.get(envelope.channel.as_str()) else {
             return Fanout::default();
         };
-        let frame = ServerFrame {
-            id: 0,
-            message: Some(server_frame::Message::Pub(publication(envelope))),
-        };
-        let json_frame =
-            (entry.json > 0).then(|| wsframe::text(&json::encode_server_frame(&frame)));
+        let frame = ServerFrame { id: 0, message: Some(server_frame::Message::Pub(publication(envelope))) };
+        let json_frame = (entry.json > 0).then(|| wsframe::text(&json::encode_server_frame(&frame)));
         let protobuf_frame = (entry.protobuf > 0).then(|| wsframe::binary(&frame.encode_to_vec()));
         let mut fanout = Fanout::default();
         for subscriber in entry.subscribers.values() {
@@ -201,19 +174,13 @@ impl Hub {
                 Protocol::Protobuf => protobuf_frame.as_ref(),
             }
             .expect("a frame is encoded for every protocol with a subscriber");
-            let frame = OutFrame {
-                bytes: bytes.clone(),
-                published_at_us: envelope.published_at_us,
-            };
+            let frame = OutFrame { bytes: bytes.clone(), published_at_us: envelope.published_at_us };
             match subscriber.outbound.push(frame) {
                 Ok(()) => fanout.queued += 1,
                 Err(PushError::Closed) => {}
                 Err(PushError::Full) => match entry.policy {
                     SlowConsumerPolicy::Disconnect => {
-                        if subscriber
-                            .outbound
-                            .close(Close::Server(CloseCode::SlowConsumer))
-                        {
+                        if subscriber.outbound.close(Close::Server(CloseCode::SlowConsumer)) {
                             fanout.slow_disconnects += 1;
                         }
                     }
@@ -252,21 +219,11 @@ mod tests {
 
     fn subscriber(protocol: Protocol, max: usize) -> (Subscriber, OutboundQueue) {
         let (tx, rx) = outbound(max);
-        (
-            Subscriber {
-                protocol,
-                outbound: tx,
-            },
-            rx,
-        )
+        (Subscriber { protocol, outbound: tx }, rx)
     }
 
     fn envelope(channel: &str, data: &str) -> Envelope {
-        Envelope {
-            channel: channel.into(),
-            data: Bytes::copy_from_slice(data.as_bytes()),
-            ..Default::default()
-        }
+        Envelope { channel: channel.into(), data: Bytes::copy_from_slice(data.as_bytes()), ..Default::default() }
     }
 
     #[tokio::test]
@@ -275,10 +232,7 @@ mod tests {
         let (a, _qa) = subscriber(Protocol::Json, 1024);
         let (b, _qb) = subscriber(Protocol::Json, 1024);
         let policy = SlowConsumerPolicy::Disconnect;
-        assert_eq!(
-            hub.subscribe("news", 1, a.clone(), policy),
-            Subscribed::First
-        );
+        assert_eq!(hub.subscribe("news", 1, a.clone(), policy), Subscribed::First);
         assert_eq!(hub.subscribe("news", 1, a, policy), Subscribed::Already);
         assert_eq!(hub.subscribe("news", 2, b, policy), Subscribed::Joined);
         assert_eq!(hub.channel_count(), 1);
@@ -298,24 +252,16 @@ mod tests {
         hub.subscribe("news", 1, a, policy);
         hub.subscribe("news", 2, b, policy);
         hub.subscribe("news", 3, c, policy);
-        assert_eq!(
-            hub.broadcast(&envelope("news", r#"{"text": "hi"}"#)).queued,
-            3
-        );
+        assert_eq!(hub.broadcast(&envelope("news", r#"{"text": "hi"}"#)).queued, 3);
         let (mut fa, mut fb, mut fc) = (Vec::new(), Vec::new(), Vec::new());
         qa.recv_many(&mut fa, 10).await;
         qb.recv_many(&mut fb, 10).await;
         qc.recv_many(&mut fc, 10).await;
         // The very same allocation, not equal copies.
         assert_eq!(fa[0].bytes.as_ptr(), fb[0].bytes.as_ptr());
-        assert_eq!(
-            &fa[0].bytes[2..],
-            br#"{"pub":{"channel":"news","data":{"text": "hi"}}}"#
-        );
+        assert_eq!(&fa[0].bytes[2..], br#"{"pub":{"channel":"news","data":{"text": "hi"}}}"#);
         let decoded = ServerFrame::decode(&fc[0].bytes[2..]).unwrap();
-        let Some(server_frame::Message::Pub(p)) = decoded.message else {
-            panic!("not a pub")
-        };
+        let Some(server_frame::Message::Pub(p)) = decoded.message else { panic!("not a pub") };
         assert_eq!(&p.data[..], br#"{"text": "hi"}"#);
     }
 
@@ -328,12 +274,8 @@ mod tests {
         hub.subscribe("news", 2, fast, SlowConsumerPolicy::Disconnect);
         let mut slow_disconnects = 0;
         for _ in 0..20 {
-            slow_disconnects += hub
-                .broadcast(&envelope(
-                    "news",
-                    "\"0123456789012345678901234567890123456789\"",
-                ))
-                .slow_disconnects;
+            slow_disconnects +=
+                hub.broadcast(&envelope("news", "\"0123456789012345678901234567890123456789\"")).slow_disconnects;
         }
         assert_eq!(slow_disconnects, 1);
         assert_eq!(slow_q.close(), Some(Close::Server(CloseCode::SlowConsumer)));
@@ -348,13 +290,7 @@ mod tests {
         let (slow, slow_q) = subscriber(Protocol::Json, 256);
         hub.subscribe("feed:x", 1, slow, SlowConsumerPolicy::Drop);
         let dropped: usize = (0..20)
-            .map(|_| {
-                hub.broadcast(&envelope(
-                    "feed:x",
-                    "\"0123456789012345678901234567890123456789\"",
-                ))
-                .dropped
-            })
+            .map(|_| hub.broadcast(&envelope("feed:x", "\"0123456789012345678901234567890123456789\"")).dropped)
             .sum();
         assert!(dropped > 0);
         assert_eq!(slow_q.close(), None);

@@ -4,8 +4,7 @@
 
 use crate::codes::ErrorCode;
 use metrics::{
-    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
-    gauge, histogram,
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
 
 pub const CONNECTIONS: &str = "switchyard_connections";
@@ -29,74 +28,58 @@ pub const SLOW_CONSUMER_DROPS: &str = "switchyard_slow_consumer_drops_total";
 pub const READY: &str = "switchyard_ready";
 
 /// Buckets of the latency histogram, in seconds: 100 µs to 10 s.
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
-];
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Registers help texts and units; call once at start-up, after the recorder.
 pub fn describe() {
-    describe_gauge!(
-        CONNECTIONS,
-        "Open client WebSocket connections on this node."
-    );
+    describe_gauge!(CONNECTIONS, "Open client WebSocket connections on this node.");
     describe_counter!(CONNECTIONS_ACCEPTED, "WebSocket connections accepted.");
     describe_counter!(
         CONNECTIONS_CLOSED,
         "WebSocket connections closed, by close code (1006: dropped without a close frame)."
     );
-    describe_counter!(
-        CONNECTIONS_REFUSED,
-        "Upgrade requests refused before the handshake, by reason."
-    );
-    describe_gauge!(
-        SUBSCRIPTIONS,
-        "Channel subscriptions of the connections on this node."
-    );
-    describe_gauge!(
-        CHANNELS,
-        "Channels with at least one subscriber on this node."
-    );
+    describe_counter!(CONNECTIONS_REFUSED, "Upgrade requests refused before the handshake, by reason.");
+    describe_gauge!(SUBSCRIPTIONS, "Channel subscriptions of the connections on this node.");
+    describe_gauge!(CHANNELS, "Channels with at least one subscriber on this node.");
     describe_counter!(MESSAGES_RECEIVED, "Messages received from clients.");
     describe_counter!(MESSAGES_SENT, "Messages written to clients.");
-    describe_counter!(
-        BYTES_RECEIVED,
-        Unit::Bytes,
-        "WebSocket payload bytes received from clients."
-    );
-    describe_counter!(
-        BYTES_SENT,
-        Unit::Bytes,
-        "WebSocket frame bytes written to clients."
-    );
+    describe_counter!(BYTES_RECEIVED, Unit::Bytes, "WebSocket payload bytes received from clients.");
+    describe_counter!(BYTES_SENT, Unit::Bytes, "WebSocket frame bytes written to clients.");
     describe_counter!(COMMANDS, "Commands received from clients, by command.");
     describe_counter!(COMMAND_ERRORS, "Error replies sent, by error code.");
-    describe_counter!(
-        BROKER_PUBLISHED,
-        "Publications this node handed to the broker."
-    );
-    describe_counter!(
-        BROKER_RECEIVED,
-        "Publications this node received from the broker."
-    );
-    describe_histogram!(
-        DELIVERY_LATENCY,
-        Unit::Seconds,
-        "From the publish time in the Envelope to the socket write."
-    );
+    describe_counter!(BROKER_PUBLISHED, "Publications this node handed to the broker.");
+    describe_counter!(BROKER_RECEIVED, "Publications this node received from the broker.");
+    describe_histogram!(DELIVERY_LATENCY, Unit::Seconds, "From the publish time in the Envelope to the socket write.");
     describe_counter!(
         HEARTBEAT_TIMEOUTS,
         "Connections closed with 4011: no sign of life within ping interval + pong timeout."
     );
-    describe_counter!(
-        SLOW_CONSUMER_DISCONNECTS,
-        "Connections closed with 4008: outbound queue over its byte bound."
-    );
+    describe_counter!(SLOW_CONSUMER_DISCONNECTS, "Connections closed with 4008: outbound queue over its byte bound.");
     describe_counter!(
         SLOW_CONSUMER_DROPS,
         "Publications skipped for a subscriber whose queue was full (policy `drop`)."
     );
     describe_gauge!(READY, "1 while /readyz answers 200, else 0.");
+    // Register the unlabelled series so that they are rendered (at zero)
+    // from the start, not only after their first event.
+    for counter in [
+        connections_accepted(),
+        messages_received(),
+        messages_sent(),
+        bytes_received(),
+        bytes_sent(),
+        broker_published(),
+        broker_received(),
+        heartbeat_timeouts(),
+        slow_consumer_disconnects(),
+        slow_consumer_drops(),
+    ] {
+        counter.increment(0);
+    }
+    for gauge in [connections(), subscriptions(), channels()] {
+        gauge.increment(0.0);
+    }
 }
 
 pub fn connections() -> Gauge {

@@ -25,10 +25,7 @@ pub struct OutFrame {
 
 impl OutFrame {
     pub fn control(bytes: Bytes) -> Self {
-        OutFrame {
-            bytes,
-            published_at_us: 0,
-        }
+        OutFrame { bytes, published_at_us: 0 }
     }
 }
 
@@ -83,13 +80,7 @@ pub fn outbound(max_bytes: usize) -> (Outbound, OutboundQueue) {
         close: OnceLock::new(),
         closing: CancellationToken::new(),
     });
-    (
-        Outbound {
-            tx,
-            shared: shared.clone(),
-        },
-        OutboundQueue { rx, shared },
-    )
+    (Outbound { tx, shared: shared.clone() }, OutboundQueue { rx, shared })
 }
 
 impl Outbound {
@@ -171,9 +162,7 @@ impl OutboundQueue {
         while batch.len() < limit {
             match self.rx.try_recv() {
                 Ok(frame) => {
-                    self.shared
-                        .queued_bytes
-                        .fetch_sub(frame.bytes.len(), Ordering::Relaxed);
+                    self.shared.queued_bytes.fetch_sub(frame.bytes.len(), Ordering::Relaxed);
                     batch.push(frame);
                 }
                 Err(_) => break,

@@ -24,14 +24,11 @@ impl Protocol {
     /// Picks the first protocol we speak from a `Sec-WebSocket-Protocol`
     /// header value (comma-separated, in the client's order of preference).
     pub fn negotiate(offered: &str) -> Option<Protocol> {
-        offered
-            .split(',')
-            .map(str::trim)
-            .find_map(|name| match name {
-                Self::JSON_NAME => Some(Protocol::Json),
-                Self::PROTOBUF_NAME => Some(Protocol::Protobuf),
-                _ => None,
-            })
+        offered.split(',').map(str::trim).find_map(|name| match name {
+            Self::JSON_NAME => Some(Protocol::Json),
+            Self::PROTOBUF_NAME => Some(Protocol::Protobuf),
+            _ => None,
+        })
     }
 
     /// A bounded metric label.
@@ -49,14 +46,8 @@ mod tests {
 
     #[test]
     fn negotiates_in_client_order() {
-        assert_eq!(
-            Protocol::negotiate("switchyard.v1.proto, switchyard.v1.json"),
-            Some(Protocol::Protobuf)
-        );
-        assert_eq!(
-            Protocol::negotiate("mqtt,switchyard.v1.json"),
-            Some(Protocol::Json)
-        );
+        assert_eq!(Protocol::negotiate("switchyard.v1.proto, switchyard.v1.json"), Some(Protocol::Protobuf));
+        assert_eq!(Protocol::negotiate("mqtt,switchyard.v1.json"), Some(Protocol::Json));
         assert_eq!(Protocol::negotiate("mqtt"), None);
     }
 }

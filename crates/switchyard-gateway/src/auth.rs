@@ -32,11 +32,7 @@ pub fn authenticate(config: &AuthConfig, token: &str) -> Result<Identity, AuthEr
     if !token.is_empty() {
         return Err(AuthError::TokensUnsupported);
     }
-    if config.allow_anonymous {
-        Ok(Identity::default())
-    } else {
-        Err(AuthError::TokenRequired)
-    }
+    if config.allow_anonymous { Ok(Identity::default()) } else { Err(AuthError::TokenRequired) }
 }
 
 #[cfg(test)]
@@ -49,9 +45,6 @@ mod tests {
         assert_eq!(authenticate(&config, ""), Ok(Identity::default()));
         config.allow_anonymous = false;
         assert_eq!(authenticate(&config, ""), Err(AuthError::TokenRequired));
-        assert_eq!(
-            authenticate(&config, "x.y.z"),
-            Err(AuthError::TokensUnsupported)
-        );
+        assert_eq!(authenticate(&config, "x.y.z"), Err(AuthError::TokensUnsupported));
     }
 }

@@ -14,56 +14,34 @@ pub enum DecodeError {
     /// Nothing in it can be trusted: close the connection.
     Close(CloseCode, String),
     /// The frame was readable enough to answer with an error reply.
-    Reply {
-        id: u32,
-        code: ErrorCode,
-        message: String,
-    },
+    Reply { id: u32, code: ErrorCode, message: String },
 }
 
 /// Decodes one client message (a whole, reassembled WebSocket message).
-pub fn decode(
-    protocol: Protocol,
-    payload: &[u8],
-    is_text: bool,
-) -> Result<ClientFrame, DecodeError> {
+pub fn decode(protocol: Protocol, payload: &[u8], is_text: bool) -> Result<ClientFrame, DecodeError> {
     match protocol {
         Protocol::Json => {
             if !is_text {
-                return Err(DecodeError::Close(
-                    CloseCode::Malformed,
-                    "expected a text frame".into(),
-                ));
+                return Err(DecodeError::Close(CloseCode::Malformed, "expected a text frame".into()));
             }
             // The reader has checked UTF-8 already; check again rather than trust it.
-            let text = std::str::from_utf8(payload).map_err(|_| {
-                DecodeError::Close(CloseCode::InvalidPayload, "invalid UTF-8".into())
-            })?;
+            let text = std::str::from_utf8(payload)
+                .map_err(|_| DecodeError::Close(CloseCode::InvalidPayload, "invalid UTF-8".into()))?;
             json::decode_client_frame(text).map_err(|e| match e {
                 FrameError::Malformed(m) => DecodeError::Close(CloseCode::Malformed, m),
-                FrameError::Unknown { id, .. } => DecodeError::Reply {
-                    id,
-                    code: ErrorCode::UnknownCommand,
-                    message: e.to_string(),
-                },
+                FrameError::Unknown { id, .. } => {
+                    DecodeError::Reply { id, code: ErrorCode::UnknownCommand, message: e.to_string() }
+                }
                 FrameError::Shape { id, .. } | FrameError::Invalid { id, .. } => {
-                    DecodeError::Reply {
-                        id,
-                        code: ErrorCode::BadRequest,
-                        message: e.to_string(),
-                    }
+                    DecodeError::Reply { id, code: ErrorCode::BadRequest, message: e.to_string() }
                 }
             })
         }
         Protocol::Protobuf => {
             if is_text {
-                return Err(DecodeError::Close(
-                    CloseCode::Malformed,
-                    "expected a binary frame".into(),
-                ));
+                return Err(DecodeError::Close(CloseCode::Malformed, "expected a binary frame".into()));
             }
-            ClientFrame::decode(payload)
-                .map_err(|e| DecodeError::Close(CloseCode::Malformed, e.to_string()))
+            ClientFrame::decode(payload).map_err(|e| DecodeError::Close(CloseCode::Malformed, e.to_string()))
         }
     }
 }
@@ -77,44 +55,20 @@ pub fn encode(protocol: Protocol, frame: &ServerFrame) -> Bytes {
 }
 
 pub fn error_reply(protocol: Protocol, id: u32, code: ErrorCode, message: &str) -> Bytes {
-    let error = Error {
-        code: code.code(),
-        message: message.to_owned(),
-    };
-    encode(
-        protocol,
-        &ServerFrame {
-            id,
-            message: Some(server_frame::Message::Error(error)),
-        },
-    )
+    let error = Error { code: code.code(), message: message.to_owned() };
+    encode(protocol, &ServerFrame { id, message: Some(server_frame::Message::Error(error)) })
 }
 
 /// The `disconnect` push that precedes a server's close frame.
 pub fn disconnect(protocol: Protocol, code: CloseCode) -> Bytes {
-    let disconnect = Disconnect {
-        code: u32::from(code.code()),
-        reason: code.reason().to_owned(),
-        reconnect: code.reconnect(),
-    };
-    encode(
-        protocol,
-        &ServerFrame {
-            id: 0,
-            message: Some(server_frame::Message::Disconnect(disconnect)),
-        },
-    )
+    let disconnect =
+        Disconnect { code: u32::from(code.code()), reason: code.reason().to_owned(), reconnect: code.reconnect() };
+    encode(protocol, &ServerFrame { id: 0, message: Some(server_frame::Message::Disconnect(disconnect)) })
 }
 
 /// The `ping` message sent on idle connections.
 pub fn ping(protocol: Protocol) -> Bytes {
-    encode(
-        protocol,
-        &ServerFrame {
-            id: 0,
-            message: Some(server_frame::Message::Ping(Ping {})),
-        },
-    )
+    encode(protocol, &ServerFrame { id: 0, message: Some(server_frame::Message::Ping(Ping {})) })
 }
 
 #[cfg(test)]
@@ -134,12 +88,7 @@ mod tests {
             br#"{"disconnect":{"code":4008,"reason":"slow consumer","reconnect":true}}"#
         );
         assert_eq!(
-            payload(&error_reply(
-                p,
-                5,
-                ErrorCode::PermissionDenied,
-                "permission denied"
-            )),
+            payload(&error_reply(p, 5, ErrorCode::PermissionDenied, "permission denied")),
             br#"{"id":5,"error":{"code":103,"message":"permission denied"}}"#
         );
     }
@@ -147,34 +96,17 @@ mod tests {
     #[test]
     fn decode_errors_map_to_codes() {
         let p = Protocol::Json;
-        assert!(matches!(
-            decode(p, b"{nope", true),
-            Err(DecodeError::Close(CloseCode::Malformed, _))
-        ));
-        assert!(matches!(
-            decode(p, b"[1]", true),
-            Err(DecodeError::Close(CloseCode::Malformed, _))
-        ));
+        assert!(matches!(decode(p, b"{nope", true), Err(DecodeError::Close(CloseCode::Malformed, _))));
+        assert!(matches!(decode(p, b"[1]", true), Err(DecodeError::Close(CloseCode::Malformed, _))));
         assert!(matches!(
             decode(p, br#"{"id":3,"frobnicate":{}}"#, true),
-            Err(DecodeError::Reply {
-                id: 3,
-                code: ErrorCode::UnknownCommand,
-                ..
-            })
+            Err(DecodeError::Reply { id: 3, code: ErrorCode::UnknownCommand, .. })
         ));
         assert!(matches!(
             decode(p, br#"{"id":4,"subscribe":{"channel":5}}"#, true),
-            Err(DecodeError::Reply {
-                id: 4,
-                code: ErrorCode::BadRequest,
-                ..
-            })
+            Err(DecodeError::Reply { id: 4, code: ErrorCode::BadRequest, .. })
         ));
-        assert!(matches!(
-            decode(p, b"{}", false),
-            Err(DecodeError::Close(CloseCode::Malformed, _))
-        ));
+        assert!(matches!(decode(p, b"{}", false), Err(DecodeError::Close(CloseCode::Malformed, _))));
         assert!(matches!(
             decode(Protocol::Protobuf, &[0xff, 0xff, 0xff], false),
             Err(DecodeError::Close(CloseCode::Malformed, _))

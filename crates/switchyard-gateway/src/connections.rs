@@ -39,24 +39,14 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.inner
-            .open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+        self.inner.open.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
         metric::connections().decrement(1.0);
     }
 }
 
 impl Connections {
     pub fn new(max: usize) -> Self {
-        Connections {
-            inner: Arc::new(Inner {
-                max,
-                permits: AtomicUsize::new(0),
-                open: Mutex::new(HashMap::new()),
-            }),
-        }
+        Connections { inner: Arc::new(Inner { max, permits: AtomicUsize::new(0), open: Mutex::new(HashMap::new()) }) }
     }
 
     /// A permit, unless the node holds its limit already.
@@ -66,32 +56,19 @@ impl Connections {
             self.inner.permits.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        Some(Permit {
-            inner: self.inner.clone(),
-        })
+        Some(Permit { inner: self.inner.clone() })
     }
 
     pub fn register(&self, id: ConnId, outbound: Outbound) -> Registration {
-        self.inner
-            .open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, outbound);
+        self.inner.open.lock().unwrap_or_else(|e| e.into_inner()).insert(id, outbound);
         metric::connections().increment(1.0);
         metric::connections_accepted().increment(1);
-        Registration {
-            inner: self.inner.clone(),
-            id,
-        }
+        Registration { inner: self.inner.clone(), id }
     }
 
     /// Open connections.
     pub fn len(&self) -> usize {
-        self.inner
-            .open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.inner.open.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -100,12 +77,6 @@ impl Connections {
 
     /// The outbound queues of every open connection, for the drain.
     pub fn snapshot(&self) -> Vec<Outbound> {
-        self.inner
-            .open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.inner.open.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }
 }

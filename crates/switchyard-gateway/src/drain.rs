@@ -25,11 +25,7 @@ pub async fn close_all(node: &Node, period: Duration) {
     let per_step = connections.len().div_ceil(STEPS as usize);
     let start = Instant::now();
     for (i, batch) in connections.chunks(per_step).enumerate() {
-        let jitter = if step.is_zero() {
-            Duration::ZERO
-        } else {
-            rand::rng().random_range(Duration::ZERO..step)
-        };
+        let jitter = if step.is_zero() { Duration::ZERO } else { rand::rng().random_range(Duration::ZERO..step) };
         tokio::time::sleep_until(start + step * i as u32 + jitter).await;
         for outbound in batch {
             outbound.close(Close::Server(CloseCode::GoingAway));

@@ -14,11 +14,7 @@ use tracing::info;
 const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser)]
-#[command(
-    name = "switchyard",
-    version,
-    about = "A horizontally scalable real-time WebSocket gateway"
-)]
+#[command(name = "switchyard", version, about = "A horizontally scalable real-time WebSocket gateway")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,9 +41,7 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
@@ -56,10 +50,7 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(e) => return config_error(&e),
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(runtime) => runtime,
                 Err(e) => {
                     eprintln!("switchyard: cannot start the runtime: {e}");
@@ -74,13 +65,8 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Config {
-            command: ConfigCommand::Check { file },
-        } => {
-            let overrides = Overrides {
-                config: Some(file),
-                ..Default::default()
-            };
+        Command::Config { command: ConfigCommand::Check { file } } => {
+            let overrides = Overrides { config: Some(file), ..Default::default() };
             match settings::load(&overrides) {
                 Ok(config) => {
                     print!("{}", toml::to_string_pretty(&config).unwrap_or_default());
@@ -101,15 +87,10 @@ async fn run(config: switchyard_core::config::Config) -> anyhow::Result<()> {
     if config.broker.redis_url.is_some() {
         anyhow::bail!("broker.redis_url is set, but this build has only the in-memory broker");
     }
-    let public = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let public =
+        TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let internal = match config.internal_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?,
-        ),
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?),
         None => None,
     };
     let node = Node::with_memory_broker(config);

@@ -15,10 +15,7 @@ pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full(metric::DELIVERY_LATENCY.to_owned()),
-                    metric::LATENCY_BUCKETS,
-                )
+                .set_buckets_for_metric(Matcher::Full(metric::DELIVERY_LATENCY.to_owned()), metric::LATENCY_BUCKETS)
                 .expect("the bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();

@@ -41,10 +41,7 @@ impl Node {
 
     /// A node on a broker that delivers into `hub`.
     pub fn new(config: Config, hub: Arc<Hub>, broker: Arc<dyn Broker>) -> Arc<Node> {
-        let name = config
-            .node_name
-            .clone()
-            .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+        let name = config.node_name.clone().unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
         let max_connections = config.limits.max_connections;
         Arc::new(Node {
             config: Arc::new(config),

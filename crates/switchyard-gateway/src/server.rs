@@ -55,17 +55,9 @@ pub async fn serve(
     let sessions = TaskTracker::new();
     let stop_public = CancellationToken::new();
     let stop_internal = CancellationToken::new();
-    let role = Role::Public {
-        metrics: internal.is_none(),
-    };
-    let public_loop = tokio::spawn(accept_loop(
-        public,
-        role,
-        node.clone(),
-        handle.clone(),
-        sessions.clone(),
-        stop_public.clone(),
-    ));
+    let role = Role::Public { metrics: internal.is_none() };
+    let public_loop =
+        tokio::spawn(accept_loop(public, role, node.clone(), handle.clone(), sessions.clone(), stop_public.clone()));
     if let Some(internal) = internal {
         tokio::spawn(accept_loop(
             internal,
@@ -86,14 +78,8 @@ pub async fn serve(
     let _ = public_loop.await;
     drain::close_all(&node, shutdown.drain_period).await;
     sessions.close();
-    if tokio::time::timeout_at(deadline, sessions.wait())
-        .await
-        .is_err()
-    {
-        warn!(
-            left = node.connections.len(),
-            "grace period over with connections still open"
-        );
+    if tokio::time::timeout_at(deadline, sessions.wait()).await.is_err() {
+        warn!(left = node.connections.len(), "grace period over with connections still open");
     }
     stop_internal.cancel();
     stop_upkeep.cancel();
@@ -155,10 +141,9 @@ fn route(
         ("/readyz", _) => readiness(node),
         ("/metrics", Role::Internal | Role::Public { metrics: true }) => {
             let mut response = text(StatusCode::OK, handle.render());
-            response.headers_mut().insert(
-                "content-type",
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
+            response
+                .headers_mut()
+                .insert("content-type", HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
             response
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -169,10 +154,7 @@ fn readiness(node: &Node) -> Response<Body> {
     if node.is_draining() {
         text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
     } else if !node.broker.is_ready() {
-        text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{} broker unreachable\n", node.broker.kind()),
-        )
+        text(StatusCode::SERVICE_UNAVAILABLE, format!("{} broker unreachable\n", node.broker.kind()))
     } else {
         text(StatusCode::OK, "ready\n")
     }
@@ -180,32 +162,18 @@ fn readiness(node: &Node) -> Response<Body> {
 
 fn upgrade(mut req: Request<Incoming>, node: &Arc<Node>, sessions: &TaskTracker) -> Response<Body> {
     if req.method() != Method::GET {
-        return text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "GET /ws with a WebSocket upgrade\n",
-        );
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET /ws with a WebSocket upgrade\n");
     }
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
-        let mut response = text(
-            StatusCode::UPGRADE_REQUIRED,
-            "this endpoint speaks WebSocket only\n",
-        );
-        response
-            .headers_mut()
-            .insert("upgrade", HeaderValue::from_static("websocket"));
+        let mut response = text(StatusCode::UPGRADE_REQUIRED, "this endpoint speaks WebSocket only\n");
+        response.headers_mut().insert("upgrade", HeaderValue::from_static("websocket"));
         return response;
     }
     if node.is_draining() {
         metric::connections_refused("draining").increment(1);
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "draining: connect to another node\n",
-        );
+        return text(StatusCode::SERVICE_UNAVAILABLE, "draining: connect to another node\n");
     }
-    let offered = req
-        .headers()
-        .get(SEC_WEBSOCKET_PROTOCOL)
-        .map(|v| v.to_str().unwrap_or(""));
+    let offered = req.headers().get(SEC_WEBSOCKET_PROTOCOL).map(|v| v.to_str().unwrap_or(""));
     let protocol = match offered {
         None => Protocol::Json,
         Some(offered) => match Protocol::negotiate(offered) {
@@ -214,11 +182,7 @@ fn upgrade(mut req: Request<Incoming>, node: &Arc<Node>, sessions: &TaskTracker)
                 metric::connections_refused("bad_request").increment(1);
                 return text(
                     StatusCode::BAD_REQUEST,
-                    format!(
-                        "no supported subprotocol: use {} or {}\n",
-                        Protocol::JSON_NAME,
-                        Protocol::PROTOBUF_NAME
-                    ),
+                    format!("no supported subprotocol: use {} or {}\n", Protocol::JSON_NAME, Protocol::PROTOBUF_NAME),
                 );
             }
         },
@@ -226,19 +190,13 @@ fn upgrade(mut req: Request<Incoming>, node: &Arc<Node>, sessions: &TaskTracker)
     let negotiated = offered.is_some();
     let Some(permit) = node.connections.try_permit() else {
         metric::connections_refused("limit").increment(1);
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "connection limit reached\n",
-        );
+        return text(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached\n");
     };
     let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(pair) => pair,
         Err(e) => {
             metric::connections_refused("bad_request").increment(1);
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("bad WebSocket handshake: {e}\n"),
-            );
+            return text(StatusCode::BAD_REQUEST, format!("bad WebSocket handshake: {e}\n"));
         }
     };
     let node = node.clone();
@@ -250,10 +208,7 @@ fn upgrade(mut req: Request<Incoming>, node: &Arc<Node>, sessions: &TaskTracker)
     });
     let (mut parts, _) = response.into_parts();
     if negotiated {
-        parts.headers.insert(
-            SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(protocol.name()),
-        );
+        parts.headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol.name()));
     }
     Response::from_parts(parts, Body::default())
 }

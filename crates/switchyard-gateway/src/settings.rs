@@ -28,20 +28,10 @@ pub struct Overrides {
     #[arg(long, env = "SWITCHYARD_REDIS_URL", value_name = "URL")]
     pub redis_url: Option<String>,
     /// Key of the HTTP API; unset turns it off [key: api.key].
-    #[arg(
-        long,
-        env = "SWITCHYARD_API_KEY",
-        value_name = "KEY",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "SWITCHYARD_API_KEY", value_name = "KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Secret for HS256 connect tokens [key: auth.hmac_secret].
-    #[arg(
-        long,
-        env = "SWITCHYARD_AUTH_HMAC_SECRET",
-        value_name = "SECRET",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "SWITCHYARD_AUTH_HMAC_SECRET", value_name = "SECRET", hide_env_values = true)]
     pub auth_hmac_secret: Option<String>,
     /// Allow clients without a token [key: auth.allow_anonymous; default: true].
     #[arg(long, env = "SWITCHYARD_AUTH_ALLOW_ANONYMOUS", value_name = "BOOL")]
@@ -67,20 +57,11 @@ impl Overrides {
             }
         };
         put("listen", self.listen.map(|a| Value::from(a.to_string())));
-        put(
-            "internal_listen",
-            self.internal_listen.map(|a| Value::from(a.to_string())),
-        );
+        put("internal_listen", self.internal_listen.map(|a| Value::from(a.to_string())));
         put("broker.redis_url", self.redis_url.clone().map(Value::from));
         put("api.key", self.api_key.clone().map(Value::from));
-        put(
-            "auth.hmac_secret",
-            self.auth_hmac_secret.clone().map(Value::from),
-        );
-        put(
-            "auth.allow_anonymous",
-            self.auth_allow_anonymous.map(Value::from),
-        );
+        put("auth.hmac_secret", self.auth_hmac_secret.clone().map(Value::from));
+        put("auth.allow_anonymous", self.auth_allow_anonymous.map(Value::from));
         put("node_name", self.node_name.clone().map(Value::from));
         pairs
     }
@@ -91,33 +72,20 @@ pub fn load(overrides: &Overrides) -> Result<Config, SettingsError> {
     let mut figment = Figment::from(Serialized::defaults(Config::default()));
     if let Some(path) = &overrides.config {
         if !path.is_file() {
-            return Err(SettingsError(format!(
-                "config file {} does not exist",
-                path.display()
-            )));
+            return Err(SettingsError(format!("config file {} does not exist", path.display())));
         }
         figment = figment.merge(Toml::file_exact(path));
     }
-    figment = figment.merge(
-        Env::prefixed("SWITCHYARD_")
-            .filter(|key| key.as_str().contains("__"))
-            .split("__"),
-    );
+    figment = figment.merge(Env::prefixed("SWITCHYARD_").filter(|key| key.as_str().contains("__")).split("__"));
     for (key, value) in overrides.pairs() {
         figment = figment.merge(Serialized::default(key, value));
     }
     let config: Config = figment.extract().map_err(|e| SettingsError(describe(e)))?;
-    config
-        .validate()
-        .map_err(|e| SettingsError(format!("invalid configuration: {e}")))
+    config.validate().map_err(|e| SettingsError(format!("invalid configuration: {e}")))
 }
 
 fn describe(error: figment::Error) -> String {
-    error
-        .into_iter()
-        .map(|e| format!("invalid configuration: {e}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    error.into_iter().map(|e| format!("invalid configuration: {e}")).collect::<Vec<_>>().join("\n")
 }
 
 #[cfg(test)]
@@ -129,17 +97,13 @@ mod tests {
 
     impl TempFile {
         fn new(text: &str) -> Self {
-            let path = std::env::temp_dir()
-                .join(format!("switchyard-test-{:x}.toml", rand::random::<u64>()));
+            let path = std::env::temp_dir().join(format!("switchyard-test-{:x}.toml", rand::random::<u64>()));
             std::fs::write(&path, text).unwrap();
             TempFile(path)
         }
 
         fn overrides(&self) -> Overrides {
-            Overrides {
-                config: Some(self.0.clone()),
-                ..Default::default()
-            }
+            Overrides { config: Some(self.0.clone()), ..Default::default() }
         }
     }
 
@@ -152,10 +116,7 @@ mod tests {
     #[test]
     fn flags_win_over_the_file() {
         let f = TempFile::new("listen = \"127.0.0.1:1000\"\n[auth]\nallow_anonymous = false\n");
-        let overrides = Overrides {
-            listen: Some("127.0.0.1:2000".parse().unwrap()),
-            ..f.overrides()
-        };
+        let overrides = Overrides { listen: Some("127.0.0.1:2000".parse().unwrap()), ..f.overrides() };
         let config = load(&overrides).unwrap();
         assert_eq!(config.listen.port(), 2000);
         assert!(!config.auth.allow_anonymous);
@@ -168,23 +129,12 @@ mod tests {
         assert!(error.to_string().contains("ping_interval"), "{error}");
         let f = TempFile::new("[namespaces.chat]\nhistory_size = 5\n");
         let error = load(&f.overrides()).unwrap_err();
-        assert!(
-            error.to_string().contains("namespaces.chat.history_ttl"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("namespaces.chat.history_ttl"), "{error}");
     }
 
     #[test]
     fn a_missing_file_is_an_error() {
-        let overrides = Overrides {
-            config: Some("/nonexistent/switchyard.toml".into()),
-            ..Default::default()
-        };
-        assert!(
-            load(&overrides)
-                .unwrap_err()
-                .to_string()
-                .contains("does not exist")
-        );
+        let overrides = Overrides { config: Some("/nonexistent/switchyard.toml".into()), ..Default::default() };
+        assert!(load(&overrides).unwrap_err().to_string().contains("does not exist"));
     }
 }

@@ -9,37 +9,19 @@ use tokio::net::TcpStream;
 
 /// `GET path` on `addr`: the status and the body.
 pub async fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    request(
-        addr,
-        Request::get(path)
-            .header("host", addr.to_string())
-            .body(Empty::<Bytes>::new())
-            .expect("request"),
-    )
-    .await
+    request(addr, Request::get(path).header("host", addr.to_string()).body(Empty::<Bytes>::new()).expect("request"))
+        .await
 }
 
 /// Sends one request on a fresh connection.
-pub async fn request(
-    addr: SocketAddr,
-    request: Request<Empty<Bytes>>,
-) -> std::io::Result<(u16, String)> {
+pub async fn request(addr: SocketAddr, request: Request<Empty<Bytes>>) -> std::io::Result<(u16, String)> {
     let stream = TcpStream::connect(addr).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(std::io::Error::other)?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
     tokio::spawn(connection);
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(std::io::Error::other)?;
+    let response = sender.send_request(request).await.map_err(std::io::Error::other)?;
     let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(std::io::Error::other)?
-        .to_bytes();
+    let body = response.into_body().collect().await.map_err(std::io::Error::other)?.to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
@@ -47,11 +29,7 @@ pub async fn request(
 /// is the exact label set as rendered (`code="4008"`), or empty for none.
 /// Absent samples read as 0, as counters that never moved are not rendered.
 pub fn sample(metrics: &str, name: &str, labels: &str) -> f64 {
-    let series = if labels.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{name}{{{labels}}}")
-    };
+    let series = if labels.is_empty() { name.to_owned() } else { format!("{name}{{{labels}}}") };
     metrics
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -68,13 +46,7 @@ mod tests {
     fn reads_samples() {
         let text = "# HELP x y\nswitchyard_connections 3\nswitchyard_connections_closed_total{code=\"4008\"} 2\n";
         assert_eq!(super::sample(text, "switchyard_connections", ""), 3.0);
-        assert_eq!(
-            super::sample(text, "switchyard_connections_closed_total", "code=\"4008\""),
-            2.0
-        );
-        assert_eq!(
-            super::sample(text, "switchyard_connections_closed_total", "code=\"1000\""),
-            0.0
-        );
+        assert_eq!(super::sample(text, "switchyard_connections_closed_total", "code=\"4008\""), 2.0);
+        assert_eq!(super::sample(text, "switchyard_connections_closed_total", "code=\"1000\""), 0.0);
     }
 }

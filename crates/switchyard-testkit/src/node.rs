@@ -30,32 +30,18 @@ impl TestNode {
     /// Starts a node on the in-memory broker.
     pub async fn start(config: Config) -> TestNode {
         let config = config.validate().expect("valid config");
-        let public = TcpListener::bind(config.listen)
-            .await
-            .expect("bind the public listener");
+        let public = TcpListener::bind(config.listen).await.expect("bind the public listener");
         let internal = match config.internal_listen {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .expect("bind the internal listener"),
-            ),
+            Some(addr) => Some(TcpListener::bind(addr).await.expect("bind the internal listener")),
             None => None,
         };
         let addr = public.local_addr().expect("local addr");
-        let internal_addr = internal
-            .as_ref()
-            .map(|l| l.local_addr().expect("local addr"));
+        let internal_addr = internal.as_ref().map(|l| l.local_addr().expect("local addr"));
         let node = Node::with_memory_broker(config);
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone().cancelled_owned();
         let task = tokio::spawn(serve(node.clone(), public, internal, signal));
-        TestNode {
-            addr,
-            internal_addr,
-            node,
-            shutdown,
-            task: Some(task),
-        }
+        TestNode { addr, internal_addr, node, shutdown, task: Some(task) }
     }
 
     /// `ws://127.0.0.1:PORT/ws`
@@ -79,10 +65,23 @@ impl TestNode {
     /// The body of `GET /metrics`.
     pub async fn metrics(&self) -> String {
         let addr = self.internal_addr.unwrap_or(self.addr);
-        crate::http::get(addr, "/metrics")
-            .await
-            .expect("GET /metrics")
-            .1
+        crate::http::get(addr, "/metrics").await.expect("GET /metrics").1
+    }
+
+    /// Waits until the sample `name{labels}` reaches `at_least`: polls
+    /// `/metrics`, the observable event, every 10 ms up to the deadline.
+    pub async fn wait_for_sample(&self, name: &str, labels: &str, at_least: f64) {
+        let what = format!("{name}{{{labels}}} >= {at_least}");
+        let mut poll = tokio::time::interval(std::time::Duration::from_millis(10));
+        crate::within(&what, async {
+            loop {
+                poll.tick().await;
+                if crate::http::sample(&self.metrics().await, name, labels) >= at_least {
+                    return;
+                }
+            }
+        })
+        .await
     }
 }
 

@@ -48,25 +48,14 @@ impl GatewayProcess {
         });
         let (addr, internal_addr) = crate::within("the node's start-up line", async {
             loop {
-                let line = logs
-                    .recv()
-                    .await
-                    .expect("switchyard exited before it was up");
+                let line = logs.recv().await.expect("switchyard exited before it was up");
                 if line.contains("switchyard is up") {
-                    return (
-                        field(&line, "listen=").expect("listen= in the start-up line"),
-                        field(&line, "internal="),
-                    );
+                    return (field(&line, "listen=").expect("listen= in the start-up line"), field(&line, "internal="));
                 }
             }
         })
         .await;
-        GatewayProcess {
-            child,
-            addr,
-            internal_addr,
-            logs,
-        }
+        GatewayProcess { child, addr, internal_addr, logs }
     }
 
     pub fn pid(&self) -> u32 {
@@ -75,13 +64,8 @@ impl GatewayProcess {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        assert!(
-            status.map(|s| s.success()).unwrap_or(false),
-            "kill -TERM failed"
-        );
+        let status = std::process::Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        assert!(status.map(|s| s.success()).unwrap_or(false), "kill -TERM failed");
     }
 
     /// Waits for the process to exit; its exit code.
@@ -97,9 +81,6 @@ impl GatewayProcess {
 /// The address after `key` in a log line (`listen=127.0.0.1:4242`).
 fn field(line: &str, key: &str) -> Option<SocketAddr> {
     let start = line.find(key)? + key.len();
-    let value: String = line[start..]
-        .chars()
-        .take_while(|c| !c.is_whitespace())
-        .collect();
+    let value: String = line[start..].chars().take_while(|c| !c.is_whitespace()).collect();
     value.parse().ok()
 }

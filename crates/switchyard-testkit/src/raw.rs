@@ -14,19 +14,13 @@ pub type RawSocket = WebSocket<TokioIo<Upgraded>>;
 
 /// Opens a WebSocket to `/ws`, offering `subprotocol` if given. Nothing is
 /// automatic: pings are not answered and closes are not echoed.
-pub async fn connect(
-    addr: SocketAddr,
-    subprotocol: Option<&str>,
-) -> Result<RawSocket, WebSocketError> {
+pub async fn connect(addr: SocketAddr, subprotocol: Option<&str>) -> Result<RawSocket, WebSocketError> {
     let stream = TcpStream::connect(addr).await?;
     let mut request = Request::get("/ws")
         .header("host", addr.to_string())
         .header("upgrade", "websocket")
         .header("connection", "upgrade")
-        .header(
-            "sec-websocket-key",
-            fastwebsockets::handshake::generate_key(),
-        )
+        .header("sec-websocket-key", fastwebsockets::handshake::generate_key())
         .header("sec-websocket-version", "13");
     if let Some(p) = subprotocol {
         request = request.header("sec-websocket-protocol", p);
@@ -57,10 +51,7 @@ pub async fn next(ws: &mut RawSocket) -> Seen {
             OpCode::Close => {
                 let p: &[u8] = &frame.payload;
                 if p.len() >= 2 {
-                    Seen::Close(
-                        Some(u16::from_be_bytes([p[0], p[1]])),
-                        String::from_utf8_lossy(&p[2..]).into_owned(),
-                    )
+                    Seen::Close(Some(u16::from_be_bytes([p[0], p[1]])), String::from_utf8_lossy(&p[2..]).into_owned())
                 } else {
                     Seen::Close(None, String::new())
                 }
@@ -86,12 +77,37 @@ pub async fn until_close(ws: &mut RawSocket) -> (Option<u16>, Vec<String>) {
     }
 }
 
+/// Writes `opcode` + `payload` as one masked frame straight onto the
+/// socket, bypassing the WebSocket library's own state (it refuses to read
+/// anything but a close after it has sent one).
+pub async fn write_unchecked(ws: RawSocket, fin: bool, opcode: u8, payload: &[u8]) -> std::io::Result<RawSocket> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut io = ws.into_inner();
+    let mut frame = vec![(u8::from(fin) << 7) | opcode];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    // An all-zero masking key: masked as RFC 6455 asks, payload unchanged.
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    io.write_all(&frame).await?;
+    let mut ws = WebSocket::after_handshake(io, fastwebsockets::Role::Client);
+    ws.set_auto_close(false);
+    ws.set_auto_pong(false);
+    Ok(ws)
+}
+
 /// Sends a text frame.
 pub async fn send_text(ws: &mut RawSocket, text: &str) -> Result<(), WebSocketError> {
-    ws.write_frame(Frame::text(fastwebsockets::Payload::Owned(
-        text.as_bytes().to_vec(),
-    )))
-    .await
+    ws.write_frame(Frame::text(fastwebsockets::Payload::Owned(text.as_bytes().to_vec()))).await
 }
 
 struct Spawn;

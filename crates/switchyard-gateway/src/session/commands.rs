@@ -17,9 +17,8 @@ use switchyard_core::outbound::{Close, OutFrame, Outbound};
 use switchyard_core::protocol::Protocol;
 use switchyard_proto::v1::client_frame::Command;
 use switchyard_proto::v1::{
-    AckRequest, ClientInfo, ConnectRequest, ConnectResult, Envelope, PublishRequest, PublishResult,
-    ServerFrame, SubscribeRequest, SubscribeResult, UnsubscribeRequest, UnsubscribeResult,
-    server_frame,
+    AckRequest, ClientInfo, ConnectRequest, ConnectResult, Envelope, PublishRequest, PublishResult, ServerFrame,
+    SubscribeRequest, SubscribeResult, UnsubscribeRequest, UnsubscribeResult, server_frame,
 };
 use tracing::debug;
 
@@ -32,11 +31,7 @@ struct Refusal {
 
 impl Refusal {
     fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Refusal {
-            code,
-            message: message.into(),
-            close: None,
-        }
+        Refusal { code, message: message.into(), close: None }
     }
 
     fn plain(code: ErrorCode) -> Self {
@@ -107,19 +102,13 @@ impl Session {
         };
         let id = frame.id;
         let Some(command) = frame.command else {
-            self.send_error(
-                id,
-                &Refusal::new(ErrorCode::UnknownCommand, "unknown or missing command"),
-            );
+            self.send_error(id, &Refusal::new(ErrorCode::UnknownCommand, "unknown or missing command"));
             return;
         };
         metric::commands(command_name(&command)).increment(1);
         let needs_reply = !matches!(command, Command::Ack(_) | Command::Pong(_));
         if needs_reply && id == 0 {
-            self.send_error(
-                0,
-                &Refusal::new(ErrorCode::BadRequest, "a command needs a positive id"),
-            );
+            self.send_error(0, &Refusal::new(ErrorCode::BadRequest, "a command needs a positive id"));
             return;
         }
         let result = match command {
@@ -140,10 +129,7 @@ impl Session {
             },
         };
         match result {
-            Ok(message) => self.send(ServerFrame {
-                id,
-                message: Some(message),
-            }),
+            Ok(message) => self.send(ServerFrame { id, message: Some(message) }),
             Err(refusal) => {
                 self.send_error(id, &refusal);
                 if let Some(code) = refusal.close {
@@ -157,9 +143,8 @@ impl Session {
         if self.identity.is_some() {
             return Err(Refusal::new(ErrorCode::BadRequest, "already connected"));
         }
-        let identity = auth::authenticate(&self.node.config.auth, &request.token).map_err(|e| {
-            Refusal::new(ErrorCode::Unauthorized, e.to_string()).closing(CloseCode::Unauthorized)
-        })?;
+        let identity = auth::authenticate(&self.node.config.auth, &request.token)
+            .map_err(|e| Refusal::new(ErrorCode::Unauthorized, e.to_string()).closing(CloseCode::Unauthorized))?;
         self.identity = Some(identity);
         Ok(server_frame::Message::Connect(ConnectResult {
             client: self.client.clone(),
@@ -173,9 +158,8 @@ impl Session {
         if self.identity.is_some() {
             return Ok(());
         }
-        let identity = auth::authenticate(&self.node.config.auth, "").map_err(|e| {
-            Refusal::new(ErrorCode::Unauthorized, e.to_string()).closing(CloseCode::Unauthorized)
-        })?;
+        let identity = auth::authenticate(&self.node.config.auth, "")
+            .map_err(|e| Refusal::new(ErrorCode::Unauthorized, e.to_string()).closing(CloseCode::Unauthorized))?;
         self.identity = Some(identity);
         Ok(())
     }
@@ -187,27 +171,17 @@ impl Session {
     /// The channel and its namespace, if the name is valid and the
     /// namespace configured.
     fn resolve<'c>(&self, name: &'c str) -> Result<(Channel<'c>, NamespaceConfig), Refusal> {
-        let channel =
-            Channel::parse(name).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
-        let namespace = self
-            .node
-            .config
-            .namespace(channel.namespace())
-            .ok_or_else(|| {
-                Refusal::new(
-                    ErrorCode::UnknownChannel,
-                    format!("unknown namespace `{}`", channel.namespace()),
-                )
-            })?;
+        let channel = Channel::parse(name).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+        let namespace = self.node.config.namespace(channel.namespace()).ok_or_else(|| {
+            Refusal::new(ErrorCode::UnknownChannel, format!("unknown namespace `{}`", channel.namespace()))
+        })?;
         Ok((channel, namespace.clone()))
     }
 
     /// A user channel (`name#user`) is for its user alone.
     fn check_user_channel(&self, channel: &Channel<'_>) -> Result<(), Refusal> {
         match channel.user() {
-            Some(owner) if owner.is_empty() || owner != self.user() => {
-                Err(Refusal::plain(ErrorCode::PermissionDenied))
-            }
+            Some(owner) if owner.is_empty() || owner != self.user() => Err(Refusal::plain(ErrorCode::PermissionDenied)),
             _ => Ok(()),
         }
     }
@@ -219,21 +193,11 @@ impl Session {
             return Err(Refusal::plain(ErrorCode::AlreadySubscribed));
         }
         if self.channels.len() >= self.node.config.client.max_channels {
-            return Err(Refusal::new(
-                ErrorCode::LimitExceeded,
-                "too many channels on this connection",
-            ));
+            return Err(Refusal::new(ErrorCode::LimitExceeded, "too many channels on this connection"));
         }
-        let subscriber = Subscriber {
-            protocol: self.protocol,
-            outbound: self.outbound.clone(),
-        };
+        let subscriber = Subscriber { protocol: self.protocol, outbound: self.outbound.clone() };
         let name = channel.as_str();
-        match self
-            .node
-            .hub
-            .subscribe(name, self.id, subscriber, namespace.slow_consumer)
-        {
+        match self.node.hub.subscribe(name, self.id, subscriber, namespace.slow_consumer) {
             Subscribed::First => {
                 if let Err(e) = self.node.broker.subscribe(&[name.to_owned()]).await {
                     self.node.hub.unsubscribe(name, self.id);
@@ -267,39 +231,22 @@ impl Session {
     async fn publish(&mut self, request: PublishRequest) -> Reply {
         let (channel, namespace) = self.resolve(&request.channel)?;
         if !namespace.allow_publish {
-            return Err(Refusal::new(
-                ErrorCode::PermissionDenied,
-                "clients may not publish in this namespace",
-            ));
+            return Err(Refusal::new(ErrorCode::PermissionDenied, "clients may not publish in this namespace"));
         }
         self.check_user_channel(&channel)?;
         if request.data.is_empty() {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                "publish: data is required",
-            ));
+            return Err(Refusal::new(ErrorCode::BadRequest, "publish: data is required"));
         }
         let envelope = Envelope {
             channel: request.channel,
             data: request.data,
             published_at_us: unix_micros(),
             origin_node: self.node.name.clone(),
-            publisher: Some(ClientInfo {
-                client: self.client.clone(),
-                user: self.user().to_owned(),
-            }),
+            publisher: Some(ClientInfo { client: self.client.clone(), user: self.user().to_owned() }),
             ..Default::default()
         };
-        let options = PublishOptions {
-            history_size: namespace.history_size,
-            history_ttl: namespace.history_ttl,
-        };
-        let position = self
-            .node
-            .broker
-            .publish(envelope, options)
-            .await
-            .map_err(broker_refusal)?;
+        let options = PublishOptions { history_size: namespace.history_size, history_ttl: namespace.history_ttl };
+        let position = self.node.broker.publish(envelope, options).await.map_err(broker_refusal)?;
         metric::broker_published().increment(1);
         let history = namespace.keeps_history();
         Ok(server_frame::Message::Publish(PublishResult {
@@ -318,11 +265,7 @@ impl Session {
 
     fn send(&self, frame: ServerFrame) {
         // A full queue closes the connection (slow consumer); nothing else to do.
-        if self
-            .outbound
-            .push(OutFrame::control(codec::encode(self.protocol, &frame)))
-            .is_err()
-        {
+        if self.outbound.push(OutFrame::control(codec::encode(self.protocol, &frame))).is_err() {
             self.outbound.close(Close::Server(CloseCode::SlowConsumer));
         }
     }
@@ -363,7 +306,5 @@ fn command_name(command: &Command) -> &'static str {
 }
 
 pub fn unix_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }

@@ -11,10 +11,7 @@ pub struct Liveness {
 
 impl Liveness {
     pub fn new() -> Self {
-        Liveness {
-            start: Instant::now(),
-            last_seen_ms: AtomicU64::new(0),
-        }
+        Liveness { start: Instant::now(), last_seen_ms: AtomicU64::new(0) }
     }
 
     pub fn touch(&self) {

@@ -33,21 +33,10 @@ where
     let _registration = node.connections.register(id, outbound.clone());
     let liveness = Arc::new(Liveness::new());
     let (read, write) = tokio::io::split(stream);
-    let mut writer = tokio::spawn(writer::run(
-        write,
-        queue,
-        protocol,
-        liveness.clone(),
-        config.clone(),
-    ));
+    let mut writer = tokio::spawn(writer::run(write, queue, protocol, liveness.clone(), config.clone()));
 
     let mut session = Session::new(node.clone(), id, protocol, outbound.clone());
-    let reading = reader::run(
-        read,
-        &mut session,
-        &liveness,
-        config.client.max_message_size,
-    );
+    let reading = reader::run(read, &mut session, &liveness, config.client.max_message_size);
     // Once a close is decided, the peer has `close_timeout` to answer it
     // before the socket is dropped.
     let teardown = async {
@@ -58,10 +47,7 @@ where
         close = reading => { outbound.close(close); }
         () = teardown => {}
     }
-    if tokio::time::timeout(config.client.close_timeout, &mut writer)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(config.client.close_timeout, &mut writer).await.is_err() {
         writer.abort();
     }
     session.end().await;
@@ -75,9 +61,7 @@ fn close_label(close: Option<Close>) -> &'static str {
     match close {
         Some(Close::Server(code)) => code.label(),
         Some(Close::Peer(None)) => "1005",
-        Some(Close::Peer(Some(code))) => {
-            CloseCode::from_code(code).map_or("other", CloseCode::label)
-        }
+        Some(Close::Peer(Some(code))) => CloseCode::from_code(code).map_or("other", CloseCode::label),
         Some(Close::Dropped) | None => "1006",
     }
 }

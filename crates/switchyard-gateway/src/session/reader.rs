@@ -19,12 +19,7 @@ struct Partial {
 }
 
 /// Reads until the connection ends; returns how it ended.
-pub async fn run<R>(
-    read: R,
-    session: &mut Session,
-    liveness: &Liveness,
-    max_message_size: usize,
-) -> Close
+pub async fn run<R>(read: R, session: &mut Session, liveness: &Liveness, max_message_size: usize) -> Close
 where
     R: AsyncRead + Unpin,
 {
@@ -90,10 +85,8 @@ where
             OpCode::Ping => {
                 // A pong goes through the queue like every other frame; a full
                 // queue is handled by the slow-consumer logic of the pushes.
-                let _ = session.outbound().push(OutFrame::control(wsframe::control(
-                    wsframe::OPCODE_PONG,
-                    &frame.payload,
-                )));
+                let _ =
+                    session.outbound().push(OutFrame::control(wsframe::control(wsframe::OPCODE_PONG, &frame.payload)));
             }
             OpCode::Pong => {}
             OpCode::Close => return peer_close(&frame),
@@ -111,9 +104,9 @@ async fn read_frame<R: AsyncRead + Unpin>(ws: &mut WebSocketRead<R>) -> Result<F
         Err(e) => Err(match e {
             WebSocketError::FrameTooLarge => Close::Server(CloseCode::MessageTooBig),
             WebSocketError::InvalidUTF8 => Close::Server(CloseCode::InvalidPayload),
-            WebSocketError::UnexpectedEOF
-            | WebSocketError::IoError(_)
-            | WebSocketError::ConnectionClosed => Close::Dropped,
+            WebSocketError::UnexpectedEOF | WebSocketError::IoError(_) | WebSocketError::ConnectionClosed => {
+                Close::Dropped
+            }
             _ => Close::Server(CloseCode::ProtocolError),
         }),
     }
@@ -127,8 +120,7 @@ fn peer_close(frame: &Frame<'_>) -> Close {
         1 => Close::Server(CloseCode::ProtocolError),
         _ => {
             let code = u16::from_be_bytes([payload[0], payload[1]]);
-            if !fastwebsockets::CloseCode::from(code).is_allowed() || !(1000..5000).contains(&code)
-            {
+            if !fastwebsockets::CloseCode::from(code).is_allowed() || !(1000..5000).contains(&code) {
                 return Close::Server(CloseCode::ProtocolError);
             }
             if std::str::from_utf8(&payload[2..]).is_err() {

@@ -79,10 +79,7 @@ pub async fn run<W>(
                 queue.take_queued(&mut batch, usize::MAX);
             }
             batch.push(OutFrame::control(codec::disconnect(protocol, code)));
-            batch.push(OutFrame::control(wsframe::close(
-                code.code(),
-                code.reason(),
-            )));
+            batch.push(OutFrame::control(wsframe::close(code.code(), code.reason())));
         }
         Close::Peer(code) => {
             let echo = match code {

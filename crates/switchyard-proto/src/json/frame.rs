@@ -8,9 +8,7 @@
 //! derived mapping, straight from the original text.
 
 use crate::v1::{ClientFrame, ServerFrame, client_frame, server_frame};
-use serde::de::{
-    self, DeserializeSeed, EnumAccess, IntoDeserializer, MapAccess, VariantAccess, Visitor,
-};
+use serde::de::{self, DeserializeSeed, EnumAccess, IntoDeserializer, MapAccess, VariantAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -36,9 +34,7 @@ impl FrameError {
     pub fn id(&self) -> u32 {
         match self {
             FrameError::Malformed(_) => 0,
-            FrameError::Shape { id, .. }
-            | FrameError::Unknown { id, .. }
-            | FrameError::Invalid { id, .. } => *id,
+            FrameError::Shape { id, .. } | FrameError::Unknown { id, .. } | FrameError::Invalid { id, .. } => *id,
         }
     }
 }
@@ -47,9 +43,7 @@ impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FrameError::Malformed(m) => write!(f, "malformed frame: {m}"),
-            FrameError::Shape { message, .. } | FrameError::Invalid { message, .. } => {
-                f.write_str(message)
-            }
+            FrameError::Shape { message, .. } | FrameError::Invalid { message, .. } => f.write_str(message),
             FrameError::Unknown { kind, .. } => write!(f, "unknown command `{kind}`"),
         }
     }
@@ -87,11 +81,7 @@ pub fn encode_server_frame(frame: &ServerFrame) -> Vec<u8> {
 /// one-member object `{"<case>": {...}}`, and the id goes in front of it.
 fn encode_frame<T: Serialize>(id: u32, message: &Option<T>) -> Result<Vec<u8>, serde_json::Error> {
     let Some(message) = message else {
-        return Ok(if id == 0 {
-            b"{}".to_vec()
-        } else {
-            format!("{{\"id\":{id}}}").into_bytes()
-        });
+        return Ok(if id == 0 { b"{}".to_vec() } else { format!("{{\"id\":{id}}}").into_bytes() });
     };
     let body = serde_json::to_vec(message)?;
     if id == 0 {
@@ -105,9 +95,7 @@ fn encode_frame<T: Serialize>(id: u32, message: &Option<T>) -> Result<Vec<u8>, s
 }
 
 fn decode_frame<'a, T: Deserialize<'a>>(text: &'a str) -> Result<(u32, Option<T>), FrameError> {
-    let members = serde_json::from_str::<Members<'a>>(text)
-        .map_err(|e| FrameError::Malformed(e.to_string()))?
-        .0;
+    let members = serde_json::from_str::<Members<'a>>(text).map_err(|e| FrameError::Malformed(e.to_string()))?.0;
     let mut id = 0;
     let mut body: Option<(Cow<'a, str>, &'a RawValue)> = None;
     let mut extra = false;
@@ -125,30 +113,18 @@ fn decode_frame<'a, T: Deserialize<'a>>(text: &'a str) -> Result<(u32, Option<T>
         }
     }
     if let Some(raw) = bad_id {
-        return Err(FrameError::Invalid {
-            id: 0,
-            message: format!("id must be a positive 32-bit integer, got {raw}"),
-        });
+        return Err(FrameError::Invalid { id: 0, message: format!("id must be a positive 32-bit integer, got {raw}") });
     }
     if extra {
-        return Err(FrameError::Shape {
-            id,
-            message: "a frame holds exactly one command".into(),
-        });
+        return Err(FrameError::Shape { id, message: "a frame holds exactly one command".into() });
     }
     let Some((kind, value)) = body else {
         return Ok((id, None));
     };
     match T::deserialize(Case { kind: &kind, value }) {
         Ok(message) => Ok((id, Some(message))),
-        Err(CaseError::Unknown) => Err(FrameError::Unknown {
-            id,
-            kind: kind.into_owned(),
-        }),
-        Err(CaseError::Invalid(message)) => Err(FrameError::Invalid {
-            id,
-            message: format!("{kind}: {message}"),
-        }),
+        Err(CaseError::Unknown) => Err(FrameError::Unknown { id, kind: kind.into_owned() }),
+        Err(CaseError::Invalid(message)) => Err(FrameError::Invalid { id, message: format!("{kind}: {message}") }),
     }
 }
 
@@ -254,10 +230,7 @@ impl<'de, 'k> EnumAccess<'de> for Case<'k, 'de> {
     type Error = CaseError;
     type Variant = CaseValue<'de>;
 
-    fn variant_seed<S: DeserializeSeed<'de>>(
-        self,
-        seed: S,
-    ) -> Result<(S::Value, CaseValue<'de>), CaseError> {
+    fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, CaseValue<'de>), CaseError> {
         let key: de::value::StrDeserializer<'_, de::value::Error> = self.kind.into_deserializer();
         let variant = seed.deserialize(key).map_err(|_| CaseError::Unknown)?;
         Ok((variant, CaseValue(self.value)))
@@ -275,20 +248,12 @@ impl<'de> VariantAccess<'de> for CaseValue<'de> {
 
     fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, CaseError> {
         let mut deserializer = serde_json::Deserializer::from_str(self.0.get());
-        let value = seed
-            .deserialize(&mut deserializer)
-            .map_err(|e| CaseError::Invalid(e.to_string()))?;
-        deserializer
-            .end()
-            .map_err(|e| CaseError::Invalid(e.to_string()))?;
+        let value = seed.deserialize(&mut deserializer).map_err(|e| CaseError::Invalid(e.to_string()))?;
+        deserializer.end().map_err(|e| CaseError::Invalid(e.to_string()))?;
         Ok(value)
     }
 
-    fn tuple_variant<V: Visitor<'de>>(
-        self,
-        _len: usize,
-        _visitor: V,
-    ) -> Result<V::Value, CaseError> {
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, _visitor: V) -> Result<V::Value, CaseError> {
         Err(CaseError::Invalid("expected an object".into()))
     }
 

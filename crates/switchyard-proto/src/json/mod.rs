@@ -8,6 +8,4 @@ mod frame;
 mod publication;
 pub mod raw;
 
-pub use frame::{
-    FrameError, decode_client_frame, decode_server_frame, encode_client_frame, encode_server_frame,
-};
+pub use frame::{FrameError, decode_client_frame, decode_server_frame, encode_client_frame, encode_server_frame};
