@@ -80,9 +80,12 @@ pub struct Fanout {
     pub dropped: usize,
 }
 
+/// One shard of the channel map.
+type Shard = RwLock<HashMap<Box<str>, ChannelSubscribers>>;
+
 /// This node's subscriptions.
 pub struct Hub {
-    shards: Box<[RwLock<HashMap<Box<str>, ChannelSubscribers>>]>,
+    shards: Box<[Shard]>,
     hasher: RandomState,
 }
 
@@ -97,7 +100,7 @@ impl Hub {
         Self::default()
     }
 
-    fn shard(&self, channel: &str) -> &RwLock<HashMap<Box<str>, ChannelSubscribers>> {
+    fn shard(&self, channel: &str) -> &Shard {
         &self.shards[self.hasher.hash_one(channel) as usize % SHARDS]
     }
 

@@ -30,8 +30,7 @@ async fn closed_with(ws: &mut RawSocket) -> (Option<u16>, Vec<String>) {
 async fn error_replies_keep_the_connection_open() {
     let mut config = test_config();
     config.client.max_channels = 2;
-    let mut no_publish = switchyard_core::config::NamespaceConfig::default();
-    no_publish.allow_publish = false;
+    let no_publish = switchyard_core::config::NamespaceConfig { allow_publish: false, ..Default::default() };
     config.namespaces.insert("feed".into(), no_publish);
     let node = TestNode::start(config).await;
     let mut ws = json_socket(&node).await;

@@ -38,8 +38,10 @@ impl Drop for TempFile {
 
 #[test]
 fn config_check_prints_the_effective_config() {
-    let file = TempFile::new("listen = \"127.0.0.1:9000\"\n[namespaces.chat]\nhistory_size = 100\nhistory_ttl = \"10m\"\n");
-    let (code, stdout, stderr) = switchyard(&["config", "check", file.path()], &[("SWITCHYARD_CLIENT__PING_INTERVAL", "5s")]);
+    let file =
+        TempFile::new("listen = \"127.0.0.1:9000\"\n[namespaces.chat]\nhistory_size = 100\nhistory_ttl = \"10m\"\n");
+    let (code, stdout, stderr) =
+        switchyard(&["config", "check", file.path()], &[("SWITCHYARD_CLIENT__PING_INTERVAL", "5s")]);
     assert_eq!(code, 0, "{stderr}");
     let effective: toml::Value = toml::from_str(&stdout).unwrap();
     assert_eq!(effective["listen"].as_str(), Some("127.0.0.1:9000"));
@@ -57,7 +59,8 @@ fn a_bad_config_exits_64_with_a_clear_message() {
     let (code, _, stderr) = switchyard(&["serve", "--config", file.path()], &[]);
     assert_eq!(code, 64);
     assert!(stderr.contains("max_chanels"), "{stderr}");
-    let (code, _, stderr) = switchyard(&["serve", "--listen", "127.0.0.1:0"], &[("SWITCHYARD_CLIENT__PING_INTERVAL", "0s")]);
+    let (code, _, stderr) =
+        switchyard(&["serve", "--listen", "127.0.0.1:0"], &[("SWITCHYARD_CLIENT__PING_INTERVAL", "0s")]);
     assert_eq!(code, 64);
     assert!(stderr.contains("client.ping_interval"), "{stderr}");
 }

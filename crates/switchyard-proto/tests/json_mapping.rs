@@ -16,13 +16,22 @@ fn server(id: u32, message: Message) -> String {
 
 #[test]
 fn fixed_client_shapes_decode() {
-    let frame = json::decode_client_frame(r#"{"id": 2, "subscribe": {"channel": "news", "recover": true, "epoch": "e1", "offset": 41}}"#).unwrap();
+    let frame = json::decode_client_frame(
+        r#"{"id": 2, "subscribe": {"channel": "news", "recover": true, "epoch": "e1", "offset": 41}}"#,
+    )
+    .unwrap();
     assert_eq!(frame.id, 2);
     assert_eq!(
         frame.command,
-        Some(Command::Subscribe(SubscribeRequest { channel: "news".into(), recover: true, epoch: "e1".into(), offset: 41 }))
+        Some(Command::Subscribe(SubscribeRequest {
+            channel: "news".into(),
+            recover: true,
+            epoch: "e1".into(),
+            offset: 41
+        }))
     );
-    let frame = json::decode_client_frame(r#"{"id": 4, "publish": {"channel": "chat:room1", "data": {"text": "hi"}}}"#).unwrap();
+    let frame = json::decode_client_frame(r#"{"id": 4, "publish": {"channel": "chat:room1", "data": {"text": "hi"}}}"#)
+        .unwrap();
     let Some(Command::Publish(p)) = frame.command else { panic!() };
     assert_eq!(&p.data[..], br#"{"text": "hi"}"#);
     // The id may come last, and unknown fields inside a command are ignored.
@@ -41,8 +50,12 @@ fn fixed_server_shapes_encode() {
         server(1, Message::Connect(connect)),
         r#"{"id":1,"connect":{"client":"c1","session":"s1","ping_interval":25}}"#
     );
-    let subscribed = SubscribeResult { epoch: Some("e1".into()), offset: Some(41), recovered: Some(true), publications: vec![] };
-    assert_eq!(server(2, Message::Subscribe(subscribed)), r#"{"id":2,"subscribe":{"epoch":"e1","offset":41,"recovered":true}}"#);
+    let subscribed =
+        SubscribeResult { epoch: Some("e1".into()), offset: Some(41), recovered: Some(true), publications: vec![] };
+    assert_eq!(
+        server(2, Message::Subscribe(subscribed)),
+        r#"{"id":2,"subscribe":{"epoch":"e1","offset":41,"recovered":true}}"#
+    );
     let published = PublishResult { epoch: Some("e1".into()), offset: Some(42) };
     assert_eq!(server(4, Message::Publish(published)), r#"{"id":4,"publish":{"epoch":"e1","offset":42}}"#);
     let publication = Publication {
@@ -72,9 +85,18 @@ fn binary_payloads_go_out_as_data_b64_and_come_back() {
 
 #[test]
 fn frame_errors_keep_the_id() {
-    assert_eq!(json::decode_client_frame(r#"{"id": 9, "nope": {}}"#).unwrap_err(), FrameError::Unknown { id: 9, kind: "nope".into() });
-    assert!(matches!(json::decode_client_frame(r#"{"id": 9, "subscribe": 5}"#), Err(FrameError::Invalid { id: 9, .. })));
-    assert!(matches!(json::decode_client_frame(r#"{"id": 9, "a": {}, "b": {}}"#), Err(FrameError::Shape { id: 9, .. })));
+    assert_eq!(
+        json::decode_client_frame(r#"{"id": 9, "nope": {}}"#).unwrap_err(),
+        FrameError::Unknown { id: 9, kind: "nope".into() }
+    );
+    assert!(matches!(
+        json::decode_client_frame(r#"{"id": 9, "subscribe": 5}"#),
+        Err(FrameError::Invalid { id: 9, .. })
+    ));
+    assert!(matches!(
+        json::decode_client_frame(r#"{"id": 9, "a": {}, "b": {}}"#),
+        Err(FrameError::Shape { id: 9, .. })
+    ));
     assert!(matches!(json::decode_client_frame(r#"{"id": "9", "pong": {}}"#), Err(FrameError::Invalid { id: 0, .. })));
     assert!(matches!(json::decode_client_frame("nope"), Err(FrameError::Malformed(_))));
     assert!(matches!(json::decode_client_frame("{\"id\": 1} trailing"), Err(FrameError::Malformed(_))));

@@ -9,8 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 /// A configuration for tests: loopback, port 0, a short drain.
 pub fn test_config() -> Config {
-    let mut config = Config::default();
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut config = Config { listen: SocketAddr::from(([127, 0, 0, 1], 0)), ..Config::default() };
     config.shutdown.drain_period = Duration::from_millis(200);
     config.shutdown.grace_period = Duration::from_secs(10);
     config.validate().expect("the test config is valid")
