@@ -83,7 +83,7 @@ async fn bad_messages_close_with_their_codes() {
         ("a binary frame on a JSON connection", Frame::binary(Payload::Owned(b"{}".to_vec())), 4001),
         ("invalid UTF-8", Frame::text(Payload::Owned(vec![b'"', 0xff, 0xfe, b'"'])), 1007),
         ("an oversize frame", Frame::text(Payload::Owned(vec![b' '; 1025])), 1009),
-        ("a reserved opcode", Frame::new(true, OpCode::Continuation, None, Payload::Owned(b"x".to_vec())), 1002),
+        ("a continuation without a start", Frame::new(true, OpCode::Continuation, None, Payload::Owned(b"x".to_vec())), 1002),
     ];
     for (what, frame, expected) in cases {
         let mut ws = json_socket(&node).await;
@@ -93,6 +93,18 @@ async fn bad_messages_close_with_their_codes() {
         // The disconnect push comes first, with the same code.
         let disconnect: serde_json::Value = serde_json::from_str(messages.last().expect("a disconnect push")).unwrap();
         assert_eq!(disconnect["disconnect"]["code"], expected, "{what}");
+    }
+
+    // Framing errors the WebSocket library must not let through.
+    for (what, fin, first_byte_bits, payload) in [
+        ("a reserved opcode", true, 0x3, vec![]),
+        ("a reserved bit", true, 0x40 | 0x1, b"{}".to_vec()),
+        ("a ping over 125 bytes", true, 0x9, vec![0; 126]),
+        ("a fragmented ping", false, 0x9, vec![]),
+    ] {
+        let ws = json_socket(&node).await;
+        let mut ws = raw::write_unchecked(ws, fin, first_byte_bits, &payload).await.unwrap();
+        assert_eq!(closed_with(&mut ws).await.0, Some(1002), "{what}");
     }
 
     // Protobuf connections: garbage bytes and text frames.
@@ -139,7 +151,7 @@ async fn bad_messages_close_with_their_codes() {
     assert_eq!(&p.data[..], b"\"still here\"");
 
     let metrics = node.metrics().await;
-    for (code, n) in [("4001", 4.0), ("1007", 2.0), ("1009", 2.0), ("1002", 1.0)] {
+    for (code, n) in [("4001", 4.0), ("1007", 2.0), ("1009", 2.0), ("1002", 5.0)] {
         node.wait_for_sample("switchyard_connections_closed_total", &format!("code=\"{code}\""), n).await;
     }
     assert!(sample(&metrics, "switchyard_messages_received_total", "") > 0.0);

@@ -21,7 +21,9 @@ struct TempFile(std::path::PathBuf);
 
 impl TempFile {
     fn new(text: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("switchyard-cli-{}-{}.toml", std::process::id(), text.len()));
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("switchyard-cli-{}-{n}.toml", std::process::id()));
         std::fs::write(&path, text).unwrap();
         TempFile(path)
     }
@@ -63,4 +65,16 @@ fn a_bad_config_exits_64_with_a_clear_message() {
         switchyard(&["serve", "--listen", "127.0.0.1:0"], &[("SWITCHYARD_CLIENT__PING_INTERVAL", "0s")]);
     assert_eq!(code, 64);
     assert!(stderr.contains("client.ping_interval"), "{stderr}");
+}
+
+#[test]
+fn the_documented_examples_are_valid() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md")).unwrap();
+    let examples: Vec<&str> = docs.split("```toml\n").skip(1).filter_map(|s| s.split("```").next()).collect();
+    assert!(!examples.is_empty());
+    for example in examples {
+        let file = TempFile::new(example);
+        let (code, _, stderr) = switchyard(&["config", "check", file.path()], &[]);
+        assert_eq!(code, 0, "{example}\n{stderr}");
+    }
 }

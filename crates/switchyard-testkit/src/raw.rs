@@ -77,7 +77,7 @@ pub async fn until_close(ws: &mut RawSocket) -> (Option<u16>, Vec<String>) {
     }
 }
 
-/// Writes `opcode` + `payload` as one masked frame straight onto the
+/// Writes `opcode` (with any RSV bits) + `payload` as one masked frame straight onto the
 /// socket, bypassing the WebSocket library's own state (it refuses to read
 /// anything but a close after it has sent one).
 pub async fn write_unchecked(ws: RawSocket, fin: bool, opcode: u8, payload: &[u8]) -> std::io::Result<RawSocket> {
