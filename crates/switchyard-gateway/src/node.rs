@@ -1,5 +1,6 @@
 //! What one node shares between its connections.
 
+use crate::auth::Authenticator;
 use crate::connections::Connections;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,6 +16,7 @@ pub struct Node {
     pub hub: Arc<Hub>,
     pub broker: Arc<dyn Broker>,
     pub connections: Connections,
+    pub auth: Authenticator,
     /// This node's name: in client ids, Envelopes and logs.
     pub name: String,
     next_conn: AtomicU64,
@@ -44,6 +46,7 @@ impl Node {
         let name = config.node_name.clone().unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
         let max_connections = config.limits.max_connections;
         Arc::new(Node {
+            auth: Authenticator::new(&config.auth),
             config: Arc::new(config),
             hub,
             broker,

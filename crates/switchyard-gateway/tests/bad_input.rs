@@ -83,7 +83,11 @@ async fn bad_messages_close_with_their_codes() {
         ("a binary frame on a JSON connection", Frame::binary(Payload::Owned(b"{}".to_vec())), 4001),
         ("invalid UTF-8", Frame::text(Payload::Owned(vec![b'"', 0xff, 0xfe, b'"'])), 1007),
         ("an oversize frame", Frame::text(Payload::Owned(vec![b' '; 1025])), 1009),
-        ("a continuation without a start", Frame::new(true, OpCode::Continuation, None, Payload::Owned(b"x".to_vec())), 1002),
+        (
+            "a continuation without a start",
+            Frame::new(true, OpCode::Continuation, None, Payload::Owned(b"x".to_vec())),
+            1002,
+        ),
     ];
     for (what, frame, expected) in cases {
         let mut ws = json_socket(&node).await;

@@ -1,7 +1,7 @@
 //! The commands of one connection: connect, subscribe, unsubscribe, publish,
 //! ack, pong. Each command with an id gets exactly one reply.
 
-use crate::auth::{self, Identity};
+use crate::auth::Identity;
 use crate::codec::{self, DecodeError};
 use crate::node::Node;
 use std::collections::{HashMap, HashSet};
@@ -143,7 +143,10 @@ impl Session {
         if self.identity.is_some() {
             return Err(Refusal::new(ErrorCode::BadRequest, "already connected"));
         }
-        let identity = auth::authenticate(&self.node.config.auth, &request.token)
+        let identity = self
+            .node
+            .auth
+            .authenticate(&request.token)
             .map_err(|e| Refusal::new(ErrorCode::Unauthorized, e.to_string()).closing(CloseCode::Unauthorized))?;
         self.identity = Some(identity);
         Ok(server_frame::Message::Connect(ConnectResult {
@@ -158,7 +161,10 @@ impl Session {
         if self.identity.is_some() {
             return Ok(());
         }
-        let identity = auth::authenticate(&self.node.config.auth, "")
+        let identity = self
+            .node
+            .auth
+            .authenticate("")
             .map_err(|e| Refusal::new(ErrorCode::Unauthorized, e.to_string()).closing(CloseCode::Unauthorized))?;
         self.identity = Some(identity);
         Ok(())

@@ -35,6 +35,10 @@ where
     let (read, write) = tokio::io::split(stream);
     let mut writer = tokio::spawn(writer::run(write, queue, protocol, liveness.clone(), config.clone()));
 
+    if node.is_draining() {
+        // The drain took its list of connections before this one was in it.
+        outbound.close(Close::Server(CloseCode::GoingAway));
+    }
     let mut session = Session::new(node.clone(), id, protocol, outbound.clone());
     let reading = reader::run(read, &mut session, &liveness, config.client.max_message_size);
     // Once a close is decided, the peer has `close_timeout` to answer it
