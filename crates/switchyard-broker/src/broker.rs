@@ -1,5 +1,6 @@
 //! The Broker: the one door between a node and the rest of the cluster.
 
+use crate::node_info::NodeInfo;
 use async_trait::async_trait;
 use std::time::Duration;
 use switchyard_proto::v1::Envelope;
@@ -57,6 +58,12 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Publishes to every listening node; returns once the broker has it.
     async fn publish(&self, envelope: Envelope, options: PublishOptions) -> Result<StreamPosition, BrokerError>;
+
+    /// Records this node in the cluster registry until `info.expires_at`.
+    async fn register(&self, info: &NodeInfo) -> Result<(), BrokerError>;
+
+    /// The live nodes of the cluster registry.
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, BrokerError>;
 
     /// Whether the broker can be reached now (drives `/readyz`).
     fn is_ready(&self) -> bool;

@@ -2,17 +2,20 @@
 //! straight to the node's sink, so it is always ready and never loses one.
 
 use crate::broker::{Broker, BrokerError, PublicationSink, PublishOptions, StreamPosition};
+use crate::node_info::{NodeInfo, unix_seconds};
 use async_trait::async_trait;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use switchyard_proto::v1::Envelope;
 
 pub struct MemoryBroker {
     sink: Arc<dyn PublicationSink>,
+    /// The one node there is.
+    node: Mutex<Option<NodeInfo>>,
 }
 
 impl MemoryBroker {
     pub fn new(sink: Arc<dyn PublicationSink>) -> Self {
-        MemoryBroker { sink }
+        MemoryBroker { sink, node: Mutex::new(None) }
     }
 }
 
@@ -30,6 +33,16 @@ impl Broker for MemoryBroker {
     async fn publish(&self, envelope: Envelope, _options: PublishOptions) -> Result<StreamPosition, BrokerError> {
         self.sink.deliver(envelope);
         Ok(StreamPosition::default())
+    }
+
+    async fn register(&self, info: &NodeInfo) -> Result<(), BrokerError> {
+        *self.node.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.clone());
+        Ok(())
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, BrokerError> {
+        let node = self.node.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Ok(node.into_iter().filter(|n| n.is_live(unix_seconds())).collect())
     }
 
     fn is_ready(&self) -> bool {

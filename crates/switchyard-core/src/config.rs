@@ -48,12 +48,33 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerConfig {
-    /// Redis URL (`redis://`, `rediss://`). Default: unset, which runs the
-    /// in-memory broker: one node, no Redis.
+    /// Redis URL (`redis://[user:password@]host:port[/db]`, `rediss://` for
+    /// TLS). Default: unset, which runs the in-memory broker: one node, no
+    /// Redis.
     pub redis_url: Option<String>,
+    /// Seed nodes of a Redis Cluster (URLs as above); pub/sub is sharded
+    /// (SSUBSCRIBE/SPUBLISH). Default: empty. Exclusive with `redis_url`.
+    pub redis_cluster: Vec<String>,
+    /// Prefix of every Redis key and pub/sub name. Default: `switchyard`.
+    pub prefix: String,
+    /// How often a node refreshes its entry in the cluster registry; the
+    /// entry expires after three times this. Default: `5s`.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            redis_url: None,
+            redis_cluster: Vec::new(),
+            prefix: "switchyard".to_owned(),
+            heartbeat_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -235,6 +256,15 @@ impl Config {
         }
         if self.shutdown.grace_period <= self.shutdown.drain_period {
             return Err(problem("shutdown.grace_period", "must be longer than shutdown.drain_period"));
+        }
+        if self.broker.redis_url.is_some() && !self.broker.redis_cluster.is_empty() {
+            return Err(problem("broker.redis_cluster", "set either broker.redis_url or broker.redis_cluster, not both"));
+        }
+        if self.broker.prefix.is_empty() || self.broker.prefix.contains(['{', '}']) {
+            return Err(problem("broker.prefix", "must be non-empty, without { or }"));
+        }
+        if self.broker.heartbeat_interval.is_zero() {
+            return Err(problem("broker.heartbeat_interval", "must be more than 0s"));
         }
         if self.api.key.as_deref() == Some("") {
             return Err(problem("api.key", "must not be empty (leave it unset to turn the API off)"));

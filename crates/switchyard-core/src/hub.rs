@@ -156,6 +156,14 @@ impl Hub {
         shard.get(channel).map_or(0, |c| c.subscribers.len())
     }
 
+    /// Subscriptions of all local connections.
+    pub fn subscription_count(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).values().map(|c| c.subscribers.len()).sum::<usize>())
+            .sum()
+    }
+
     /// Channels with at least one local subscriber.
     pub fn channel_count(&self) -> usize {
         self.shards.iter().map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len()).sum()

@@ -26,6 +26,14 @@ pub const HEARTBEAT_TIMEOUTS: &str = "switchyard_heartbeat_timeouts_total";
 pub const SLOW_CONSUMER_DISCONNECTS: &str = "switchyard_slow_consumer_disconnects_total";
 pub const SLOW_CONSUMER_DROPS: &str = "switchyard_slow_consumer_drops_total";
 pub const READY: &str = "switchyard_ready";
+pub const BROKER_UP: &str = "switchyard_broker_up";
+pub const BROKER_SUBSCRIPTIONS: &str = "switchyard_broker_subscriptions";
+pub const BROKER_MALFORMED: &str = "switchyard_broker_malformed_total";
+pub const BROKER_RECONNECTS: &str = "switchyard_broker_reconnects_total";
+pub const BROKER_RESUBSCRIBES: &str = "switchyard_broker_resubscribes_total";
+pub const BROKER_ERRORS: &str = "switchyard_broker_errors_total";
+pub const CLUSTER_NODES: &str = "switchyard_cluster_nodes";
+pub const API_REQUESTS: &str = "switchyard_api_requests_total";
 
 /// Buckets of the latency histogram, in seconds: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] =
@@ -61,6 +69,14 @@ pub fn describe() {
         "Publications skipped for a subscriber whose queue was full (policy `drop`)."
     );
     describe_gauge!(READY, "1 while /readyz answers 200, else 0.");
+    describe_gauge!(BROKER_UP, "1 while the broker (Redis) answers, else 0.");
+    describe_gauge!(BROKER_SUBSCRIPTIONS, "Broker (Redis pub/sub) subscriptions this node holds: one per channel with a local subscriber.");
+    describe_counter!(BROKER_MALFORMED, "Messages from the broker that were not a valid Envelope: dropped.");
+    describe_counter!(BROKER_RECONNECTS, "Times the broker's pub/sub connection came back after a loss.");
+    describe_counter!(BROKER_RESUBSCRIBES, "Subscriptions restored after a reconnect or a slot migration.");
+    describe_counter!(BROKER_ERRORS, "Broker operations that failed, by operation.");
+    describe_gauge!(CLUSTER_NODES, "Live gateway nodes in the cluster registry.");
+    describe_counter!(API_REQUESTS, "HTTP API requests, by endpoint and status.");
     // Register the unlabelled series so that they are rendered (at zero)
     // from the start, not only after their first event.
     for counter in [
@@ -77,7 +93,10 @@ pub fn describe() {
     ] {
         counter.increment(0);
     }
-    for gauge in [connections(), subscriptions(), channels()] {
+    for counter in [broker_malformed(), broker_reconnects(), broker_resubscribes()] {
+        counter.increment(0);
+    }
+    for gauge in [connections(), subscriptions(), channels(), broker_subscriptions()] {
         gauge.increment(0.0);
     }
 }
@@ -141,4 +160,30 @@ pub fn slow_consumer_drops() -> Counter {
 }
 pub fn ready() -> Gauge {
     gauge!(READY)
+}
+pub fn broker_up() -> Gauge {
+    gauge!(BROKER_UP)
+}
+pub fn broker_subscriptions() -> Gauge {
+    gauge!(BROKER_SUBSCRIPTIONS)
+}
+pub fn broker_malformed() -> Counter {
+    counter!(BROKER_MALFORMED)
+}
+pub fn broker_reconnects() -> Counter {
+    counter!(BROKER_RECONNECTS)
+}
+pub fn broker_resubscribes() -> Counter {
+    counter!(BROKER_RESUBSCRIBES)
+}
+/// `operation`: `publish`, `subscribe`, `unsubscribe`, `register`.
+pub fn broker_errors(operation: &'static str) -> Counter {
+    counter!(BROKER_ERRORS, "operation" => operation)
+}
+pub fn cluster_nodes() -> Gauge {
+    gauge!(CLUSTER_NODES)
+}
+/// `endpoint`: `publish`, `broadcast`, `nodes`; `status`: the HTTP status.
+pub fn api_requests(endpoint: &'static str, status: &'static str) -> Counter {
+    counter!(API_REQUESTS, "endpoint" => endpoint, "status" => status)
 }

@@ -8,16 +8,20 @@
 //! - [`connections`]: the live connections of this node and the limit.
 //! - [`session`]: one WebSocket connection: reader, commands, writer.
 //! - [`codec`]: client frames in and server frames out, per encoding.
+//! - [`api`]: the HTTP API (`/api/publish`, `/api/broadcast`, `/api/nodes`).
 //! - [`auth`]: who a connecting client is.
+//! - [`registry`]: this node's heartbeat in the cluster registry.
 //! - [`drain`]: closing every connection, paced, on shutdown.
 //! - [`metrics`]: the Prometheus recorder and its upkeep.
 
+pub mod api;
 pub mod auth;
 pub mod codec;
 pub mod connections;
 pub mod drain;
 pub mod metrics;
 pub mod node;
+pub mod registry;
 pub mod server;
 pub mod session;
 pub mod settings;

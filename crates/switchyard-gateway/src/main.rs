@@ -4,6 +4,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use switchyard_broker::{RedisSettings, RedisTarget};
 use switchyard_gateway::settings::{self, Overrides};
 use switchyard_gateway::{Node, serve};
 use tokio::net::TcpListener;
@@ -29,6 +30,42 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Publish PAYLOAD on CHANNEL through Redis, as a backend does
+    /// (`FCALL switchyard_publish`), and print `[epoch, offset]`.
+    Publish {
+        #[command(flatten)]
+        redis: RedisArgs,
+        channel: String,
+        payload: String,
+    },
+    /// List the live gateway nodes of the cluster registry.
+    Nodes {
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct RedisArgs {
+    /// Redis URL.
+    #[arg(long = "redis", env = "SWITCHYARD_REDIS_URL", value_name = "URL", required_unless_present = "cluster")]
+    url: Option<String>,
+    /// A seed node of a Redis Cluster (repeat for more).
+    #[arg(long = "redis-cluster", value_name = "URL", conflicts_with = "url")]
+    cluster: Vec<String>,
+    /// Key prefix [default: switchyard].
+    #[arg(long, default_value = "switchyard")]
+    prefix: String,
+}
+
+impl RedisArgs {
+    fn settings(self) -> RedisSettings {
+        let target = match self.url {
+            Some(url) => RedisTarget::Standalone(url),
+            None => RedisTarget::Cluster(self.cluster),
+        };
+        RedisSettings { target, prefix: self.prefix }
+    }
 }
 
 #[derive(Subcommand)]
@@ -43,6 +80,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Command::Serve(overrides) => {
@@ -65,6 +103,23 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Publish { redis, channel, payload } => tool(async move {
+            let (epoch, offset) =
+                switchyard_broker::redis::publish_raw(&redis.settings(), &channel, payload.as_bytes()).await?;
+            println!("{}", serde_json::json!([epoch, offset]));
+            Ok(())
+        }),
+        Command::Nodes { redis } => tool(async move {
+            let nodes = switchyard_broker::redis::list_nodes(&redis.settings()).await?;
+            println!("{:<20} {:<10} {:<24} {:>11} {:>13} {:>9} {:>10}", "NAME", "VERSION", "ADDRESS", "CONNECTIONS", "SUBSCRIPTIONS", "CHANNELS", "UPTIME");
+            for n in &nodes {
+                println!(
+                    "{:<20} {:<10} {:<24} {:>11} {:>13} {:>9} {:>9}s",
+                    n.name, n.version, n.address, n.connections, n.subscriptions, n.channels, n.uptime_seconds()
+                );
+            }
+            Ok(())
+        }),
         Command::Config { command: ConfigCommand::Check { file } } => {
             let overrides = Overrides { config: Some(file), ..Default::default() };
             match settings::load(&overrides) {
@@ -78,22 +133,37 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs an operator's command to completion; errors print and exit 1.
+fn tool(command: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("switchyard: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn config_error(error: &settings::SettingsError) -> ExitCode {
     eprintln!("switchyard: {error}");
     ExitCode::from(EXIT_CONFIG)
 }
 
 async fn run(config: switchyard_core::config::Config) -> anyhow::Result<()> {
-    if config.broker.redis_url.is_some() {
-        anyhow::bail!("broker.redis_url is set, but this build has only the in-memory broker");
-    }
     let public =
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let internal = match config.internal_listen {
         Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?),
         None => None,
     };
-    let node = Node::with_memory_broker(config);
+    let node = Node::connect(config).await.context("cannot reach the broker")?;
     info!(
         node = %node.name,
         listen = %public.local_addr()?,

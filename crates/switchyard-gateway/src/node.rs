@@ -4,8 +4,8 @@ use crate::auth::Authenticator;
 use crate::connections::Connections;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use switchyard_broker::{Broker, MemoryBroker, PublicationSink};
-use switchyard_core::config::Config;
+use switchyard_broker::{Broker, BrokerError, MemoryBroker, PublicationSink, RedisBroker, RedisSettings, RedisTarget};
+use switchyard_core::config::{BrokerConfig, Config};
 use switchyard_core::hub::{ConnId, Hub};
 use switchyard_core::metric;
 use switchyard_proto::v1::Envelope;
@@ -33,7 +33,28 @@ impl PublicationSink for HubSink {
     }
 }
 
+/// The Redis broker's settings, if the config names a Redis.
+pub fn redis_settings(broker: &BrokerConfig) -> Option<RedisSettings> {
+    let target = match (&broker.redis_url, broker.redis_cluster.is_empty()) {
+        (Some(url), _) => RedisTarget::Standalone(url.clone()),
+        (None, false) => RedisTarget::Cluster(broker.redis_cluster.clone()),
+        (None, true) => return None,
+    };
+    Some(RedisSettings { target, prefix: broker.prefix.clone() })
+}
+
 impl Node {
+    /// A node on the broker its config names: Redis (one, or a Cluster), or
+    /// the in-memory broker when there is none.
+    pub async fn connect(config: Config) -> Result<Arc<Node>, BrokerError> {
+        let Some(settings) = redis_settings(&config.broker) else {
+            return Ok(Node::with_memory_broker(config));
+        };
+        let hub = Arc::new(Hub::new());
+        let broker = RedisBroker::connect(settings, Arc::new(HubSink(hub.clone()))).await?;
+        Ok(Node::new(config, hub, Arc::new(broker)))
+    }
+
     /// A node on the in-memory broker (one node, no Redis).
     pub fn with_memory_broker(config: Config) -> Arc<Node> {
         let hub = Arc::new(Hub::new());

@@ -1,6 +1,8 @@
 //! The accept loop and the HTTP routes of a node.
 
+use crate::api;
 use crate::drain;
+use crate::registry;
 use crate::metrics as recorder;
 use crate::node::Node;
 use crate::session;
@@ -56,6 +58,7 @@ pub async fn serve(
     let stop_public = CancellationToken::new();
     let stop_internal = CancellationToken::new();
     let role = Role::Public { metrics: internal.is_none() };
+    let address = public.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let public_loop =
         tokio::spawn(accept_loop(public, role, node.clone(), handle.clone(), sessions.clone(), stop_public.clone()));
     if let Some(internal) = internal {
@@ -69,7 +72,11 @@ pub async fn serve(
         ));
     }
 
+    let stop_heartbeat = CancellationToken::new();
+    tokio::spawn(registry::heartbeat(node.clone(), address, stop_heartbeat.clone()));
+
     shutdown.await;
+    stop_heartbeat.cancel();
     let shutdown = &node.config.shutdown;
     info!(connections = node.connections.len(), drain_period = ?shutdown.drain_period, "draining");
     let deadline = tokio::time::Instant::now() + shutdown.grace_period;
@@ -113,8 +120,10 @@ async fn accept_loop(
         let sessions = sessions.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let response = route(req, role, &node, &handle, &sessions);
-                std::future::ready(Ok::<_, std::convert::Infallible>(response))
+                let node = node.clone();
+                let handle = handle.clone();
+                let sessions = sessions.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(req, role, &node, &handle, &sessions).await) }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -128,7 +137,7 @@ async fn accept_loop(
     }
 }
 
-fn route(
+async fn route(
     req: Request<Incoming>,
     role: Role,
     node: &Arc<Node>,
@@ -137,6 +146,9 @@ fn route(
 ) -> Response<Body> {
     match (req.uri().path(), role) {
         ("/ws", Role::Public { .. }) => upgrade(req, node, sessions),
+        (path, Role::Public { .. }) if path.starts_with("/api/") => {
+            api::handle(req, node).await.unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found\n"))
+        }
         ("/healthz", _) => text(StatusCode::OK, "ok\n"),
         ("/readyz", _) => readiness(node),
         ("/metrics", Role::Internal | Role::Public { metrics: true }) => {

@@ -12,6 +12,7 @@ mod writer;
 
 use crate::connections::Permit;
 use crate::node::Node;
+pub use commands::unix_micros;
 use commands::Session;
 use liveness::Liveness;
 use std::sync::Arc;

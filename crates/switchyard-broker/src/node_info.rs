@@ -1,0 +1,38 @@
+//! What a node says about itself in the cluster registry.
+
+use serde::{Deserialize, Serialize};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One gateway node, as registered (`GET /api/nodes`, `switchyard nodes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    /// The switchyard version it runs.
+    pub version: String,
+    /// Its public listener, as it sees it.
+    pub address: String,
+    pub connections: u64,
+    pub subscriptions: u64,
+    pub channels: u64,
+    /// Unix seconds when it started.
+    pub started_at: u64,
+    /// Unix seconds of its last heartbeat.
+    pub updated_at: u64,
+    /// Unix seconds after which, without a new heartbeat, it counts as gone.
+    pub expires_at: u64,
+}
+
+impl NodeInfo {
+    pub fn uptime_seconds(&self) -> u64 {
+        self.updated_at.saturating_sub(self.started_at)
+    }
+
+    pub fn is_live(&self, now: u64) -> bool {
+        self.expires_at > now
+    }
+}
+
+/// Unix seconds now.
+pub fn unix_seconds() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,186 @@
+//! Connections to one Redis or to a Redis Cluster, behind one type each for
+//! commands and for pub/sub. Both speak RESP3; both reconnect by themselves.
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
+use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFuture, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Most channels in one SUBSCRIBE.
+const SUBSCRIBE_CHUNK: usize = 512;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where Redis is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One Redis (or a primary behind a proxy): `redis://` or `rediss://`.
+    Standalone(String),
+    /// Seed nodes of a Redis Cluster; pub/sub is sharded (SSUBSCRIBE).
+    Cluster(Vec<String>),
+}
+
+impl RedisTarget {
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisTarget::Cluster(_))
+    }
+}
+
+fn resp3(url: &str) -> redis::RedisResult<ConnectionInfo> {
+    let info = url.into_connection_info()?;
+    let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+    Ok(info.set_redis_settings(settings))
+}
+
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_secs(2))
+        .set_number_of_retries(3)
+}
+
+fn cluster_builder(urls: &[String]) -> redis::RedisResult<ClusterClientBuilder> {
+    let nodes = urls.iter().map(|u| resp3(u)).collect::<redis::RedisResult<Vec<_>>>()?;
+    Ok(ClusterClientBuilder::new(nodes)
+        .use_protocol(ProtocolVersion::RESP3)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(RESPONSE_TIMEOUT)
+        .retries(3))
+}
+
+/// A connection for commands (FCALL, registry).
+#[derive(Clone)]
+pub enum Commands {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Commands {
+    pub async fn connect(target: &RedisTarget) -> redis::RedisResult<Commands> {
+        Ok(match target {
+            RedisTarget::Standalone(url) => {
+                let client = redis::Client::open(resp3(url)?)?;
+                Commands::Standalone(client.get_connection_manager_with_config(manager_config()).await?)
+            }
+            RedisTarget::Cluster(urls) => Commands::Cluster(cluster_builder(urls)?.build()?.get_async_connection().await?),
+        })
+    }
+}
+
+impl ConnectionLike for Commands {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Commands::Standalone(c) => c.req_packed_command(cmd),
+            Commands::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Commands::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
+            Commands::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Commands::Standalone(c) => c.get_db(),
+            Commands::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The pub/sub connection: messages arrive as RESP3 pushes on the sender
+/// given to [`PubSub::connect`]; subscriptions are restored by the driver
+/// after a reconnect (and, on a Cluster, after slots move).
+#[derive(Clone)]
+pub enum PubSub {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl PubSub {
+    pub async fn connect(target: &RedisTarget, pushes: UnboundedSender<PushInfo>) -> redis::RedisResult<PubSub> {
+        Ok(match target {
+            RedisTarget::Standalone(url) => {
+                let client = redis::Client::open(resp3(url)?)?;
+                let config = manager_config().set_push_sender(pushes).set_automatic_resubscription();
+                PubSub::Standalone(client.get_connection_manager_with_config(config).await?)
+            }
+            RedisTarget::Cluster(urls) => {
+                PubSub::Cluster(cluster_builder(urls)?.push_sender(pushes).build()?.get_async_connection().await?)
+            }
+        })
+    }
+
+    /// Subscribes to pub/sub names: in chunks with one round trip each on
+    /// one Redis; per slot, all slots at once, on a Cluster.
+    pub async fn subscribe(&mut self, names: &[String]) -> redis::RedisResult<()> {
+        match self {
+            PubSub::Standalone(c) => {
+                for chunk in names.chunks(SUBSCRIBE_CHUNK) {
+                    c.subscribe(chunk).await?;
+                }
+                Ok(())
+            }
+            PubSub::Cluster(c) => per_slot(c, names, true).await,
+        }
+    }
+
+    pub async fn unsubscribe(&mut self, names: &[String]) -> redis::RedisResult<()> {
+        match self {
+            PubSub::Standalone(c) => {
+                for chunk in names.chunks(SUBSCRIBE_CHUNK) {
+                    c.unsubscribe(chunk).await?;
+                }
+                Ok(())
+            }
+            PubSub::Cluster(c) => per_slot(c, names, false).await,
+        }
+    }
+
+    /// A round trip, which also makes a dropped connection reconnect.
+    pub async fn ping(&mut self) -> redis::RedisResult<()> {
+        let cmd = redis::cmd("PING");
+        match self {
+            PubSub::Standalone(c) => cmd.query_async::<()>(c).await,
+            PubSub::Cluster(c) => cmd.query_async::<()>(c).await,
+        }
+    }
+}
+
+/// SSUBSCRIBE/SUNSUBSCRIBE take channels of one slot: one command per slot,
+/// all in flight together on the multiplexed cluster connection.
+async fn per_slot(conn: &ClusterConnection, names: &[String], subscribe: bool) -> redis::RedisResult<()> {
+    let mut by_slot: HashMap<Slot, Vec<String>> = HashMap::new();
+    for name in names {
+        by_slot.entry(Slot::for_key(name)).or_default().push(name.clone());
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (_, group) in by_slot {
+        let mut conn = conn.clone();
+        tasks.spawn(async move {
+            if subscribe { conn.ssubscribe(&group).await } else { conn.sunsubscribe(&group).await }
+        });
+    }
+    let mut result = Ok(());
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Err(e)) = done
+            && result.is_ok()
+        {
+            result = Err(e);
+        }
+    }
+    result
+}

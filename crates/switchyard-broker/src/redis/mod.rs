@@ -1,0 +1,199 @@
+//! The Redis broker: many stateless nodes, one Redis or a Redis Cluster.
+//!
+//! - Publishes go through the `switchyard` function library
+//!   ([`library`]), the same path backends use with `FCALL`.
+//! - Each node holds one pub/sub subscription per channel that has a local
+//!   subscriber; subscribes and unsubscribes from many sessions are batched
+//!   into few commands ([`subscriptions`]).
+//! - Messages are Envelopes, decoded once per node ([`pushes`]); malformed
+//!   ones are dropped and counted.
+//! - A health loop pings both connections every second; that drives
+//!   readiness, reconnects, and reloading the library after a Redis restart.
+
+mod connection;
+mod health;
+pub mod keys;
+pub mod library;
+mod pushes;
+mod registry;
+mod subscriptions;
+
+pub use connection::RedisTarget;
+
+use crate::broker::{Broker, BrokerError, PublicationSink, PublishOptions, StreamPosition};
+use crate::node_info::NodeInfo;
+use async_trait::async_trait;
+use connection::{Commands, PubSub};
+use keys::Keys;
+use prost::Message as _;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use subscriptions::Request;
+use switchyard_core::metric;
+use switchyard_proto::v1::Envelope;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Where Redis is and how switchyard names things in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    pub target: RedisTarget,
+    /// Prefix of every key and pub/sub name. Default: `switchyard`.
+    pub prefix: String,
+}
+
+/// State shared by the broker and its tasks.
+struct Shared {
+    keys: Keys,
+    /// The switchyard channels this node subscribes to.
+    channels: Mutex<HashSet<String>>,
+    /// Both connections answered the last health check.
+    ready: AtomicBool,
+    /// The pub/sub connection was lost and has not been seen healthy since.
+    lost: AtomicBool,
+}
+
+pub struct RedisBroker {
+    settings: RedisSettings,
+    shared: Arc<Shared>,
+    commands: Commands,
+    requests: mpsc::Sender<Request>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for RedisBroker {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl RedisBroker {
+    /// Connects, loads the function library, and starts delivering
+    /// publications of subscribed channels to `sink`.
+    pub async fn connect(settings: RedisSettings, sink: Arc<dyn PublicationSink>) -> Result<RedisBroker, BrokerError> {
+        let sharded = settings.target.is_cluster();
+        let mut commands = Commands::connect(&settings.target).await.map_err(unavailable)?;
+        library::load(&mut commands, &settings.prefix, sharded).await.map_err(unavailable)?;
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let pubsub = PubSub::connect(&settings.target, push_tx).await.map_err(unavailable)?;
+        let shared = Arc::new(Shared {
+            keys: Keys::new(&settings.prefix),
+            channels: Mutex::new(HashSet::new()),
+            ready: AtomicBool::new(true),
+            lost: AtomicBool::new(false),
+        });
+        metric::broker_up().set(1.0);
+        let (requests, requests_rx) = mpsc::channel(4096);
+        let tasks = vec![
+            tokio::spawn(subscriptions::run(pubsub.clone(), shared.clone(), requests_rx)),
+            tokio::spawn(pushes::run(push_rx, shared.clone(), sink, requests.clone())),
+            tokio::spawn(health::run(commands.clone(), pubsub, shared.clone(), settings.prefix.clone(), sharded)),
+        ];
+        Ok(RedisBroker { settings, shared, commands, requests, tasks })
+    }
+
+    async fn request(&self, make: impl FnOnce(oneshot::Sender<Result<(), BrokerError>>) -> Request) -> Result<(), BrokerError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(make(tx)).await.map_err(|_| BrokerError::Internal("broker stopped".into()))?;
+        rx.await.map_err(|_| BrokerError::Internal("broker stopped".into()))?
+    }
+
+    async fn fcall(&self, channel: &str, envelope: &[u8]) -> redis::RedisResult<(String, u64)> {
+        let mut conn = self.commands.clone();
+        redis::cmd("FCALL")
+            .arg("switchyard_publish_envelope")
+            .arg(1)
+            .arg(channel)
+            .arg(envelope)
+            .query_async(&mut conn)
+            .await
+    }
+}
+
+/// A Redis error as the gateway reports it: unreachable (try again, 108)
+/// or anything else (100).
+fn unavailable(error: redis::RedisError) -> BrokerError {
+    if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() || error.is_connection_refusal() {
+        BrokerError::Unavailable(error.to_string())
+    } else {
+        BrokerError::Internal(error.to_string())
+    }
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    async fn subscribe(&self, channels: &[String]) -> Result<(), BrokerError> {
+        let channels = channels.to_vec();
+        self.request(|reply| Request::Subscribe(channels, reply)).await
+    }
+
+    async fn unsubscribe(&self, channels: &[String]) -> Result<(), BrokerError> {
+        let channels = channels.to_vec();
+        self.request(|reply| Request::Unsubscribe(channels, reply)).await
+    }
+
+    async fn publish(&self, envelope: Envelope, _options: PublishOptions) -> Result<StreamPosition, BrokerError> {
+        let bytes = envelope.encode_to_vec();
+        let result = match self.fcall(&envelope.channel, &bytes).await {
+            Err(e) if library::is_missing(&e) => {
+                // Redis lost its functions (a restart without persistence).
+                let mut conn = self.commands.clone();
+                library::load(&mut conn, &self.settings.prefix, self.settings.target.is_cluster()).await.map_err(unavailable)?;
+                self.fcall(&envelope.channel, &bytes).await
+            }
+            other => other,
+        };
+        match result {
+            Ok((epoch, offset)) => Ok(StreamPosition { epoch, offset }),
+            Err(e) => {
+                metric::broker_errors("publish").increment(1);
+                Err(unavailable(e))
+            }
+        }
+    }
+
+    async fn register(&self, info: &NodeInfo) -> Result<(), BrokerError> {
+        let mut conn = self.commands.clone();
+        registry::register(&mut conn, &self.shared.keys, info).await.map_err(|e| {
+            metric::broker_errors("register").increment(1);
+            unavailable(e)
+        })
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, BrokerError> {
+        let mut conn = self.commands.clone();
+        registry::nodes(&mut conn, &self.shared.keys).await.map_err(unavailable)
+    }
+
+    fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Acquire)
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.settings.target.is_cluster() { "redis-cluster" } else { "redis" }
+    }
+}
+
+/// Publishes `payload` on `channel` the way a backend does:
+/// `FCALL switchyard_publish 1 <channel> <payload>`. Loads the library
+/// first if it is missing. For operators' tools.
+pub async fn publish_raw(settings: &RedisSettings, channel: &str, payload: &[u8]) -> redis::RedisResult<(String, u64)> {
+    let mut conn = Commands::connect(&settings.target).await?;
+    let call = || redis::cmd("FCALL").arg("switchyard_publish").arg(1).arg(channel).arg(payload).clone();
+    match call().query_async(&mut conn).await {
+        Err(e) if library::is_missing(&e) => {
+            library::load(&mut conn, &settings.prefix, settings.target.is_cluster()).await?;
+            call().query_async(&mut conn).await
+        }
+        other => other,
+    }
+}
+
+/// The live nodes of the registry, for operators' tools.
+pub async fn list_nodes(settings: &RedisSettings) -> redis::RedisResult<Vec<NodeInfo>> {
+    let mut conn = Commands::connect(&settings.target).await?;
+    registry::nodes(&mut conn, &Keys::new(&settings.prefix)).await
+}

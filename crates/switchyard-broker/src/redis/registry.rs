@@ -1,0 +1,41 @@
+//! The cluster registry: one hash, a field per node holding its JSON
+//! `NodeInfo`. Hash fields cannot expire in Redis 7.0, so an entry carries
+//! its own expiry: readers skip expired ones, and every heartbeat removes
+//! those that have been expired for a while.
+
+use super::keys::Keys;
+use crate::node_info::{NodeInfo, unix_seconds};
+use redis::aio::ConnectionLike;
+use std::collections::HashMap;
+
+/// Expired entries are removed this long after they expire.
+const FORGET_AFTER_SECONDS: u64 = 60;
+
+pub async fn register<C: ConnectionLike + Send>(conn: &mut C, keys: &Keys, info: &NodeInfo) -> redis::RedisResult<()> {
+    let json = serde_json::to_string(info).expect("NodeInfo serializes");
+    let _: () = redis::cmd("HSET").arg(keys.nodes()).arg(&info.name).arg(json).query_async(conn).await?;
+    let now = unix_seconds();
+    let stale: Vec<String> = all(conn, keys)
+        .await?
+        .into_iter()
+        .filter(|n| n.expires_at + FORGET_AFTER_SECONDS < now)
+        .map(|n| n.name)
+        .collect();
+    if !stale.is_empty() {
+        let _: () = redis::cmd("HDEL").arg(keys.nodes()).arg(stale).query_async(conn).await?;
+    }
+    Ok(())
+}
+
+pub async fn nodes<C: ConnectionLike + Send>(conn: &mut C, keys: &Keys) -> redis::RedisResult<Vec<NodeInfo>> {
+    let now = unix_seconds();
+    let mut live: Vec<NodeInfo> = all(conn, keys).await?.into_iter().filter(|n| n.is_live(now)).collect();
+    live.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(live)
+}
+
+async fn all<C: ConnectionLike + Send>(conn: &mut C, keys: &Keys) -> redis::RedisResult<Vec<NodeInfo>> {
+    let entries: HashMap<String, String> = redis::cmd("HGETALL").arg(keys.nodes()).query_async(conn).await?;
+    // An entry that does not parse (another version, a hand edit) is skipped.
+    Ok(entries.values().filter_map(|json| serde_json::from_str(json).ok()).collect())
+}

@@ -1,0 +1,41 @@
+//! Keeps this node's entry in the cluster registry fresh, and the
+//! `switchyard_cluster_nodes` gauge with it.
+
+use crate::node::Node;
+use std::sync::Arc;
+use switchyard_broker::{NodeInfo, unix_seconds};
+use switchyard_core::metric;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+pub async fn heartbeat(node: Arc<Node>, address: String, stop: CancellationToken) {
+    let every = node.config.broker.heartbeat_interval;
+    let started_at = unix_seconds();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = unix_seconds();
+        let info = NodeInfo {
+            name: node.name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            address: address.clone(),
+            connections: node.connections.len() as u64,
+            subscriptions: node.hub.subscription_count() as u64,
+            channels: node.hub.channel_count() as u64,
+            started_at,
+            updated_at: now,
+            expires_at: now + 3 * every.as_secs().max(1),
+        };
+        if let Err(e) = node.broker.register(&info).await {
+            debug!(error = %e, "cannot refresh the registry entry");
+            continue;
+        }
+        if let Ok(nodes) = node.broker.nodes().await {
+            metric::cluster_nodes().set(nodes.len() as f64);
+        }
+    }
+}
