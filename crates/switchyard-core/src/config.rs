@@ -258,7 +258,10 @@ impl Config {
             return Err(problem("shutdown.grace_period", "must be longer than shutdown.drain_period"));
         }
         if self.broker.redis_url.is_some() && !self.broker.redis_cluster.is_empty() {
-            return Err(problem("broker.redis_cluster", "set either broker.redis_url or broker.redis_cluster, not both"));
+            return Err(problem(
+                "broker.redis_cluster",
+                "set either broker.redis_url or broker.redis_cluster, not both",
+            ));
         }
         if self.broker.prefix.is_empty() || self.broker.prefix.contains(['{', '}']) {
             return Err(problem("broker.prefix", "must be non-empty, without { or }"));

@@ -70,7 +70,10 @@ pub fn describe() {
     );
     describe_gauge!(READY, "1 while /readyz answers 200, else 0.");
     describe_gauge!(BROKER_UP, "1 while the broker (Redis) answers, else 0.");
-    describe_gauge!(BROKER_SUBSCRIPTIONS, "Broker (Redis pub/sub) subscriptions this node holds: one per channel with a local subscriber.");
+    describe_gauge!(
+        BROKER_SUBSCRIPTIONS,
+        "Broker (Redis pub/sub) subscriptions this node holds: one per channel with a local subscriber."
+    );
     describe_counter!(BROKER_MALFORMED, "Messages from the broker that were not a valid Envelope: dropped.");
     describe_counter!(BROKER_RECONNECTS, "Times the broker's pub/sub connection came back after a loss.");
     describe_counter!(BROKER_RESUBSCRIBES, "Subscriptions restored after a reconnect or a slot migration.");

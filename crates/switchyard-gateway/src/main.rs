@@ -111,11 +111,20 @@ fn main() -> ExitCode {
         }),
         Command::Nodes { redis } => tool(async move {
             let nodes = switchyard_broker::redis::list_nodes(&redis.settings()).await?;
-            println!("{:<20} {:<10} {:<24} {:>11} {:>13} {:>9} {:>10}", "NAME", "VERSION", "ADDRESS", "CONNECTIONS", "SUBSCRIPTIONS", "CHANNELS", "UPTIME");
+            println!(
+                "{:<20} {:<10} {:<24} {:>11} {:>13} {:>9} {:>10}",
+                "NAME", "VERSION", "ADDRESS", "CONNECTIONS", "SUBSCRIPTIONS", "CHANNELS", "UPTIME"
+            );
             for n in &nodes {
                 println!(
                     "{:<20} {:<10} {:<24} {:>11} {:>13} {:>9} {:>9}s",
-                    n.name, n.version, n.address, n.connections, n.subscriptions, n.channels, n.uptime_seconds()
+                    n.name,
+                    n.version,
+                    n.address,
+                    n.connections,
+                    n.subscriptions,
+                    n.channels,
+                    n.uptime_seconds()
                 );
             }
             Ok(())

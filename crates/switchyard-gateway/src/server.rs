@@ -2,9 +2,9 @@
 
 use crate::api;
 use crate::drain;
-use crate::registry;
 use crate::metrics as recorder;
 use crate::node::Node;
+use crate::registry;
 use crate::session;
 use bytes::Bytes;
 use http_body_util::Full;

@@ -9,14 +9,17 @@
 //! - [`process`]: [`GatewayProcess`], the `switchyard` binary as a child.
 //! - [`http`]: plain HTTP GETs and Prometheus text parsing.
 //! - [`raw`]: raw WebSocket connections that can send anything.
+//! - [`redis`]: real `redis-server`s: one, or a 3-master Cluster.
 
 pub mod http;
 pub mod node;
 pub mod process;
 pub mod raw;
+pub mod redis;
 
 pub use node::{TestNode, test_config};
 pub use process::GatewayProcess;
+pub use redis::{RedisCluster, RedisServer};
 
 use std::time::Duration;
 

@@ -26,7 +26,8 @@ pub struct TestNode {
 }
 
 impl TestNode {
-    /// Starts a node on the in-memory broker.
+    /// Starts a node on the broker its config names (the in-memory one
+    /// unless `broker.redis_url` or `broker.redis_cluster` is set).
     pub async fn start(config: Config) -> TestNode {
         let config = config.validate().expect("valid config");
         let public = TcpListener::bind(config.listen).await.expect("bind the public listener");
@@ -36,7 +37,7 @@ impl TestNode {
         };
         let addr = public.local_addr().expect("local addr");
         let internal_addr = internal.as_ref().map(|l| l.local_addr().expect("local addr"));
-        let node = Node::with_memory_broker(config);
+        let node = Node::connect(config).await.expect("connect to the broker");
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone().cancelled_owned();
         let task = tokio::spawn(serve(node.clone(), public, internal, signal));

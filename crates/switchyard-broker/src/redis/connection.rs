@@ -68,7 +68,9 @@ impl Commands {
                 let client = redis::Client::open(resp3(url)?)?;
                 Commands::Standalone(client.get_connection_manager_with_config(manager_config()).await?)
             }
-            RedisTarget::Cluster(urls) => Commands::Cluster(cluster_builder(urls)?.build()?.get_async_connection().await?),
+            RedisTarget::Cluster(urls) => {
+                Commands::Cluster(cluster_builder(urls)?.build()?.get_async_connection().await?)
+            }
         })
     }
 }
@@ -170,9 +172,9 @@ async fn per_slot(conn: &ClusterConnection, names: &[String], subscribe: bool) -
     let mut tasks = tokio::task::JoinSet::new();
     for (_, group) in by_slot {
         let mut conn = conn.clone();
-        tasks.spawn(async move {
-            if subscribe { conn.ssubscribe(&group).await } else { conn.sunsubscribe(&group).await }
-        });
+        tasks.spawn(
+            async move { if subscribe { conn.ssubscribe(&group).await } else { conn.sunsubscribe(&group).await } },
+        );
     }
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {

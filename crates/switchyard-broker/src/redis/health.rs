@@ -20,10 +20,8 @@ pub async fn run(mut commands: Commands, mut pubsub: PubSub, shared: Arc<Shared>
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let commands_ok = matches!(
-            timeout(PING_TIMEOUT, redis::cmd("PING").query_async::<()>(&mut commands)).await,
-            Ok(Ok(()))
-        );
+        let commands_ok =
+            matches!(timeout(PING_TIMEOUT, redis::cmd("PING").query_async::<()>(&mut commands)).await, Ok(Ok(())));
         let pubsub_ok = matches!(timeout(PING_TIMEOUT, pubsub.ping()).await, Ok(Ok(())));
         let mut ready = commands_ok && pubsub_ok;
         let was_ready = shared.ready.load(Ordering::Acquire);

@@ -95,7 +95,10 @@ impl RedisBroker {
         Ok(RedisBroker { settings, shared, commands, requests, tasks })
     }
 
-    async fn request(&self, make: impl FnOnce(oneshot::Sender<Result<(), BrokerError>>) -> Request) -> Result<(), BrokerError> {
+    async fn request(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), BrokerError>>) -> Request,
+    ) -> Result<(), BrokerError> {
         let (tx, rx) = oneshot::channel();
         self.requests.send(make(tx)).await.map_err(|_| BrokerError::Internal("broker stopped".into()))?;
         rx.await.map_err(|_| BrokerError::Internal("broker stopped".into()))?
@@ -141,7 +144,9 @@ impl Broker for RedisBroker {
             Err(e) if library::is_missing(&e) => {
                 // Redis lost its functions (a restart without persistence).
                 let mut conn = self.commands.clone();
-                library::load(&mut conn, &self.settings.prefix, self.settings.target.is_cluster()).await.map_err(unavailable)?;
+                library::load(&mut conn, &self.settings.prefix, self.settings.target.is_cluster())
+                    .await
+                    .map_err(unavailable)?;
                 self.fcall(&envelope.channel, &bytes).await
             }
             other => other,

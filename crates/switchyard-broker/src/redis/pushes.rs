@@ -53,7 +53,8 @@ pub async fn run(
             PushKind::SUnsubscribe | PushKind::Unsubscribe => {
                 // Ours are forgotten before they are sent; one we still want
                 // was dropped by Redis (its slot moved): take it again.
-                let Some(channel) = push.data.first().and_then(text).and_then(|n| shared.keys.channel_of(&n).map(str::to_owned))
+                let Some(channel) =
+                    push.data.first().and_then(text).and_then(|n| shared.keys.channel_of(&n).map(str::to_owned))
                 else {
                     continue;
                 };

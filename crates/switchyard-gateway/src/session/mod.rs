@@ -12,8 +12,8 @@ mod writer;
 
 use crate::connections::Permit;
 use crate::node::Node;
-pub use commands::unix_micros;
 use commands::Session;
+pub use commands::unix_micros;
 use liveness::Liveness;
 use std::sync::Arc;
 use switchyard_core::codes::CloseCode;

@@ -1,0 +1,227 @@
+//! Real `redis-server` processes for tests: one Redis, or a 3-master Redis
+//! Cluster, on 127.0.0.1 with free ports, killed when dropped.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// A scratch directory, removed on drop.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new(what: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("switchyard-{what}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create a scratch dir");
+        ScratchDir(path)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A port that was free a moment ago. Redis cannot take port 0 and tell us
+/// which it got, so we pick; the caller retries if Redis loses the race.
+fn free_port(also_free_plus: Option<u16>) -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("addr").port();
+        match also_free_plus {
+            None => return port,
+            Some(offset) => {
+                if let Some(bus) = port.checked_add(offset)
+                    && TcpListener::bind(("127.0.0.1", bus)).is_ok()
+                {
+                    return port;
+                }
+            }
+        }
+    }
+}
+
+/// One `redis-server`.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    extra: Vec<String>,
+    _dir: ScratchDir,
+}
+
+impl RedisServer {
+    /// Starts a Redis with no persistence on a free port.
+    pub async fn start() -> RedisServer {
+        Self::start_with(&[], None).await
+    }
+
+    async fn start_with(extra: &[String], bus_offset: Option<u16>) -> RedisServer {
+        let dir = ScratchDir::new("redis");
+        for _ in 0..10 {
+            let port = free_port(bus_offset);
+            if let Some(child) = spawn(port, extra, &dir.0).await {
+                return RedisServer { child: Some(child), port, extra: extra.to_vec(), _dir: dir };
+            }
+        }
+        panic!("could not start redis-server (is it installed? scripts/test.sh installs it)");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `redis-cli` against this server; its standard output.
+    pub async fn cli(&self, args: &[&str]) -> String {
+        cli(self.port, args, None).await
+    }
+
+    /// Runs `redis-cli -x ARGS`: the last argument is `stdin`, bytes as they are.
+    pub async fn cli_with_stdin(&self, args: &[&str], stdin: &[u8]) -> String {
+        cli(self.port, args, Some(stdin)).await
+    }
+
+    /// Kills the server at once (SIGKILL): no goodbye to its clients.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts the server again on the same port, empty.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        for _ in 0..50 {
+            if let Some(child) = spawn(self.port, &self.extra, &self._dir.0).await {
+                self.child = Some(child);
+                return;
+            }
+        }
+        panic!("could not restart redis-server on port {}", self.port);
+    }
+}
+
+/// Starts redis-server on `port`; None if it did not come up (port taken).
+async fn spawn(port: u16, extra: &[String], dir: &std::path::Path) -> Option<Child> {
+    let mut child = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run redis-server");
+    // Up when it answers PING; gone if the process exits (port taken).
+    for _ in 0..500 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return None;
+        }
+        if cli(port, &["PING"], None).await.trim() == "PONG" {
+            return Some(child);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = child.kill().await;
+    None
+}
+
+async fn cli(port: u16, args: &[&str], stdin: Option<&[u8]>) -> String {
+    use tokio::io::AsyncWriteExt as _;
+    let mut command = Command::new("redis-cli");
+    command.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+    if stdin.is_some() {
+        command.arg("-x");
+    }
+    command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true);
+    let mut child = command.spawn().expect("run redis-cli");
+    let mut input = child.stdin.take().expect("piped stdin");
+    if let Some(bytes) = stdin {
+        let _ = input.write_all(bytes).await;
+    }
+    drop(input);
+    let output = child.wait_with_output().await.expect("redis-cli output");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A 3-master Redis Cluster (no replicas).
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub async fn start() -> RedisCluster {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            // The cluster bus listens on port + 10000.
+            let extra = vec!["--cluster-enabled".to_owned(), "yes".to_owned()];
+            nodes.push(RedisServer::start_with(&extra, Some(10000)).await);
+        }
+        let addresses: Vec<String> = nodes.iter().map(RedisServer::address).collect();
+        let mut args = vec!["--cluster", "create"];
+        args.extend(addresses.iter().map(String::as_str));
+        args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+        nodes[0].cli(&args).await;
+        let cluster = RedisCluster { nodes };
+        // `cluster_state:fail` for a moment after creation: wait for `ok` everywhere.
+        crate::within("the cluster to be ok", async {
+            for node in &cluster.nodes {
+                while !node.cli(&["CLUSTER", "INFO"]).await.contains("cluster_state:ok") {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        })
+        .await;
+        cluster
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The slot of `key` (`CLUSTER KEYSLOT`).
+    pub async fn slot_of(&self, key: &str) -> u16 {
+        self.nodes[0].cli(&["CLUSTER", "KEYSLOT", key]).await.trim().parse().expect("a slot number")
+    }
+
+    /// The index in `nodes` of the master that owns `slot`.
+    pub async fn owner_of(&self, slot: u16) -> usize {
+        let shards = self.nodes[0].cli(&["CLUSTER", "SLOTS"]).await;
+        // Lines: start, end, ip, port, id, ... per range.
+        let lines: Vec<&str> = shards.lines().map(str::trim).collect();
+        for window in lines.windows(4) {
+            if let (Ok(start), Ok(end), Ok(port)) =
+                (window[0].parse::<u16>(), window[1].parse::<u16>(), window[3].parse::<u16>())
+                && (start..=end).contains(&slot)
+                && window[2] == "127.0.0.1"
+            {
+                return self.nodes.iter().position(|n| n.port == port).expect("an owner among our nodes");
+            }
+        }
+        panic!("no owner for slot {slot} in:\n{shards}");
+    }
+
+    /// Moves `slot` (which holds no keys) from its owner to another master.
+    /// Returns the new owner's index.
+    pub async fn move_slot(&self, slot: u16) -> usize {
+        let from = self.owner_of(slot).await;
+        let to = (from + 1) % self.nodes.len();
+        let id = |i: usize| async move { self.nodes[i].cli(&["CLUSTER", "MYID"]).await.trim().to_owned() };
+        let (from_id, to_id) = (id(from).await, id(to).await);
+        let slot = slot.to_string();
+        self.nodes[to].cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]).await;
+        self.nodes[from].cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]).await;
+        for node in &self.nodes {
+            node.cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]).await;
+        }
+        to
+    }
+}
