@@ -1,13 +1,38 @@
 #!/usr/bin/env bash
 # Runs switchyard's whole test suite on a fresh Debian machine that has only
-# the Rust toolchain: installs what the tests need first (cargo-nextest),
-# then checks format and lints, then runs every test (unit, integration,
-# property, doc). Suites that need Debian packages install them here.
+# the Rust toolchain. Installs what the tests need first:
+#   - redis-server and redis-cli (Debian), which the tests start themselves;
+#   - a Python virtualenv under target/pyenv with redis, protobuf and
+#     grpcio-tools, for the second-language backend example;
+#   - cargo-nextest (one process per test: metrics are process-wide).
+# Then checks format and lints, and runs every test (unit, integration,
+# property, doc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> apt-get install ${missing[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# The Debian package starts a service where a service manager runs; the
+# tests start their own servers on free ports and need none.
+
+pyenv_dir=target/pyenv
+if ! "$pyenv_dir/bin/python" -c 'import redis, google.protobuf, grpc_tools' >/dev/null 2>&1; then
+  echo "==> python venv with redis, protobuf, grpcio-tools"
+  python3 -m venv "$pyenv_dir"
+  "$pyenv_dir/bin/pip" install -q --disable-pip-version-check redis protobuf grpcio-tools
+fi
+export SWITCHYARD_TEST_PYTHON="$PWD/$pyenv_dir/bin/python"
+
 if ! cargo nextest --version >/dev/null 2>&1; then
-  echo "==> installing cargo-nextest"
+  echo "==> cargo install cargo-nextest"
   cargo install cargo-nextest --locked
 fi
 

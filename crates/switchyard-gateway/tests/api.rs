@@ -29,7 +29,8 @@ async fn publish_and_broadcast_reach_subscribers_verbatim() {
     sub.subscribe("news").await.unwrap();
     sub.subscribe("alerts").await.unwrap();
 
-    let (status, body) = call(&node, "POST", "/api/publish", Some("s3cret"), r#"{"channel":"news","data":{"a": [1, 2]}}"#).await;
+    let (status, body) =
+        call(&node, "POST", "/api/publish", Some("s3cret"), r#"{"channel":"news","data":{"a": [1, 2]}}"#).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, serde_json::json!({"result": {"epoch": "", "offset": 0}}));
     let p = within("the API publication", sub.next_publication()).await.unwrap();

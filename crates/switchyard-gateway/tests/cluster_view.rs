@@ -7,7 +7,8 @@ use switchyard_testkit::http::get;
 use switchyard_testkit::{RedisServer, TestNode, test_config, within};
 
 fn switchyard(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard")).args(args).env_remove("SWITCHYARD_REDIS_URL").output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_switchyard")).args(args).env_remove("SWITCHYARD_REDIS_URL").output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
