@@ -196,3 +196,35 @@ async fn malformed_messages_on_redis_are_dropped_and_counted() {
     assert_eq!(&p.data[..], b"\"fine\"");
     node.wait_for_sample("switchyard_broker_malformed_total", "", 2.0).await;
 }
+
+#[tokio::test]
+async fn redis_auth_and_acl_users_work() {
+    // A password for the default user, and an ACL user with its own.
+    let redis = RedisServer::start_with_args(&[
+        "--requirepass",
+        "default-pass",
+        "--user",
+        "gateway",
+        "on",
+        ">gateway-pass",
+        "~*",
+        "&*",
+        "+@all",
+    ])
+    .await;
+    let port = redis.port;
+    for url in [format!("redis://:default-pass@127.0.0.1:{port}"), format!("redis://gateway:gateway-pass@127.0.0.1:{port}")] {
+        let mut config = test_config();
+        config.broker.redis_url = Some(url.clone());
+        let node = TestNode::start(config).await;
+        let mut subscriber = client(&node, Encoding::Json).await;
+        subscriber.subscribe("secure").await.unwrap();
+        subscriber.publish("secure", "\"ok\"").await.unwrap();
+        let p = within("the publication", subscriber.next_publication()).await.unwrap();
+        assert_eq!(&p.data[..], b"\"ok\"", "{url}");
+    }
+    let mut config = test_config();
+    config.broker.redis_url = Some(format!("redis://gateway:wrong@127.0.0.1:{port}"));
+    let refused = switchyard_gateway::Node::connect(config.validate().unwrap()).await;
+    assert!(refused.is_err(), "a wrong password must not connect");
+}

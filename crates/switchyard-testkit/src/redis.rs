@@ -58,6 +58,12 @@ impl RedisServer {
         Self::start_with(&[], None).await
     }
 
+    /// Starts a Redis with extra `redis-server` arguments (`--requirepass x`).
+    pub async fn start_with_args(extra: &[&str]) -> RedisServer {
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        Self::start_with(&extra, None).await
+    }
+
     async fn start_with(extra: &[String], bus_offset: Option<u16>) -> RedisServer {
         let dir = ScratchDir::new("redis");
         for _ in 0..10 {
@@ -125,13 +131,26 @@ async fn spawn(port: u16, extra: &[String], dir: &std::path::Path) -> Option<Chi
         if let Ok(Some(_)) = child.try_wait() {
             return None;
         }
-        if cli(port, &["PING"], None).await.trim() == "PONG" {
+        if answers(port).await {
             return Some(child);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = child.kill().await;
     None
+}
+
+/// Whether a Redis answers on `port` (PONG, or NOAUTH when it wants a password).
+async fn answers(port: u16) -> bool {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "PING"])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run redis-cli");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    text.contains("PONG") || text.contains("NOAUTH")
 }
 
 async fn cli(port: u16, args: &[&str], stdin: Option<&[u8]>) -> String {
