@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs switchyard's whole test suite on a fresh Debian machine that has only
 # the Rust toolchain. Installs what the tests need first:
-#   - redis-server and redis-cli (Debian), which the tests start themselves;
+#   - redis-server, redis-cli and openssl (Debian): the tests start their own
+#     Redis servers and Clusters, and make certificates for TLS;
 #   - a Python virtualenv under target/pyenv with redis, protobuf and
 #     grpcio-tools, for the second-language backend example;
 #   - cargo-nextest (one process per test: metrics are process-wide).
@@ -15,6 +16,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> apt-get install ${missing[*]}"
   as_root apt-get update -qq

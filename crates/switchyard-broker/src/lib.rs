@@ -14,4 +14,4 @@ pub mod redis;
 pub use broker::{Broker, BrokerError, PublicationSink, PublishOptions, StreamPosition};
 pub use memory::MemoryBroker;
 pub use node_info::{NodeInfo, unix_seconds};
-pub use redis::{RedisBroker, RedisSettings, RedisTarget};
+pub use redis::{RedisBroker, RedisSettings, RedisTarget, RedisTls};

@@ -6,6 +6,7 @@ use crate::channel::{self, DEFAULT_NAMESPACE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The whole configuration of a node.
@@ -60,6 +61,13 @@ pub struct BrokerConfig {
     pub redis_cluster: Vec<String>,
     /// Prefix of every Redis key and pub/sub name. Default: `switchyard`.
     pub prefix: String,
+    /// For `rediss://`: a PEM file of the CA that signed Redis' certificate,
+    /// instead of the system's trust store. Default: unset.
+    pub tls_ca_file: Option<PathBuf>,
+    /// For `rediss://` with client certificates (mutual TLS): this node's
+    /// PEM certificate and key. Default: unset.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
     /// How often a node refreshes its entry in the cluster registry; the
     /// entry expires after three times this. Default: `5s`.
     #[serde(with = "humantime_serde")]
@@ -72,6 +80,9 @@ impl Default for BrokerConfig {
             redis_url: None,
             redis_cluster: Vec::new(),
             prefix: "switchyard".to_owned(),
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             heartbeat_interval: Duration::from_secs(5),
         }
     }
@@ -265,6 +276,12 @@ impl Config {
         }
         if self.broker.prefix.is_empty() || self.broker.prefix.contains(['{', '}']) {
             return Err(problem("broker.prefix", "must be non-empty, without { or }"));
+        }
+        if self.broker.tls_cert_file.is_some() != self.broker.tls_key_file.is_some() {
+            return Err(problem(
+                "broker.tls_key_file",
+                "set both broker.tls_cert_file and broker.tls_key_file, or neither",
+            ));
         }
         if self.broker.heartbeat_interval.is_zero() {
             return Err(problem("broker.heartbeat_interval", "must be more than 0s"));

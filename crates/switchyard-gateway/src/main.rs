@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use switchyard_broker::{RedisSettings, RedisTarget};
+use switchyard_broker::{RedisSettings, RedisTarget, RedisTls};
 use switchyard_gateway::settings::{self, Overrides};
 use switchyard_gateway::{Node, serve};
 use tokio::net::TcpListener;
@@ -56,15 +56,22 @@ struct RedisArgs {
     /// Key prefix [default: switchyard].
     #[arg(long, default_value = "switchyard")]
     prefix: String,
+    /// For rediss://: a PEM file of the CA to trust.
+    #[arg(long, value_name = "FILE")]
+    tls_ca_file: Option<PathBuf>,
 }
 
 impl RedisArgs {
-    fn settings(self) -> RedisSettings {
+    fn settings(self) -> anyhow::Result<RedisSettings> {
         let target = match self.url {
             Some(url) => RedisTarget::Standalone(url),
             None => RedisTarget::Cluster(self.cluster),
         };
-        RedisSettings { target, prefix: self.prefix }
+        let ca = match &self.tls_ca_file {
+            Some(path) => Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?),
+            None => None,
+        };
+        Ok(RedisSettings { target, prefix: self.prefix, tls: RedisTls { ca, client: None } })
     }
 }
 
@@ -105,12 +112,12 @@ fn main() -> ExitCode {
         }
         Command::Publish { redis, channel, payload } => tool(async move {
             let (epoch, offset) =
-                switchyard_broker::redis::publish_raw(&redis.settings(), &channel, payload.as_bytes()).await?;
+                switchyard_broker::redis::publish_raw(&redis.settings()?, &channel, payload.as_bytes()).await?;
             println!("{}", serde_json::json!([epoch, offset]));
             Ok(())
         }),
         Command::Nodes { redis } => tool(async move {
-            let nodes = switchyard_broker::redis::list_nodes(&redis.settings()).await?;
+            let nodes = switchyard_broker::redis::list_nodes(&redis.settings()?).await?;
             println!(
                 "{:<20} {:<10} {:<24} {:>11} {:>13} {:>9} {:>10}",
                 "NAME", "VERSION", "ADDRESS", "CONNECTIONS", "SUBSCRIPTIONS", "CHANNELS", "UPTIME"

@@ -4,7 +4,9 @@ use crate::auth::Authenticator;
 use crate::connections::Connections;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use switchyard_broker::{Broker, BrokerError, MemoryBroker, PublicationSink, RedisBroker, RedisSettings, RedisTarget};
+use switchyard_broker::{
+    Broker, BrokerError, MemoryBroker, PublicationSink, RedisBroker, RedisSettings, RedisTarget, RedisTls,
+};
 use switchyard_core::config::{BrokerConfig, Config};
 use switchyard_core::hub::{ConnId, Hub};
 use switchyard_core::metric;
@@ -34,20 +36,30 @@ impl PublicationSink for HubSink {
 }
 
 /// The Redis broker's settings, if the config names a Redis.
-pub fn redis_settings(broker: &BrokerConfig) -> Option<RedisSettings> {
+pub fn redis_settings(broker: &BrokerConfig) -> Result<Option<RedisSettings>, BrokerError> {
     let target = match (&broker.redis_url, broker.redis_cluster.is_empty()) {
         (Some(url), _) => RedisTarget::Standalone(url.clone()),
         (None, false) => RedisTarget::Cluster(broker.redis_cluster.clone()),
-        (None, true) => return None,
+        (None, true) => return Ok(None),
     };
-    Some(RedisSettings { target, prefix: broker.prefix.clone() })
+    let read = |path: &std::path::PathBuf| {
+        std::fs::read(path).map_err(|e| BrokerError::Internal(format!("cannot read {}: {e}", path.display())))
+    };
+    let tls = RedisTls {
+        ca: broker.tls_ca_file.as_ref().map(read).transpose()?,
+        client: match (&broker.tls_cert_file, &broker.tls_key_file) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            _ => None,
+        },
+    };
+    Ok(Some(RedisSettings { target, prefix: broker.prefix.clone(), tls }))
 }
 
 impl Node {
     /// A node on the broker its config names: Redis (one, or a Cluster), or
     /// the in-memory broker when there is none.
     pub async fn connect(config: Config) -> Result<Arc<Node>, BrokerError> {
-        let Some(settings) = redis_settings(&config.broker) else {
+        let Some(settings) = redis_settings(&config.broker)? else {
             return Ok(Node::with_memory_broker(config));
         };
         let hub = Arc::new(Hub::new());

@@ -213,7 +213,9 @@ async fn redis_auth_and_acl_users_work() {
     ])
     .await;
     let port = redis.port;
-    for url in [format!("redis://:default-pass@127.0.0.1:{port}"), format!("redis://gateway:gateway-pass@127.0.0.1:{port}")] {
+    for url in
+        [format!("redis://:default-pass@127.0.0.1:{port}"), format!("redis://gateway:gateway-pass@127.0.0.1:{port}")]
+    {
         let mut config = test_config();
         config.broker.redis_url = Some(url.clone());
         let node = TestNode::start(config).await;
@@ -227,4 +229,22 @@ async fn redis_auth_and_acl_users_work() {
     config.broker.redis_url = Some(format!("redis://gateway:wrong@127.0.0.1:{port}"));
     let refused = switchyard_gateway::Node::connect(config.validate().unwrap()).await;
     assert!(refused.is_err(), "a wrong password must not connect");
+}
+
+#[tokio::test]
+async fn rediss_tls_works_with_a_configured_ca() {
+    let redis = RedisServer::start_tls().await;
+    let mut config = test_config();
+    config.broker.redis_url = Some(redis.url());
+    config.broker.tls_ca_file = redis.tls_ca.clone();
+    let node = TestNode::start(config).await;
+    let mut subscriber = client(&node, Encoding::Json).await;
+    subscriber.subscribe("tls").await.unwrap();
+    assert_eq!(redis.cli(&["FCALL", "switchyard_publish", "1", "tls", "\"encrypted\""]).await, "\n0\n");
+    let p = within("the publication over TLS", subscriber.next_publication()).await.unwrap();
+    assert_eq!(&p.data[..], b"\"encrypted\"");
+    // Without the CA, the node does not trust the server.
+    let mut config = test_config();
+    config.broker.redis_url = Some(redis.url());
+    assert!(switchyard_gateway::Node::connect(config.validate().unwrap()).await.is_err());
 }

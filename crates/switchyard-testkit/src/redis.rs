@@ -49,6 +49,8 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     extra: Vec<String>,
+    /// With TLS: the CA file clients must trust.
+    pub tls_ca: Option<PathBuf>,
     _dir: ScratchDir,
 }
 
@@ -64,19 +66,44 @@ impl RedisServer {
         Self::start_with(&extra, None).await
     }
 
+    /// Starts a Redis that speaks only TLS, with a certificate for
+    /// 127.0.0.1 from a CA made for this test (see [`RedisServer::tls_ca`]).
+    pub async fn start_tls() -> RedisServer {
+        let dir = ScratchDir::new("redis-tls");
+        make_certificates(&dir.0);
+        let file = |name: &str| dir.0.join(name).to_string_lossy().into_owned();
+        let extra = [
+            "--tls-cert-file".to_owned(),
+            file("redis.crt"),
+            "--tls-key-file".to_owned(),
+            file("redis.key"),
+            "--tls-ca-cert-file".to_owned(),
+            file("ca.crt"),
+            "--tls-auth-clients".to_owned(),
+            "no".to_owned(),
+        ];
+        Self::start_in(dir, &extra, None, true).await
+    }
+
     async fn start_with(extra: &[String], bus_offset: Option<u16>) -> RedisServer {
-        let dir = ScratchDir::new("redis");
+        Self::start_in(ScratchDir::new("redis"), extra, bus_offset, false).await
+    }
+
+    async fn start_in(dir: ScratchDir, extra: &[String], bus_offset: Option<u16>, tls: bool) -> RedisServer {
+        let tls_ca = tls.then(|| dir.0.join("ca.crt"));
         for _ in 0..10 {
             let port = free_port(bus_offset);
-            if let Some(child) = spawn(port, extra, &dir.0).await {
-                return RedisServer { child: Some(child), port, extra: extra.to_vec(), _dir: dir };
+            if let Some(child) = spawn(port, extra, &dir.0, tls_ca.as_deref()).await {
+                return RedisServer { child: Some(child), port, extra: extra.to_vec(), tls_ca, _dir: dir };
             }
         }
         panic!("could not start redis-server (is it installed? scripts/test.sh installs it)");
     }
 
+    /// `redis://127.0.0.1:PORT`, or `rediss://` with TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn address(&self) -> String {
@@ -85,12 +112,12 @@ impl RedisServer {
 
     /// Runs `redis-cli` against this server; its standard output.
     pub async fn cli(&self, args: &[&str]) -> String {
-        cli(self.port, args, None).await
+        cli(self.port, self.tls_ca.as_deref(), args, None).await
     }
 
     /// Runs `redis-cli -x ARGS`: the last argument is `stdin`, bytes as they are.
     pub async fn cli_with_stdin(&self, args: &[&str], stdin: &[u8]) -> String {
-        cli(self.port, args, Some(stdin)).await
+        cli(self.port, self.tls_ca.as_deref(), args, Some(stdin)).await
     }
 
     /// Kills the server at once (SIGKILL): no goodbye to its clients.
@@ -104,7 +131,7 @@ impl RedisServer {
     pub async fn restart(&mut self) {
         self.kill().await;
         for _ in 0..50 {
-            if let Some(child) = spawn(self.port, &self.extra, &self._dir.0).await {
+            if let Some(child) = spawn(self.port, &self.extra, &self._dir.0, self.tls_ca.as_deref()).await {
                 self.child = Some(child);
                 return;
             }
@@ -113,10 +140,16 @@ impl RedisServer {
     }
 }
 
-/// Starts redis-server on `port`; None if it did not come up (port taken).
-async fn spawn(port: u16, extra: &[String], dir: &std::path::Path) -> Option<Child> {
+/// Starts redis-server on `port` (its TLS port when `tls_ca` is given);
+/// None if it did not come up (port taken).
+async fn spawn(port: u16, extra: &[String], dir: &std::path::Path, tls_ca: Option<&std::path::Path>) -> Option<Child> {
+    let ports = match tls_ca {
+        None => ["--port".to_owned(), port.to_string(), "--tls-port".to_owned(), "0".to_owned()],
+        Some(_) => ["--port".to_owned(), "0".to_owned(), "--tls-port".to_owned(), port.to_string()],
+    };
     let mut child = Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(ports)
         .arg("--dir")
         .arg(dir)
         .args(extra)
@@ -131,7 +164,7 @@ async fn spawn(port: u16, extra: &[String], dir: &std::path::Path) -> Option<Chi
         if let Ok(Some(_)) = child.try_wait() {
             return None;
         }
-        if answers(port).await {
+        if answers(port, tls_ca).await {
             return Some(child);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -141,9 +174,11 @@ async fn spawn(port: u16, extra: &[String], dir: &std::path::Path) -> Option<Chi
 }
 
 /// Whether a Redis answers on `port` (PONG, or NOAUTH when it wants a password).
-async fn answers(port: u16) -> bool {
+async fn answers(port: u16, tls_ca: Option<&std::path::Path>) -> bool {
     let output = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "PING"])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(tls_args(tls_ca))
+        .arg("PING")
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output()
@@ -153,10 +188,76 @@ async fn answers(port: u16) -> bool {
     text.contains("PONG") || text.contains("NOAUTH")
 }
 
-async fn cli(port: u16, args: &[&str], stdin: Option<&[u8]>) -> String {
+fn tls_args(tls_ca: Option<&std::path::Path>) -> Vec<String> {
+    match tls_ca {
+        Some(ca) => vec!["--tls".to_owned(), "--cacert".to_owned(), ca.to_string_lossy().into_owned()],
+        None => Vec::new(),
+    }
+}
+
+/// A CA, and a certificate for 127.0.0.1 signed by it, made with openssl.
+fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run openssl (scripts/test.sh installs it)");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write san.ext");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=switchyard test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "redis.key",
+        "-out",
+        "redis.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "redis.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "redis.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+}
+
+async fn cli(port: u16, tls_ca: Option<&std::path::Path>, args: &[&str], stdin: Option<&[u8]>) -> String {
     use tokio::io::AsyncWriteExt as _;
     let mut command = Command::new("redis-cli");
-    command.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+    command.args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(tls_args(tls_ca));
     if stdin.is_some() {
         command.arg("-x");
     }

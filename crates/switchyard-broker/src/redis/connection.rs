@@ -5,7 +5,10 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
-use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFuture, Value};
+use redis::{
+    ClientTlsConfig, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFuture,
+    TlsCertificates, Value,
+};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
@@ -14,6 +17,30 @@ use tokio::sync::mpsc::UnboundedSender;
 const SUBSCRIBE_CHUNK: usize = 512;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// PEM material for `rediss://` connections.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTls {
+    /// The CA to trust instead of the system's roots.
+    pub ca: Option<Vec<u8>>,
+    /// A client certificate and key, for mutual TLS.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl RedisTls {
+    fn certificates(&self) -> Option<TlsCertificates> {
+        if self.ca.is_none() && self.client.is_none() {
+            return None;
+        }
+        Some(TlsCertificates {
+            client_tls: self
+                .client
+                .clone()
+                .map(|(client_cert, client_key)| ClientTlsConfig { client_cert, client_key }),
+            root_cert: self.ca.clone(),
+        })
+    }
+}
 
 /// Where Redis is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +63,15 @@ fn resp3(url: &str) -> redis::RedisResult<ConnectionInfo> {
     Ok(info.set_redis_settings(settings))
 }
 
+fn client(url: &str, tls: &RedisTls) -> redis::RedisResult<redis::Client> {
+    // rustls needs a process-wide crypto provider; the first install wins.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match tls.certificates() {
+        Some(certificates) => redis::Client::build_with_tls(resp3(url)?, certificates),
+        None => redis::Client::open(resp3(url)?),
+    }
+}
+
 fn manager_config() -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -45,13 +81,18 @@ fn manager_config() -> ConnectionManagerConfig {
         .set_number_of_retries(3)
 }
 
-fn cluster_builder(urls: &[String]) -> redis::RedisResult<ClusterClientBuilder> {
+fn cluster_builder(urls: &[String], tls: &RedisTls) -> redis::RedisResult<ClusterClientBuilder> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let nodes = urls.iter().map(|u| resp3(u)).collect::<redis::RedisResult<Vec<_>>>()?;
-    Ok(ClusterClientBuilder::new(nodes)
+    let builder = ClusterClientBuilder::new(nodes)
         .use_protocol(ProtocolVersion::RESP3)
         .connection_timeout(CONNECT_TIMEOUT)
         .response_timeout(RESPONSE_TIMEOUT)
-        .retries(3))
+        .retries(3);
+    Ok(match tls.certificates() {
+        Some(certificates) => builder.certs(certificates),
+        None => builder,
+    })
 }
 
 /// A connection for commands (FCALL, registry).
@@ -62,14 +103,14 @@ pub enum Commands {
 }
 
 impl Commands {
-    pub async fn connect(target: &RedisTarget) -> redis::RedisResult<Commands> {
+    pub async fn connect(target: &RedisTarget, tls: &RedisTls) -> redis::RedisResult<Commands> {
         Ok(match target {
             RedisTarget::Standalone(url) => {
-                let client = redis::Client::open(resp3(url)?)?;
+                let client = client(url, tls)?;
                 Commands::Standalone(client.get_connection_manager_with_config(manager_config()).await?)
             }
             RedisTarget::Cluster(urls) => {
-                Commands::Cluster(cluster_builder(urls)?.build()?.get_async_connection().await?)
+                Commands::Cluster(cluster_builder(urls, tls)?.build()?.get_async_connection().await?)
             }
         })
     }
@@ -113,15 +154,19 @@ pub enum PubSub {
 }
 
 impl PubSub {
-    pub async fn connect(target: &RedisTarget, pushes: UnboundedSender<PushInfo>) -> redis::RedisResult<PubSub> {
+    pub async fn connect(
+        target: &RedisTarget,
+        tls: &RedisTls,
+        pushes: UnboundedSender<PushInfo>,
+    ) -> redis::RedisResult<PubSub> {
         Ok(match target {
             RedisTarget::Standalone(url) => {
-                let client = redis::Client::open(resp3(url)?)?;
+                let client = client(url, tls)?;
                 let config = manager_config().set_push_sender(pushes).set_automatic_resubscription();
                 PubSub::Standalone(client.get_connection_manager_with_config(config).await?)
             }
             RedisTarget::Cluster(urls) => {
-                PubSub::Cluster(cluster_builder(urls)?.push_sender(pushes).build()?.get_async_connection().await?)
+                PubSub::Cluster(cluster_builder(urls, tls)?.push_sender(pushes).build()?.get_async_connection().await?)
             }
         })
     }

@@ -18,7 +18,7 @@ mod pushes;
 mod registry;
 mod subscriptions;
 
-pub use connection::RedisTarget;
+pub use connection::{RedisTarget, RedisTls};
 
 use crate::broker::{Broker, BrokerError, PublicationSink, PublishOptions, StreamPosition};
 use crate::node_info::NodeInfo;
@@ -41,6 +41,8 @@ pub struct RedisSettings {
     pub target: RedisTarget,
     /// Prefix of every key and pub/sub name. Default: `switchyard`.
     pub prefix: String,
+    /// Certificates for `rediss://`, when the system's are not the ones.
+    pub tls: RedisTls,
 }
 
 /// State shared by the broker and its tasks.
@@ -75,10 +77,10 @@ impl RedisBroker {
     /// publications of subscribed channels to `sink`.
     pub async fn connect(settings: RedisSettings, sink: Arc<dyn PublicationSink>) -> Result<RedisBroker, BrokerError> {
         let sharded = settings.target.is_cluster();
-        let mut commands = Commands::connect(&settings.target).await.map_err(unavailable)?;
+        let mut commands = Commands::connect(&settings.target, &settings.tls).await.map_err(unavailable)?;
         library::load(&mut commands, &settings.prefix, sharded).await.map_err(unavailable)?;
         let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let pubsub = PubSub::connect(&settings.target, push_tx).await.map_err(unavailable)?;
+        let pubsub = PubSub::connect(&settings.target, &settings.tls, push_tx).await.map_err(unavailable)?;
         let shared = Arc::new(Shared {
             keys: Keys::new(&settings.prefix),
             channels: Mutex::new(HashSet::new()),
@@ -186,7 +188,7 @@ impl Broker for RedisBroker {
 /// `FCALL switchyard_publish 1 <channel> <payload>`. Loads the library
 /// first if it is missing. For operators' tools.
 pub async fn publish_raw(settings: &RedisSettings, channel: &str, payload: &[u8]) -> redis::RedisResult<(String, u64)> {
-    let mut conn = Commands::connect(&settings.target).await?;
+    let mut conn = Commands::connect(&settings.target, &settings.tls).await?;
     let call = || redis::cmd("FCALL").arg("switchyard_publish").arg(1).arg(channel).arg(payload).clone();
     match call().query_async(&mut conn).await {
         Err(e) if library::is_missing(&e) => {
@@ -199,6 +201,6 @@ pub async fn publish_raw(settings: &RedisSettings, channel: &str, payload: &[u8]
 
 /// The live nodes of the registry, for operators' tools.
 pub async fn list_nodes(settings: &RedisSettings) -> redis::RedisResult<Vec<NodeInfo>> {
-    let mut conn = Commands::connect(&settings.target).await?;
+    let mut conn = Commands::connect(&settings.target, &settings.tls).await?;
     registry::nodes(&mut conn, &Keys::new(&settings.prefix)).await
 }
