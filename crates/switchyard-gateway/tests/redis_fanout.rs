@@ -245,3 +245,27 @@ async fn rediss_tls_works_with_a_configured_ca() {
     config.broker.redis_url = Some(redis.url());
     assert!(switchyard_gateway::Node::connect(config.validate().unwrap()).await.is_err());
 }
+
+#[tokio::test]
+async fn nodes_starting_together_replace_an_older_library() {
+    let redis = RedisServer::start().await;
+    // An older library that answers version 0.
+    let older = "#!lua name=switchyard\nredis.register_function{function_name='switchyard_version', \
+                 callback=function() return 0 end, flags={'no-writes'}}";
+    assert_eq!(redis.cli(&["FUNCTION", "LOAD", older]).await.trim(), "switchyard");
+    assert_eq!(redis.cli(&["FCALL_RO", "switchyard_version", "0"]).await.trim(), "0");
+    let (a, b) = tokio::join!(TestNode::start(config_for(&redis)), TestNode::start(config_for(&redis)));
+    let version = switchyard_broker::redis::library::VERSION.to_string();
+    assert_eq!(redis.cli(&["FCALL_RO", "switchyard_version", "0"]).await.trim(), version);
+    // Both work.
+    let mut subscriber = client(&a, Encoding::Json).await;
+    subscriber.subscribe("news").await.unwrap();
+    client(&b, Encoding::Json).await.publish("news", "1").await.unwrap();
+    assert_eq!(&within("the publication", subscriber.next_publication()).await.unwrap().data[..], b"1");
+
+    // A node never downgrades a newer library.
+    let newer = older.replace("return 0", "return 1000");
+    redis.cli(&["FUNCTION", "LOAD", "REPLACE", &newer]).await;
+    let _c = TestNode::start(config_for(&redis)).await;
+    assert_eq!(redis.cli(&["FCALL_RO", "switchyard_version", "0"]).await.trim(), "1000");
+}
