@@ -18,8 +18,30 @@ pub struct StreamPosition {
 pub struct PublishOptions {
     /// Publications kept; 0 = no history.
     pub history_size: usize,
-    /// How long history lives after the last publication.
+    /// How long publications live after the last publication.
     pub history_ttl: Duration,
+    /// How long the channel's position (epoch, offset) lives after the last
+    /// publication. Longer than `history_ttl`, so that a client that missed
+    /// nothing can still be told so after the publications expired.
+    pub history_meta_ttl: Duration,
+}
+
+impl PublishOptions {
+    pub fn keeps_history(&self) -> bool {
+        self.history_size > 0
+    }
+}
+
+/// A channel's publications after a position, and where the channel is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// Oldest first, each with its offset.
+    pub publications: Vec<Envelope>,
+    /// The channel's current epoch and last offset.
+    pub position: StreamPosition,
+    /// Whether `publications` are every publication after `since`: same
+    /// epoch, nothing trimmed or expired in between, none over the limit.
+    pub complete: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +80,22 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Publishes to every listening node; returns once the broker has it.
     async fn publish(&self, envelope: Envelope, options: PublishOptions) -> Result<StreamPosition, BrokerError>;
+
+    /// Publications of `channel` after `since` (exclusive), at most
+    /// `limit`; without `since`, the newest `limit`.
+    async fn history(
+        &self,
+        channel: &str,
+        since: Option<&StreamPosition>,
+        limit: usize,
+        options: PublishOptions,
+    ) -> Result<History, BrokerError>;
+
+    /// Stores a client session under `token` for `ttl`, replacing any.
+    async fn save_session(&self, token: &str, state: &[u8], ttl: Duration) -> Result<(), BrokerError>;
+
+    /// Takes (reads and deletes: a token works once) a stored session.
+    async fn take_session(&self, token: &str) -> Result<Option<Vec<u8>>, BrokerError>;
 
     /// Records this node in the cluster registry until `info.expires_at`.
     async fn register(&self, info: &NodeInfo) -> Result<(), BrokerError>;

@@ -7,11 +7,12 @@
 //! - [`NodeInfo`]: what a node says about itself in the cluster registry.
 
 mod broker;
+mod history_memory;
 pub mod memory;
 mod node_info;
 pub mod redis;
 
-pub use broker::{Broker, BrokerError, PublicationSink, PublishOptions, StreamPosition};
+pub use broker::{Broker, BrokerError, History, PublicationSink, PublishOptions, StreamPosition};
 pub use memory::MemoryBroker;
 pub use node_info::{NodeInfo, unix_seconds};
 pub use redis::{RedisBroker, RedisSettings, RedisTarget, RedisTls};

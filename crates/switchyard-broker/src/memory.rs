@@ -1,21 +1,28 @@
 //! The in-memory broker: a single node with no Redis. Publications go
 //! straight to the node's sink, so it is always ready and never loses one.
 
-use crate::broker::{Broker, BrokerError, PublicationSink, PublishOptions, StreamPosition};
+use crate::broker::{Broker, BrokerError, History, PublicationSink, PublishOptions, StreamPosition};
+use crate::history_memory::MemoryHistory;
 use crate::node_info::{NodeInfo, unix_seconds};
 use async_trait::async_trait;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use switchyard_proto::v1::Envelope;
+use tokio::time::Instant;
 
 pub struct MemoryBroker {
     sink: Arc<dyn PublicationSink>,
     /// The one node there is.
     node: Mutex<Option<NodeInfo>>,
+    history: MemoryHistory,
+    /// Saved client sessions and when they expire.
+    sessions: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
 }
 
 impl MemoryBroker {
     pub fn new(sink: Arc<dyn PublicationSink>) -> Self {
-        MemoryBroker { sink, node: Mutex::new(None) }
+        MemoryBroker { sink, node: Mutex::new(None), history: MemoryHistory::default(), sessions: Mutex::default() }
     }
 }
 
@@ -30,9 +37,37 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
-    async fn publish(&self, envelope: Envelope, _options: PublishOptions) -> Result<StreamPosition, BrokerError> {
+    async fn publish(&self, mut envelope: Envelope, options: PublishOptions) -> Result<StreamPosition, BrokerError> {
+        let position = if options.keeps_history() {
+            self.history.append(&mut envelope, options)
+        } else {
+            StreamPosition::default()
+        };
         self.sink.deliver(envelope);
-        Ok(StreamPosition::default())
+        Ok(position)
+    }
+
+    async fn history(
+        &self,
+        channel: &str,
+        since: Option<&StreamPosition>,
+        limit: usize,
+        _options: PublishOptions,
+    ) -> Result<History, BrokerError> {
+        Ok(self.history.read(channel, since, limit))
+    }
+
+    async fn save_session(&self, token: &str, state: &[u8], ttl: Duration) -> Result<(), BrokerError> {
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, (_, expires)| *expires > now);
+        sessions.insert(token.to_owned(), (state.to_vec(), now + ttl));
+        Ok(())
+    }
+
+    async fn take_session(&self, token: &str) -> Result<Option<Vec<u8>>, BrokerError> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(sessions.remove(token).filter(|(_, expires)| *expires > Instant::now()).map(|(state, _)| state))
     }
 
     async fn register(&self, info: &NodeInfo) -> Result<(), BrokerError> {
@@ -65,6 +100,71 @@ mod tests {
         fn deliver(&self, envelope: Envelope) {
             self.0.lock().unwrap().push(envelope);
         }
+    }
+
+    fn history_options() -> PublishOptions {
+        PublishOptions {
+            history_size: 3,
+            history_ttl: Duration::from_secs(60),
+            history_meta_ttl: Duration::from_secs(600),
+        }
+    }
+
+    fn envelope(data: &str) -> Envelope {
+        Envelope { channel: "chat:x".into(), data: data.to_owned().into(), ..Default::default() }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn history_assigns_offsets_and_trims() {
+        let broker = MemoryBroker::new(Arc::new(Collect::default()));
+        let options = history_options();
+        let mut last = StreamPosition::default();
+        for i in 1..=5 {
+            last = broker.publish(envelope(&i.to_string()), options).await.unwrap();
+            assert_eq!(last.offset, i);
+        }
+        let all = broker.history("chat:x", None, 10, options).await.unwrap();
+        assert_eq!(all.publications.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(all.position, last);
+        let since = StreamPosition { epoch: last.epoch.clone(), offset: 3 };
+        let recent = broker.history("chat:x", Some(&since), 10, options).await.unwrap();
+        assert!(recent.complete);
+        assert_eq!(recent.publications.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![4, 5]);
+        // Offset 1 is trimmed: what is left is not complete.
+        let since = StreamPosition { epoch: last.epoch.clone(), offset: 1 };
+        assert!(!broker.history("chat:x", Some(&since), 10, options).await.unwrap().complete);
+        // Another epoch: not complete either.
+        let since = StreamPosition { epoch: "other".into(), offset: 4 };
+        assert!(!broker.history("chat:x", Some(&since), 10, options).await.unwrap().complete);
+        // Caught up: complete and empty.
+        let recent = broker.history("chat:x", Some(&last), 10, options).await.unwrap();
+        assert!(recent.complete && recent.publications.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn history_expires_then_the_epoch_changes() {
+        let broker = MemoryBroker::new(Arc::new(Collect::default()));
+        let options = history_options();
+        let first = broker.publish(envelope("a"), options).await.unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        // Publications gone, position kept: a caught-up client missed nothing.
+        let h = broker.history("chat:x", Some(&first), 10, options).await.unwrap();
+        assert!(h.complete && h.publications.is_empty());
+        tokio::time::advance(Duration::from_secs(600)).await;
+        let second = broker.publish(envelope("b"), options).await.unwrap();
+        assert_ne!(second.epoch, first.epoch);
+        assert_eq!(second.offset, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sessions_are_single_use_and_expire() {
+        let broker = MemoryBroker::new(Arc::new(Collect::default()));
+        broker.save_session("t1", b"state", Duration::from_secs(120)).await.unwrap();
+        assert_eq!(broker.take_session("t1").await.unwrap().as_deref(), Some(&b"state"[..]));
+        assert_eq!(broker.take_session("t1").await.unwrap(), None);
+        broker.save_session("t2", b"state", Duration::from_secs(120)).await.unwrap();
+        tokio::time::advance(Duration::from_secs(121)).await;
+        assert_eq!(broker.take_session("t2").await.unwrap(), None);
     }
 
     #[tokio::test]

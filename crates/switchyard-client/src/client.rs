@@ -12,8 +12,9 @@ use switchyard_proto::json;
 use switchyard_proto::v1::client_frame::Command;
 use switchyard_proto::v1::server_frame::Message;
 use switchyard_proto::v1::{
-    AckRequest, ClientFrame, ConnectRequest, ConnectResult, Disconnect, Pong, Publication, PublishRequest,
-    PublishResult, ServerFrame, SubscribeRequest, SubscribeResult, UnsubscribeRequest,
+    AckRequest, ClientFrame, ConnectRequest, ConnectResult, Disconnect, HistoryRequest, HistoryResult, Pong,
+    Publication, PublishRequest, PublishResult, ServerFrame, StreamPosition, SubscribeRequest, SubscribeResult,
+    UnsubscribeRequest,
 };
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -190,9 +191,27 @@ impl Client {
     }
 
     pub async fn connect_command(&self, token: &str) -> Result<ConnectResult, ClientError> {
-        let request = ConnectRequest { token: token.to_owned(), resume: String::new() };
+        self.connect_with(ConnectRequest { token: token.to_owned(), resume: String::new() }).await
+    }
+
+    /// `connect`, with a token and/or an earlier session's resume token.
+    pub async fn connect_with(&self, request: ConnectRequest) -> Result<ConnectResult, ClientError> {
         match self.command(Command::Connect(request)).await? {
             Message::Connect(result) => Ok(result),
+            _ => Err(ClientError::UnexpectedReply),
+        }
+    }
+
+    /// Publications of `channel` after `since` (the newest without it).
+    pub async fn history(
+        &self,
+        channel: &str,
+        since: Option<StreamPosition>,
+        limit: u32,
+    ) -> Result<HistoryResult, ClientError> {
+        let request = HistoryRequest { channel: channel.to_owned(), since, limit };
+        match self.command(Command::History(request)).await? {
+            Message::History(result) => Ok(result),
             _ => Err(ClientError::UnexpectedReply),
         }
     }

@@ -136,6 +136,10 @@ pub struct ClientConfig {
     /// before its socket is dropped. Default: `5s`.
     #[serde(with = "humantime_serde")]
     pub close_timeout: Duration,
+    /// How long a connection's session (user, subscriptions, acked
+    /// offsets) is kept for `connect.resume` after it ends. Default: `2m`.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
 }
 
 impl Default for ClientConfig {
@@ -147,6 +151,7 @@ impl Default for ClientConfig {
             max_queue_bytes: 1024 * 1024,
             max_channels: 128,
             close_timeout: Duration::from_secs(5),
+            session_ttl: Duration::from_secs(120),
         }
     }
 }
@@ -204,10 +209,15 @@ pub struct NamespaceConfig {
     pub allow_publish: bool,
     /// Publications kept per channel; 0 = no history. Default: 0.
     pub history_size: usize,
-    /// How long a channel's history lives after its last publication.
+    /// How long a channel's publications live after its last publication.
     /// Required when `history_size` > 0. Default: `0s`.
     #[serde(with = "humantime_serde")]
     pub history_ttl: Duration,
+    /// How long a channel's position (epoch, offset) lives after its last
+    /// publication; when it is gone the channel starts a new epoch. At least
+    /// `history_ttl`. Default: `24h`.
+    #[serde(with = "humantime_serde")]
+    pub history_meta_ttl: Duration,
     /// See [`SlowConsumerPolicy`]. Default: `disconnect`.
     pub slow_consumer: SlowConsumerPolicy,
 }
@@ -218,6 +228,7 @@ impl Default for NamespaceConfig {
             allow_publish: true,
             history_size: 0,
             history_ttl: Duration::ZERO,
+            history_meta_ttl: Duration::from_secs(24 * 3600),
             slow_consumer: SlowConsumerPolicy::Disconnect,
         }
     }
@@ -259,6 +270,9 @@ impl Config {
         if c.max_queue_bytes < c.max_message_size {
             return Err(problem("client.max_queue_bytes", "must be at least client.max_message_size"));
         }
+        if c.session_ttl.is_zero() {
+            return Err(problem("client.session_ttl", "must be more than 0s"));
+        }
         if c.max_channels == 0 {
             return Err(problem("client.max_channels", "must be at least 1"));
         }
@@ -296,6 +310,9 @@ impl Config {
             }
             if ns.keeps_history() && ns.history_ttl.is_zero() {
                 return Err(problem(format!("{key}.history_ttl"), "must be set when history_size > 0"));
+            }
+            if ns.history_meta_ttl < ns.history_ttl {
+                return Err(problem(format!("{key}.history_meta_ttl"), "must be at least history_ttl"));
             }
         }
         Ok(self)

@@ -28,15 +28,40 @@ pub type ConnId = u64;
 
 const SHARDS: usize = 64;
 
+/// Frames a recovering subscriber may have held for it at most; past
+/// that it is closed as a slow consumer.
+const MAX_HELD: usize = 100_000;
+
 /// One subscription of one connection.
 #[derive(Clone)]
 pub struct Subscriber {
     pub protocol: Protocol,
     pub outbound: Outbound,
+    /// Publications up to this offset reached the subscriber another way
+    /// (its subscribe reply): skip them. 0 for none.
+    pub delivered_through: u64,
+}
+
+impl Subscriber {
+    pub fn new(protocol: Protocol, outbound: Outbound) -> Self {
+        Subscriber { protocol, outbound, delivered_through: 0 }
+    }
+}
+
+/// A subscriber whose publications are held while it recovers from
+/// history, so that what it gets live follows what it recovers, with no gap
+/// and no duplicate.
+struct Recovering {
+    subscriber: Subscriber,
+    held: Vec<(u64, OutFrame)>,
 }
 
 struct ChannelSubscribers {
     subscribers: HashMap<ConnId, Subscriber>,
+    recovering: std::sync::Mutex<HashMap<ConnId, Recovering>>,
+    /// `recovering.len()`, readable under the shard's read lock without
+    /// taking the mutex on every publication.
+    recovering_count: usize,
     json: usize,
     protobuf: usize,
     policy: SlowConsumerPolicy,
@@ -104,23 +129,40 @@ impl Hub {
         &self.shards[self.hasher.hash_one(channel) as usize % SHARDS]
     }
 
-    /// Adds `conn` to `channel`'s subscribers.
+    /// Adds `conn` to `channel`'s subscribers. A `recovering` subscriber
+    /// gets nothing until [`Hub::finish_recovery`]; its publications are
+    /// held until then.
     pub fn subscribe(
         &self,
         channel: &str,
         conn: ConnId,
         subscriber: Subscriber,
         policy: SlowConsumerPolicy,
+        recovering: bool,
     ) -> Subscribed {
         let mut shard = self.shard(channel).write().unwrap_or_else(|e| e.into_inner());
         let mut outcome = Subscribed::Joined;
         let entry = shard.entry(channel.into()).or_insert_with(|| {
             outcome = Subscribed::First;
-            ChannelSubscribers { subscribers: HashMap::new(), json: 0, protobuf: 0, policy }
+            ChannelSubscribers {
+                subscribers: HashMap::new(),
+                recovering: std::sync::Mutex::new(HashMap::new()),
+                recovering_count: 0,
+                json: 0,
+                protobuf: 0,
+                policy,
+            }
         });
         let protocol = subscriber.protocol;
-        if entry.subscribers.insert(conn, subscriber).is_some() {
+        let recovering_map = entry.recovering.get_mut().unwrap_or_else(|e| e.into_inner());
+        if entry.subscribers.contains_key(&conn) || recovering_map.contains_key(&conn) {
             return Subscribed::Already;
+        }
+        if recovering {
+            recovering_map.insert(conn, Recovering { subscriber, held: Vec::new() });
+            entry.recovering_count += 1;
+        } else {
+            entry.subscribers.insert(conn, subscriber);
         }
         *entry.count(protocol) += 1;
         metric::subscriptions().increment(1.0);
@@ -136,12 +178,19 @@ impl Hub {
         let Some(entry) = shard.get_mut(channel) else {
             return Unsubscribed::NotSubscribed;
         };
-        let Some(removed) = entry.subscribers.remove(&conn) else {
-            return Unsubscribed::NotSubscribed;
+        let removed = match entry.subscribers.remove(&conn) {
+            Some(removed) => removed,
+            None => match entry.recovering.get_mut().unwrap_or_else(|e| e.into_inner()).remove(&conn) {
+                Some(recovering) => {
+                    entry.recovering_count -= 1;
+                    recovering.subscriber
+                }
+                None => return Unsubscribed::NotSubscribed,
+            },
         };
         *entry.count(removed.protocol) -= 1;
         metric::subscriptions().decrement(1.0);
-        if entry.subscribers.is_empty() {
+        if entry.subscribers.is_empty() && entry.recovering_count == 0 {
             shard.remove(channel);
             metric::channels().decrement(1.0);
             Unsubscribed::Last
@@ -153,14 +202,52 @@ impl Hub {
     /// Local subscribers of `channel`.
     pub fn subscriber_count(&self, channel: &str) -> usize {
         let shard = self.shard(channel).read().unwrap_or_else(|e| e.into_inner());
-        shard.get(channel).map_or(0, |c| c.subscribers.len())
+        shard.get(channel).map_or(0, |c| c.subscribers.len() + c.recovering_count)
+    }
+
+    /// Ends `conn`'s recovery on `channel`: queues `head` (its subscribe
+    /// reply, recovered publications), then what was held for it with an
+    /// offset past `through`, and from then on delivers live. Returns false
+    /// if it is no longer subscribed.
+    pub fn finish_recovery(&self, channel: &str, conn: ConnId, head: Vec<OutFrame>, through: u64) -> bool {
+        let mut shard = self.shard(channel).write().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = shard.get_mut(channel) else { return false };
+        let Some(Recovering { mut subscriber, held }) =
+            entry.recovering.get_mut().unwrap_or_else(|e| e.into_inner()).remove(&conn)
+        else {
+            return false;
+        };
+        entry.recovering_count -= 1;
+        let mut delivered_through = through;
+        let frames = head.into_iter().chain(held.into_iter().filter_map(|(offset, frame)| {
+            if offset > 0 && offset <= through {
+                return None;
+            }
+            delivered_through = delivered_through.max(offset);
+            Some(frame)
+        }));
+        for frame in frames.collect::<Vec<_>>() {
+            if subscriber.outbound.push(frame).is_err() {
+                subscriber.outbound.close(Close::Server(CloseCode::SlowConsumer));
+                break;
+            }
+        }
+        subscriber.delivered_through = delivered_through;
+        entry.subscribers.insert(conn, subscriber);
+        true
     }
 
     /// Subscriptions of all local connections.
     pub fn subscription_count(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).values().map(|c| c.subscribers.len()).sum::<usize>())
+            .map(|s| {
+                s.read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .map(|c| c.subscribers.len() + c.recovering_count)
+                    .sum::<usize>()
+            })
             .sum()
     }
 
@@ -178,14 +265,33 @@ impl Hub {
         let frame = ServerFrame { id: 0, message: Some(server_frame::Message::Pub(publication(envelope))) };
         let json_frame = (entry.json > 0).then(|| wsframe::text(&json::encode_server_frame(&frame)));
         let protobuf_frame = (entry.protobuf > 0).then(|| wsframe::binary(&frame.encode_to_vec()));
-        let mut fanout = Fanout::default();
-        for subscriber in entry.subscribers.values() {
-            let bytes: &Bytes = match subscriber.protocol {
+        let frame_for = |protocol: Protocol| -> OutFrame {
+            let bytes: &Bytes = match protocol {
                 Protocol::Json => json_frame.as_ref(),
                 Protocol::Protobuf => protobuf_frame.as_ref(),
             }
             .expect("a frame is encoded for every protocol with a subscriber");
-            let frame = OutFrame { bytes: bytes.clone(), published_at_us: envelope.published_at_us };
+            OutFrame { bytes: bytes.clone(), published_at_us: envelope.published_at_us }
+        };
+        let mut fanout = Fanout::default();
+        if entry.recovering_count > 0 {
+            let mut recovering = entry.recovering.lock().unwrap_or_else(|e| e.into_inner());
+            for r in recovering.values_mut() {
+                if r.held.len() >= MAX_HELD {
+                    if r.subscriber.outbound.close(Close::Server(CloseCode::SlowConsumer)) {
+                        fanout.slow_disconnects += 1;
+                    }
+                    continue;
+                }
+                r.held.push((envelope.offset, frame_for(r.subscriber.protocol)));
+                fanout.queued += 1;
+            }
+        }
+        for subscriber in entry.subscribers.values() {
+            if envelope.offset > 0 && envelope.offset <= subscriber.delivered_through {
+                continue;
+            }
+            let frame = frame_for(subscriber.protocol);
             match subscriber.outbound.push(frame) {
                 Ok(()) => fanout.queued += 1,
                 Err(PushError::Closed) => {}
@@ -230,7 +336,7 @@ mod tests {
 
     fn subscriber(protocol: Protocol, max: usize) -> (Subscriber, OutboundQueue) {
         let (tx, rx) = outbound(max);
-        (Subscriber { protocol, outbound: tx }, rx)
+        (Subscriber::new(protocol, tx), rx)
     }
 
     fn envelope(channel: &str, data: &str) -> Envelope {
@@ -243,9 +349,9 @@ mod tests {
         let (a, _qa) = subscriber(Protocol::Json, 1024);
         let (b, _qb) = subscriber(Protocol::Json, 1024);
         let policy = SlowConsumerPolicy::Disconnect;
-        assert_eq!(hub.subscribe("news", 1, a.clone(), policy), Subscribed::First);
-        assert_eq!(hub.subscribe("news", 1, a, policy), Subscribed::Already);
-        assert_eq!(hub.subscribe("news", 2, b, policy), Subscribed::Joined);
+        assert_eq!(hub.subscribe("news", 1, a.clone(), policy, false), Subscribed::First);
+        assert_eq!(hub.subscribe("news", 1, a, policy, false), Subscribed::Already);
+        assert_eq!(hub.subscribe("news", 2, b, policy, false), Subscribed::Joined);
         assert_eq!(hub.channel_count(), 1);
         assert_eq!(hub.unsubscribe("news", 1), Unsubscribed::Left);
         assert_eq!(hub.unsubscribe("news", 1), Unsubscribed::NotSubscribed);
@@ -260,9 +366,9 @@ mod tests {
         let (b, mut qb) = subscriber(Protocol::Json, 1024);
         let (c, mut qc) = subscriber(Protocol::Protobuf, 1024);
         let policy = SlowConsumerPolicy::Disconnect;
-        hub.subscribe("news", 1, a, policy);
-        hub.subscribe("news", 2, b, policy);
-        hub.subscribe("news", 3, c, policy);
+        hub.subscribe("news", 1, a, policy, false);
+        hub.subscribe("news", 2, b, policy, false);
+        hub.subscribe("news", 3, c, policy, false);
         assert_eq!(hub.broadcast(&envelope("news", r#"{"text": "hi"}"#)).queued, 3);
         let (mut fa, mut fb, mut fc) = (Vec::new(), Vec::new(), Vec::new());
         qa.recv_many(&mut fa, 10).await;
@@ -281,8 +387,8 @@ mod tests {
         let hub = Hub::new();
         let (slow, slow_q) = subscriber(Protocol::Json, 256);
         let (fast, mut fast_q) = subscriber(Protocol::Json, 1 << 20);
-        hub.subscribe("news", 1, slow, SlowConsumerPolicy::Disconnect);
-        hub.subscribe("news", 2, fast, SlowConsumerPolicy::Disconnect);
+        hub.subscribe("news", 1, slow, SlowConsumerPolicy::Disconnect, false);
+        hub.subscribe("news", 2, fast, SlowConsumerPolicy::Disconnect, false);
         let mut slow_disconnects = 0;
         for _ in 0..20 {
             slow_disconnects +=
@@ -296,10 +402,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn recovery_holds_live_publications_and_drops_the_overlap() {
+        let hub = Hub::new();
+        let (sub, mut queue) = subscriber(Protocol::Json, 1 << 20);
+        hub.subscribe("chat:x", 7, sub, SlowConsumerPolicy::Disconnect, true);
+        let at = |offset: u64| Envelope { offset, epoch: "e".into(), ..envelope("chat:x", &offset.to_string()) };
+        // Live publications 4 and 5 arrive while history is read up to 4.
+        hub.broadcast(&at(4));
+        hub.broadcast(&at(5));
+        let mut batch = Vec::new();
+        assert!(tokio::time::timeout(std::time::Duration::ZERO, queue.recv_many(&mut batch, 10)).await.is_err());
+        let head = vec![OutFrame::control(Bytes::from_static(b"reply"))];
+        assert!(hub.finish_recovery("chat:x", 7, head, 4));
+        hub.broadcast(&at(5)); // a duplicate now: skipped
+        hub.broadcast(&at(6));
+        queue.recv_many(&mut batch, 10).await;
+        let got: Vec<String> = batch.iter().map(|f| String::from_utf8_lossy(&f.bytes).into_owned()).collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0], "reply");
+        assert!(got[1].contains(r#""offset":5"#) && got[2].contains(r#""offset":6"#), "{got:?}");
+    }
+
+    #[tokio::test]
     async fn the_drop_policy_skips_without_closing() {
         let hub = Hub::new();
         let (slow, slow_q) = subscriber(Protocol::Json, 256);
-        hub.subscribe("feed:x", 1, slow, SlowConsumerPolicy::Drop);
+        hub.subscribe("feed:x", 1, slow, SlowConsumerPolicy::Drop, false);
         let dropped: usize = (0..20)
             .map(|_| hub.broadcast(&envelope("feed:x", "\"0123456789012345678901234567890123456789\"")).dropped)
             .sum();

@@ -33,6 +33,10 @@ pub const BROKER_RECONNECTS: &str = "switchyard_broker_reconnects_total";
 pub const BROKER_RESUBSCRIBES: &str = "switchyard_broker_resubscribes_total";
 pub const BROKER_ERRORS: &str = "switchyard_broker_errors_total";
 pub const CLUSTER_NODES: &str = "switchyard_cluster_nodes";
+pub const GAP_REPAIRS: &str = "switchyard_broker_gap_repairs_total";
+pub const GAP_UNREPAIRED: &str = "switchyard_broker_gap_unrepaired_total";
+pub const RECOVERIES: &str = "switchyard_recoveries_total";
+pub const RESUMES: &str = "switchyard_session_resumes_total";
 pub const API_REQUESTS: &str = "switchyard_api_requests_total";
 
 /// Buckets of the latency histogram, in seconds: 100 µs to 10 s.
@@ -79,6 +83,10 @@ pub fn describe() {
     describe_counter!(BROKER_RESUBSCRIBES, "Subscriptions restored after a reconnect or a slot migration.");
     describe_counter!(BROKER_ERRORS, "Broker operations that failed, by operation.");
     describe_gauge!(CLUSTER_NODES, "Live gateway nodes in the cluster registry.");
+    describe_counter!(GAP_REPAIRS, "Gaps in a history channel's offsets filled from its stream before delivery.");
+    describe_counter!(GAP_UNREPAIRED, "Gaps the stream could no longer fill (trimmed or expired).");
+    describe_counter!(RECOVERIES, "Subscribes with recover, by outcome: recovered or not.");
+    describe_counter!(RESUMES, "connect.resume attempts, by outcome: resumed, expired, refused.");
     describe_counter!(API_REQUESTS, "HTTP API requests, by endpoint and status.");
     // Register the unlabelled series so that they are rendered (at zero)
     // from the start, not only after their first event.
@@ -96,7 +104,7 @@ pub fn describe() {
     ] {
         counter.increment(0);
     }
-    for counter in [broker_malformed(), broker_reconnects(), broker_resubscribes()] {
+    for counter in [broker_malformed(), broker_reconnects(), broker_resubscribes(), gap_repairs(), gap_unrepaired()] {
         counter.increment(0);
     }
     for gauge in [connections(), subscriptions(), channels(), broker_subscriptions()] {
@@ -189,4 +197,18 @@ pub fn cluster_nodes() -> Gauge {
 /// `endpoint`: `publish`, `broadcast`, `nodes`; `status`: the HTTP status.
 pub fn api_requests(endpoint: &'static str, status: &'static str) -> Counter {
     counter!(API_REQUESTS, "endpoint" => endpoint, "status" => status)
+}
+pub fn gap_repairs() -> Counter {
+    counter!(GAP_REPAIRS)
+}
+pub fn gap_unrepaired() -> Counter {
+    counter!(GAP_UNREPAIRED)
+}
+/// `outcome`: `recovered` or `unrecoverable`.
+pub fn recoveries(outcome: &'static str) -> Counter {
+    counter!(RECOVERIES, "outcome" => outcome)
+}
+/// `outcome`: `resumed`, `expired` (unknown or used token), `refused` (another user).
+pub fn resumes(outcome: &'static str) -> Counter {
+    counter!(RESUMES, "outcome" => outcome)
 }

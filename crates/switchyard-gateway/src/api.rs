@@ -7,6 +7,7 @@
 //! error codes.
 
 use crate::node::Node;
+use crate::node::publish_options;
 use crate::session::unix_micros;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
@@ -17,7 +18,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq as _;
-use switchyard_broker::{BrokerError, PublishOptions, StreamPosition};
+use switchyard_broker::{BrokerError, StreamPosition};
 use switchyard_core::channel::Channel;
 use switchyard_core::codes::ErrorCode;
 use switchyard_core::metric;
@@ -169,7 +170,7 @@ async fn publish_one(node: &Node, channel: &str, data: &RawValue) -> Result<Stre
         origin_node: node.name.clone(),
         ..Default::default()
     };
-    let options = PublishOptions { history_size: namespace.history_size, history_ttl: namespace.history_ttl };
+    let options = publish_options(namespace);
     let position = node.broker.publish(envelope, options).await?;
     metric::broker_published().increment(1);
     Ok(position)

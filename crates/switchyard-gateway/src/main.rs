@@ -71,7 +71,9 @@ impl RedisArgs {
             Some(path) => Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?),
             None => None,
         };
-        Ok(RedisSettings { target, prefix: self.prefix, tls: RedisTls { ca, client: None } })
+        // Namespaces matter only to loading the function library, which
+        // these commands leave to the gateways.
+        Ok(RedisSettings { target, prefix: self.prefix, tls: RedisTls { ca, client: None }, namespaces: Vec::new() })
     }
 }
 

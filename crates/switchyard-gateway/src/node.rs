@@ -5,9 +5,10 @@ use crate::connections::Connections;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use switchyard_broker::{
-    Broker, BrokerError, MemoryBroker, PublicationSink, RedisBroker, RedisSettings, RedisTarget, RedisTls,
+    Broker, BrokerError, MemoryBroker, PublicationSink, PublishOptions, RedisBroker, RedisSettings, RedisTarget,
+    RedisTls,
 };
-use switchyard_core::config::{BrokerConfig, Config};
+use switchyard_core::config::{Config, NamespaceConfig};
 use switchyard_core::hub::{ConnId, Hub};
 use switchyard_core::metric;
 use switchyard_proto::v1::Envelope;
@@ -36,7 +37,9 @@ impl PublicationSink for HubSink {
 }
 
 /// The Redis broker's settings, if the config names a Redis.
-pub fn redis_settings(broker: &BrokerConfig) -> Result<Option<RedisSettings>, BrokerError> {
+pub fn redis_settings(config: &Config) -> Result<Option<RedisSettings>, BrokerError> {
+    let broker = &config.broker;
+    let namespaces = config.namespaces.iter().map(|(name, ns)| (name.clone(), publish_options(ns))).collect();
     let target = match (&broker.redis_url, broker.redis_cluster.is_empty()) {
         (Some(url), _) => RedisTarget::Standalone(url.clone()),
         (None, false) => RedisTarget::Cluster(broker.redis_cluster.clone()),
@@ -52,14 +55,23 @@ pub fn redis_settings(broker: &BrokerConfig) -> Result<Option<RedisSettings>, Br
             _ => None,
         },
     };
-    Ok(Some(RedisSettings { target, prefix: broker.prefix.clone(), tls }))
+    Ok(Some(RedisSettings { target, prefix: broker.prefix.clone(), tls, namespaces }))
+}
+
+/// How the broker keeps the channels of a namespace.
+pub fn publish_options(namespace: &NamespaceConfig) -> PublishOptions {
+    PublishOptions {
+        history_size: namespace.history_size,
+        history_ttl: namespace.history_ttl,
+        history_meta_ttl: namespace.history_meta_ttl,
+    }
 }
 
 impl Node {
     /// A node on the broker its config names: Redis (one, or a Cluster), or
     /// the in-memory broker when there is none.
     pub async fn connect(config: Config) -> Result<Arc<Node>, BrokerError> {
-        let Some(settings) = redis_settings(&config.broker)? else {
+        let Some(settings) = redis_settings(&config)? else {
             return Ok(Node::with_memory_broker(config));
         };
         let hub = Arc::new(Hub::new());

@@ -45,7 +45,7 @@ fn fixed_client_shapes_decode() {
 
 #[test]
 fn fixed_server_shapes_encode() {
-    let connect = ConnectResult { client: "c1".into(), session: "s1".into(), ping_interval: 25 };
+    let connect = ConnectResult { client: "c1".into(), session: "s1".into(), ping_interval: 25, ..Default::default() };
     assert_eq!(
         server(1, Message::Connect(connect)),
         r#"{"id":1,"connect":{"client":"c1","session":"s1","ping_interval":25}}"#

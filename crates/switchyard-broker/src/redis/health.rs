@@ -2,6 +2,7 @@
 //! facts, makes a lost connection reconnect even when idle, and reloads the
 //! function library when Redis comes back without it.
 
+use super::RedisSettings;
 use super::Shared;
 use super::connection::{Commands, PubSub};
 use super::library;
@@ -9,13 +10,21 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use switchyard_core::metric;
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tracing::{info, warn};
 
 const EVERY: Duration = Duration::from_secs(1);
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub async fn run(mut commands: Commands, mut pubsub: PubSub, shared: Arc<Shared>, prefix: String, sharded: bool) {
+pub async fn run(
+    mut commands: Commands,
+    mut pubsub: PubSub,
+    shared: Arc<Shared>,
+    settings: RedisSettings,
+    repairs: mpsc::Sender<()>,
+) {
+    let sharded = settings.target.is_cluster();
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -27,7 +36,7 @@ pub async fn run(mut commands: Commands, mut pubsub: PubSub, shared: Arc<Shared>
         let was_ready = shared.ready.load(Ordering::Acquire);
         if ready && !was_ready {
             // Back after an outage: Redis may have restarted empty.
-            if let Err(e) = library::load(&mut commands, &prefix, sharded).await {
+            if let Err(e) = library::load(&mut commands, &settings.prefix, sharded, &settings.namespaces).await {
                 warn!(error = %e, "cannot reload the function library");
                 ready = false;
             }
@@ -35,6 +44,9 @@ pub async fn run(mut commands: Commands, mut pubsub: PubSub, shared: Arc<Shared>
         if ready && shared.lost.swap(false, Ordering::AcqRel) {
             metric::broker_reconnects().increment(1);
             info!("Redis is back; subscriptions restored");
+            // Fetch what channels with history got meanwhile. A repair
+            // already pending covers this one too.
+            let _ = repairs.try_send(());
         }
         if !ready && was_ready {
             warn!(commands_ok, pubsub_ok, "Redis is unreachable");

@@ -30,6 +30,11 @@ impl Keys {
         pubsub.strip_prefix(self.prefix.as_str())?.strip_prefix(":{")?.strip_suffix('}')
     }
 
+    /// A saved client session (for `connect.resume`).
+    pub fn session(&self, token: &str) -> String {
+        format!("{}:session:{token}", self.prefix)
+    }
+
     /// The hash of live gateway nodes (one field per node).
     pub fn nodes(&self) -> String {
         format!("{}:{{nodes}}", self.prefix)

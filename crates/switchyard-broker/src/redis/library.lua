@@ -4,9 +4,15 @@
 --   FCALL switchyard_publish 1 <channel> <payload>
 -- The gateway fills in the two settings below when it loads the library.
 
-local VERSION = 1
+local VERSION = 2
 local PREFIX = '@PREFIX@'      -- broker.prefix: pub/sub names are PREFIX:{channel}
 local PUBLISH = '@PUBLISH@'    -- PUBLISH on one Redis, SPUBLISH on a Redis Cluster
+
+-- Namespaces that keep history: publications kept, and how long (ms) the
+-- publications and the channel's position live after the last publish.
+local NAMESPACES = {
+@NAMESPACES@
+}
 
 -- Protobuf encoding of the few Envelope fields the library writes
 -- (proto/switchyard/v1/cluster.proto). Numbers stay below 2^53, which Lua's
@@ -42,11 +48,42 @@ local function check_channel(channel)
   return true
 end
 
+local function namespace_of(channel)
+  return string.match(channel, '^([^:]*):') or 'default'
+end
+
+-- A channel's names share its hash tag, and so its slot.
+local function names(channel)
+  local base = PREFIX .. ':{' .. channel .. '}'
+  return base, base .. ':meta', base .. ':stream'
+end
+
 -- Publishes an encoded Envelope to every node listening to the channel.
+-- In a namespace with history, first gives it the channel's next offset
+-- (and the epoch, a new one when the position was lost) and appends it to
+-- the channel's stream, all in this one atomic call.
 -- Returns {epoch, offset}: the stream position, ("", 0) without history.
 local function deliver(channel, envelope)
-  redis.call(PUBLISH, PREFIX .. ':{' .. channel .. '}', envelope)
-  return {'', 0}
+  local pubsub, meta, stream = names(channel)
+  local history = NAMESPACES[namespace_of(channel)]
+  local epoch, offset = '', 0
+  if history then
+    epoch = redis.call('HGET', meta, 'epoch')
+    if not epoch then
+      local t = redis.call('TIME')
+      epoch = string.format('%x%05x', tonumber(t[1]), tonumber(t[2]))
+      redis.call('DEL', stream)
+      redis.call('HSET', meta, 'epoch', epoch)
+    end
+    offset = redis.call('HINCRBY', meta, 'offset', 1)
+    -- Protobuf: fields appended later win, so these set epoch and offset.
+    envelope = envelope .. bytes_field(3, epoch) .. varint_field(4, offset)
+    redis.call('XADD', stream, 'MAXLEN', history.size, offset .. '-0', 'e', envelope)
+    redis.call('PEXPIRE', stream, history.ttl_ms)
+    redis.call('PEXPIRE', meta, history.meta_ttl_ms)
+  end
+  redis.call(PUBLISH, pubsub, envelope)
+  return {epoch, offset}
 end
 
 -- FCALL switchyard_publish 1 <channel> <payload>
@@ -71,10 +108,40 @@ local function publish_envelope(keys, args)
   return deliver(keys[1], args[1])
 end
 
+-- FCALL_RO switchyard_history 1 <channel> <since> <limit>
+-- Envelopes after offset <since> (the newest <limit> when <since> is ''),
+-- oldest first, after the channel's position: {epoch, offset, envelope...}.
+local function history(keys, args)
+  if not check_channel(keys[1]) or tonumber(args[2]) == nil then
+    return redis.error_reply('ERR usage: FCALL_RO switchyard_history 1 <channel> <since offset or ""> <limit>')
+  end
+  local _, meta, stream = names(keys[1])
+  local state = redis.call('HMGET', meta, 'epoch', 'offset')
+  local out = {state[1] or '', tonumber(state[2] or 0)}
+  local limit = tonumber(args[2])
+  if args[1] == '' then
+    local entries = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', limit)
+    for i = #entries, 1, -1 do
+      out[#out + 1] = entries[i][2][2]
+    end
+  else
+    local since = tonumber(args[1])
+    if since == nil then
+      return redis.error_reply('ERR since must be an offset or ""')
+    end
+    local entries = redis.call('XRANGE', stream, '(' .. since .. '-0', '+', 'COUNT', limit)
+    for _, entry in ipairs(entries) do
+      out[#out + 1] = entry[2][2]
+    end
+  end
+  return out
+end
+
 local function version()
   return VERSION
 end
 
 redis.register_function('switchyard_publish', publish)
 redis.register_function('switchyard_publish_envelope', publish_envelope)
+redis.register_function{function_name = 'switchyard_history', callback = history, flags = {'no-writes'}}
 redis.register_function{function_name = 'switchyard_version', callback = version, flags = {'no-writes'}}

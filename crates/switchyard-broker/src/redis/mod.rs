@@ -12,6 +12,7 @@
 
 mod connection;
 mod health;
+mod history;
 pub mod keys;
 pub mod library;
 mod pushes;
@@ -20,15 +21,16 @@ mod subscriptions;
 
 pub use connection::{RedisTarget, RedisTls};
 
-use crate::broker::{Broker, BrokerError, PublicationSink, PublishOptions, StreamPosition};
+use crate::broker::{Broker, BrokerError, History, PublicationSink, PublishOptions, StreamPosition};
 use crate::node_info::NodeInfo;
 use async_trait::async_trait;
 use connection::{Commands, PubSub};
 use keys::Keys;
 use prost::Message as _;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use subscriptions::Request;
 use switchyard_core::metric;
 use switchyard_proto::v1::Envelope;
@@ -43,6 +45,9 @@ pub struct RedisSettings {
     pub prefix: String,
     /// Certificates for `rediss://`, when the system's are not the ones.
     pub tls: RedisTls,
+    /// Each namespace's history settings, baked into the function library
+    /// so that backends' `FCALL`s keep history too.
+    pub namespaces: Vec<(String, PublishOptions)>,
 }
 
 /// State shared by the broker and its tasks.
@@ -54,6 +59,9 @@ struct Shared {
     ready: AtomicBool,
     /// The pub/sub connection was lost and has not been seen healthy since.
     lost: AtomicBool,
+    /// The last (epoch, offset) delivered per channel with history, to see
+    /// gaps (see `pushes`). Entries go when the channel is unsubscribed.
+    delivered: Mutex<HashMap<String, (String, u64)>>,
 }
 
 pub struct RedisBroker {
@@ -78,7 +86,7 @@ impl RedisBroker {
     pub async fn connect(settings: RedisSettings, sink: Arc<dyn PublicationSink>) -> Result<RedisBroker, BrokerError> {
         let sharded = settings.target.is_cluster();
         let mut commands = Commands::connect(&settings.target, &settings.tls).await.map_err(unavailable)?;
-        library::load(&mut commands, &settings.prefix, sharded).await.map_err(unavailable)?;
+        library::load(&mut commands, &settings.prefix, sharded, &settings.namespaces).await.map_err(unavailable)?;
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let pubsub = PubSub::connect(&settings.target, &settings.tls, push_tx).await.map_err(unavailable)?;
         let shared = Arc::new(Shared {
@@ -86,13 +94,15 @@ impl RedisBroker {
             channels: Mutex::new(HashSet::new()),
             ready: AtomicBool::new(true),
             lost: AtomicBool::new(false),
+            delivered: Mutex::new(HashMap::new()),
         });
         metric::broker_up().set(1.0);
         let (requests, requests_rx) = mpsc::channel(4096);
+        let (repairs, repairs_rx) = mpsc::channel(1);
         let tasks = vec![
             tokio::spawn(subscriptions::run(pubsub.clone(), shared.clone(), requests_rx)),
-            tokio::spawn(pushes::run(push_rx, shared.clone(), sink, requests.clone())),
-            tokio::spawn(health::run(commands.clone(), pubsub, shared.clone(), settings.prefix.clone(), sharded)),
+            tokio::spawn(pushes::run(push_rx, repairs_rx, commands.clone(), shared.clone(), sink, requests.clone())),
+            tokio::spawn(health::run(commands.clone(), pubsub, shared.clone(), settings.clone(), repairs)),
         ];
         Ok(RedisBroker { settings, shared, commands, requests, tasks })
     }
@@ -104,6 +114,12 @@ impl RedisBroker {
         let (tx, rx) = oneshot::channel();
         self.requests.send(make(tx)).await.map_err(|_| BrokerError::Internal("broker stopped".into()))?;
         rx.await.map_err(|_| BrokerError::Internal("broker stopped".into()))?
+    }
+
+    async fn load_library(&self) -> Result<(), BrokerError> {
+        let mut conn = self.commands.clone();
+        let sharded = self.settings.target.is_cluster();
+        library::load(&mut conn, &self.settings.prefix, sharded, &self.settings.namespaces).await.map_err(unavailable)
     }
 
     async fn fcall(&self, channel: &str, envelope: &[u8]) -> redis::RedisResult<(String, u64)> {
@@ -145,10 +161,7 @@ impl Broker for RedisBroker {
         let result = match self.fcall(&envelope.channel, &bytes).await {
             Err(e) if library::is_missing(&e) => {
                 // Redis lost its functions (a restart without persistence).
-                let mut conn = self.commands.clone();
-                library::load(&mut conn, &self.settings.prefix, self.settings.target.is_cluster())
-                    .await
-                    .map_err(unavailable)?;
+                self.load_library().await?;
                 self.fcall(&envelope.channel, &bytes).await
             }
             other => other,
@@ -160,6 +173,48 @@ impl Broker for RedisBroker {
                 Err(unavailable(e))
             }
         }
+    }
+
+    async fn history(
+        &self,
+        channel: &str,
+        since: Option<&StreamPosition>,
+        limit: usize,
+        _options: PublishOptions,
+    ) -> Result<History, BrokerError> {
+        let mut conn = self.commands.clone();
+        let result = match history::read(&mut conn, channel, since, limit).await {
+            Err(e) if library::is_missing(&e) => {
+                self.load_library().await?;
+                history::read(&mut conn, channel, since, limit).await
+            }
+            other => other,
+        };
+        result.map_err(|e| {
+            metric::broker_errors("history").increment(1);
+            unavailable(e)
+        })
+    }
+
+    async fn save_session(&self, token: &str, state: &[u8], ttl: Duration) -> Result<(), BrokerError> {
+        let mut conn = self.commands.clone();
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        redis::cmd("SET")
+            .arg(self.shared.keys.session(token))
+            .arg(state)
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| {
+                metric::broker_errors("session").increment(1);
+                unavailable(e)
+            })
+    }
+
+    async fn take_session(&self, token: &str) -> Result<Option<Vec<u8>>, BrokerError> {
+        let mut conn = self.commands.clone();
+        redis::cmd("GETDEL").arg(self.shared.keys.session(token)).query_async(&mut conn).await.map_err(unavailable)
     }
 
     async fn register(&self, info: &NodeInfo) -> Result<(), BrokerError> {
@@ -185,18 +240,11 @@ impl Broker for RedisBroker {
 }
 
 /// Publishes `payload` on `channel` the way a backend does:
-/// `FCALL switchyard_publish 1 <channel> <payload>`. Loads the library
-/// first if it is missing. For operators' tools.
+/// `FCALL switchyard_publish 1 <channel> <payload>`. For operators' tools;
+/// the library must be loaded (by a gateway, which knows the namespaces).
 pub async fn publish_raw(settings: &RedisSettings, channel: &str, payload: &[u8]) -> redis::RedisResult<(String, u64)> {
     let mut conn = Commands::connect(&settings.target, &settings.tls).await?;
-    let call = || redis::cmd("FCALL").arg("switchyard_publish").arg(1).arg(channel).arg(payload).clone();
-    match call().query_async(&mut conn).await {
-        Err(e) if library::is_missing(&e) => {
-            library::load(&mut conn, &settings.prefix, settings.target.is_cluster()).await?;
-            call().query_async(&mut conn).await
-        }
-        other => other,
-    }
+    redis::cmd("FCALL").arg("switchyard_publish").arg(1).arg(channel).arg(payload).query_async(&mut conn).await
 }
 
 /// The live nodes of the registry, for operators' tools.

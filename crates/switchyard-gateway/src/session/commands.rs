@@ -1,26 +1,33 @@
-//! The commands of one connection: connect, subscribe, unsubscribe, publish,
-//! ack, pong. Each command with an id gets exactly one reply.
+//! The commands of one connection: connect (and resume), subscribe (and
+//! recover), unsubscribe, publish, history, ack, pong. Each command with an
+//! id gets exactly one reply.
 
+use super::saved::{SavedChannel, SavedSession, new_token};
 use crate::auth::Identity;
 use crate::codec::{self, DecodeError};
-use crate::node::Node;
+use crate::node::{Node, publish_options};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
-use switchyard_broker::{BrokerError, PublishOptions};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use switchyard_broker::{BrokerError, StreamPosition};
 use switchyard_core::channel::Channel;
 use switchyard_core::codes::{CloseCode, ErrorCode};
 use switchyard_core::config::NamespaceConfig;
-use switchyard_core::hub::{ConnId, Subscribed, Subscriber, Unsubscribed};
+use switchyard_core::hub::{self, ConnId, Subscribed, Subscriber, Unsubscribed};
 use switchyard_core::metric;
 use switchyard_core::outbound::{Close, OutFrame, Outbound};
 use switchyard_core::protocol::Protocol;
 use switchyard_proto::v1::client_frame::Command;
 use switchyard_proto::v1::{
-    AckRequest, ClientInfo, ConnectRequest, ConnectResult, Envelope, PublishRequest, PublishResult, ServerFrame,
-    SubscribeRequest, SubscribeResult, UnsubscribeRequest, UnsubscribeResult, server_frame,
+    AckRequest, ClientInfo, ConnectRequest, ConnectResult, Envelope, HistoryRequest, HistoryResult, Publication,
+    PublishRequest, PublishResult, ResumedChannel, ServerFrame, SubscribeRequest, SubscribeResult, UnsubscribeRequest,
+    UnsubscribeResult, server_frame,
 };
+use tokio::time::Instant;
 use tracing::debug;
+
+/// Acks are saved at most this often (subscription changes at once).
+const ACK_SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// A command's failure: the error reply, and whether the connection ends.
 struct Refusal {
@@ -44,7 +51,18 @@ impl Refusal {
     }
 }
 
-type Reply = Result<server_frame::Message, Refusal>;
+/// A reply to send, or `None` when the command queued its reply itself
+/// (behind recovered publications, see [`Session::join`]).
+type Reply = Result<Option<server_frame::Message>, Refusal>;
+
+/// A channel joined: where it stands, and what was recovered.
+struct Joined {
+    channel: String,
+    /// For channels with history.
+    position: Option<StreamPosition>,
+    recovered: Option<bool>,
+    publications: Vec<Publication>,
+}
 
 /// The state of one connection's protocol session.
 pub struct Session {
@@ -57,9 +75,15 @@ pub struct Session {
     /// Set by `connect`, or implicitly by the first other command when
     /// anonymous access is allowed.
     identity: Option<Identity>,
+    /// This connection's resume token: its session is saved under it.
+    token: String,
     channels: HashSet<String>,
-    /// The highest offset acked per channel (for session resume).
-    acked: HashMap<String, u64>,
+    /// For channels with history: the position acked by the client (at
+    /// first, the one it subscribed at).
+    positions: HashMap<String, StreamPosition>,
+    /// Acks not saved yet, and when the session was last saved.
+    unsaved_acks: bool,
+    last_saved: Option<Instant>,
 }
 
 impl Session {
@@ -72,8 +96,11 @@ impl Session {
             protocol,
             outbound,
             identity: None,
+            token: new_token(),
             channels: HashSet::new(),
-            acked: HashMap::new(),
+            positions: HashMap::new(),
+            unsaved_acks: false,
+            last_saved: None,
         }
     }
 
@@ -112,15 +139,16 @@ impl Session {
             return;
         }
         let result = match command {
-            Command::Connect(c) => self.connect(c),
+            Command::Connect(c) => self.connect(id, c).await,
             other => match self.ensure_connected() {
                 Err(refusal) => Err(refusal),
                 Ok(()) => match other {
-                    Command::Subscribe(s) => self.subscribe(s).await,
+                    Command::Subscribe(s) => self.subscribe(id, s).await,
                     Command::Unsubscribe(u) => self.unsubscribe(u).await,
                     Command::Publish(p) => self.publish(p).await,
+                    Command::History(h) => self.history(h).await,
                     Command::Ack(a) => {
-                        self.ack(a);
+                        self.ack(a).await;
                         return;
                     }
                     Command::Pong(_) => return,
@@ -129,7 +157,8 @@ impl Session {
             },
         };
         match result {
-            Ok(message) => self.send(ServerFrame { id, message: Some(message) }),
+            Ok(Some(message)) => self.send(ServerFrame { id, message: Some(message) }),
+            Ok(None) => {}
             Err(refusal) => {
                 self.send_error(id, &refusal);
                 if let Some(code) = refusal.close {
@@ -139,7 +168,7 @@ impl Session {
         }
     }
 
-    fn connect(&mut self, request: ConnectRequest) -> Reply {
+    async fn connect(&mut self, id: u32, request: ConnectRequest) -> Reply {
         if self.identity.is_some() {
             return Err(Refusal::new(ErrorCode::BadRequest, "already connected"));
         }
@@ -149,11 +178,82 @@ impl Session {
             .authenticate(&request.token)
             .map_err(|e| Refusal::new(ErrorCode::Unauthorized, e.to_string()).closing(CloseCode::Unauthorized))?;
         self.identity = Some(identity);
-        Ok(server_frame::Message::Connect(ConnectResult {
+        let mut result = ConnectResult {
             client: self.client.clone(),
-            session: format!("{:032x}", rand::random::<u128>()),
+            session: self.token.clone(),
             ping_interval: self.node.config.client.ping_interval.as_secs().max(1) as u32,
-        }))
+            resumed: (!request.resume.is_empty()).then_some(false),
+            channels: Vec::new(),
+        };
+        let saved = match request.resume.as_str() {
+            "" => None,
+            resume => self.take_saved(resume).await?,
+        };
+        let Some(saved) = saved else {
+            self.save().await;
+            return Ok(Some(server_frame::Message::Connect(result)));
+        };
+        // Rejoin every channel, holding live publications until the reply
+        // and the recovered ones are queued.
+        let mut joined = Vec::new();
+        for saved in saved.channels {
+            let since = match (saved.epoch, saved.offset) {
+                (Some(epoch), Some(offset)) => Some(StreamPosition { epoch, offset }),
+                _ => None,
+            };
+            let Ok((channel, namespace)) = self.resolve(&saved.channel) else { continue };
+            if self.check_user_channel(&channel).is_err() || self.channels.len() >= self.node.config.client.max_channels
+            {
+                continue;
+            }
+            let name = channel.as_str().to_owned();
+            match self.join(&name, &namespace, since, true).await {
+                Ok(j) => joined.push(j),
+                Err(e) => debug!(channel = %name, code = e.code.code(), "not resumed"),
+            }
+        }
+        result.resumed = Some(true);
+        result.channels = joined
+            .iter()
+            .map(|j| {
+                let position = j.position.clone().unwrap_or_default();
+                ResumedChannel {
+                    channel: j.channel.clone(),
+                    epoch: position.epoch,
+                    offset: position.offset,
+                    recovered: j.recovered.unwrap_or(true),
+                }
+            })
+            .collect();
+        metric::resumes("resumed").increment(1);
+        let mut head = vec![self.frame(ServerFrame { id, message: Some(server_frame::Message::Connect(result)) })];
+        for j in joined {
+            head.extend(j.publications.into_iter().map(|p| self.frame(push(p))));
+            let through = j.position.as_ref().map_or(0, |p| p.offset);
+            self.node.hub.finish_recovery(&j.channel, self.id, std::mem::take(&mut head), through);
+        }
+        // No channel took the reply along: send it now.
+        for frame in head {
+            self.queue(frame);
+        }
+        self.save().await;
+        Ok(None)
+    }
+
+    /// The saved session of `token`, if it is there and this user's.
+    async fn take_saved(&self, token: &str) -> Result<Option<SavedSession>, Refusal> {
+        let bytes = self.node.broker.take_session(token).await.map_err(broker_refusal)?;
+        match bytes.as_deref().and_then(SavedSession::decode) {
+            None => {
+                metric::resumes("expired").increment(1);
+                Ok(None)
+            }
+            Some(saved) if saved.user != self.user() => {
+                metric::resumes("refused").increment(1);
+                Ok(None)
+            }
+            Some(saved) => Ok(Some(saved)),
+        }
     }
 
     /// Commands before `connect` run as an anonymous client, where allowed.
@@ -192,7 +292,7 @@ impl Session {
         }
     }
 
-    async fn subscribe(&mut self, request: SubscribeRequest) -> Reply {
+    async fn subscribe(&mut self, id: u32, request: SubscribeRequest) -> Reply {
         let (channel, namespace) = self.resolve(&request.channel)?;
         self.check_user_channel(&channel)?;
         if self.channels.contains(channel.as_str()) {
@@ -201,9 +301,40 @@ impl Session {
         if self.channels.len() >= self.node.config.client.max_channels {
             return Err(Refusal::new(ErrorCode::LimitExceeded, "too many channels on this connection"));
         }
-        let subscriber = Subscriber { protocol: self.protocol, outbound: self.outbound.clone() };
-        let name = channel.as_str();
-        match self.node.hub.subscribe(name, self.id, subscriber, namespace.slow_consumer) {
+        let since = request.recover.then(|| StreamPosition { epoch: request.epoch, offset: request.offset });
+        let name = channel.as_str().to_owned();
+        let joined = self.join(&name, &namespace, since, false).await?;
+        self.save().await;
+        let Some(position) = joined.position else {
+            return Ok(Some(server_frame::Message::Subscribe(SubscribeResult::default())));
+        };
+        let result = SubscribeResult {
+            epoch: Some(position.epoch),
+            offset: Some(position.offset),
+            recovered: joined.recovered,
+            publications: joined.publications,
+        };
+        let reply = self.frame(ServerFrame { id, message: Some(server_frame::Message::Subscribe(result)) });
+        self.node.hub.finish_recovery(&name, self.id, vec![reply], position.offset);
+        Ok(None)
+    }
+
+    /// Subscribes to `name` on this node and, if it is the node's first
+    /// subscriber, in the broker. In a namespace with history (or with
+    /// `hold`), live publications are held by the hub until the caller's
+    /// [`switchyard_core::hub::Hub::finish_recovery`]; the channel's
+    /// position is read after the broker subscription is in place, so
+    /// nothing falls between what is recovered and what comes live.
+    async fn join(
+        &mut self,
+        name: &str,
+        namespace: &NamespaceConfig,
+        since: Option<StreamPosition>,
+        hold: bool,
+    ) -> Result<Joined, Refusal> {
+        let history = namespace.keeps_history();
+        let subscriber = Subscriber::new(self.protocol, self.outbound.clone());
+        match self.node.hub.subscribe(name, self.id, subscriber, namespace.slow_consumer, history || hold) {
             Subscribed::First => {
                 if let Err(e) = self.node.broker.subscribe(&[name.to_owned()]).await {
                     self.node.hub.unsubscribe(name, self.id);
@@ -213,20 +344,43 @@ impl Session {
             Subscribed::Joined => {}
             Subscribed::Already => return Err(Refusal::plain(ErrorCode::AlreadySubscribed)),
         }
+        let mut joined = Joined { channel: name.to_owned(), position: None, recovered: None, publications: Vec::new() };
+        if history {
+            let options = publish_options(namespace);
+            let limit = if since.is_some() { namespace.history_size } else { 1 };
+            let read = self.node.broker.history(name, since.as_ref(), limit, options).await;
+            let history = match read {
+                Ok(history) => history,
+                Err(e) => {
+                    self.leave_hub(name).await;
+                    return Err(broker_refusal(e));
+                }
+            };
+            if since.is_some() {
+                joined.recovered = Some(history.complete);
+                metric::recoveries(if history.complete { "recovered" } else { "unrecoverable" }).increment(1);
+                if history.complete {
+                    joined.publications = history.publications.iter().map(hub::publication).collect();
+                }
+            }
+            self.positions.insert(name.to_owned(), history.position.clone());
+            joined.position = Some(history.position);
+        }
         self.channels.insert(name.to_owned());
-        Ok(server_frame::Message::Subscribe(SubscribeResult::default()))
+        Ok(joined)
     }
 
     async fn unsubscribe(&mut self, request: UnsubscribeRequest) -> Reply {
         let (channel, _) = self.resolve(&request.channel)?;
         if self.channels.remove(channel.as_str()) {
-            self.leave(channel.as_str()).await;
+            self.positions.remove(channel.as_str());
+            self.leave_hub(channel.as_str()).await;
+            self.save().await;
         }
-        Ok(server_frame::Message::Unsubscribe(UnsubscribeResult {}))
+        Ok(Some(server_frame::Message::Unsubscribe(UnsubscribeResult {})))
     }
 
-    async fn leave(&mut self, channel: &str) {
-        self.acked.remove(channel);
+    async fn leave_hub(&self, channel: &str) {
         if self.node.hub.unsubscribe(channel, self.id) == Unsubscribed::Last
             && let Err(e) = self.node.broker.unsubscribe(&[channel.to_owned()]).await
         {
@@ -251,46 +405,126 @@ impl Session {
             publisher: Some(ClientInfo { client: self.client.clone(), user: self.user().to_owned() }),
             ..Default::default()
         };
-        let options = PublishOptions { history_size: namespace.history_size, history_ttl: namespace.history_ttl };
-        let position = self.node.broker.publish(envelope, options).await.map_err(broker_refusal)?;
+        let position = self.node.broker.publish(envelope, publish_options(&namespace)).await.map_err(broker_refusal)?;
         metric::broker_published().increment(1);
         let history = namespace.keeps_history();
-        Ok(server_frame::Message::Publish(PublishResult {
+        Ok(Some(server_frame::Message::Publish(PublishResult {
             epoch: history.then_some(position.epoch),
             offset: history.then_some(position.offset),
-        }))
+        })))
     }
 
-    fn ack(&mut self, request: AckRequest) {
-        if let Some(acked) = self.acked.get_mut(&request.channel) {
-            *acked = (*acked).max(request.offset);
-        } else if self.channels.contains(&request.channel) {
-            self.acked.insert(request.channel, request.offset);
+    async fn history(&mut self, request: HistoryRequest) -> Reply {
+        let (channel, namespace) = self.resolve(&request.channel)?;
+        self.check_user_channel(&channel)?;
+        if !namespace.keeps_history() {
+            return Err(Refusal::new(ErrorCode::BadRequest, "this channel's namespace keeps no history"));
+        }
+        let size = namespace.history_size;
+        let limit = match request.limit as usize {
+            0 => size,
+            n => n.min(size),
+        };
+        let since = request.since.map(|s| StreamPosition { epoch: s.epoch, offset: s.offset });
+        let history = self
+            .node
+            .broker
+            .history(channel.as_str(), since.as_ref(), limit, publish_options(&namespace))
+            .await
+            .map_err(broker_refusal)?;
+        // Short by the limit is fine; short by what history lost is not.
+        let lost = since.as_ref().is_some_and(|s| {
+            (s.offset > 0 && s.epoch != history.position.epoch)
+                || history.publications.first().is_some_and(|p| p.offset != s.offset + 1)
+                || (history.publications.is_empty() && s.offset < history.position.offset)
+        });
+        if lost {
+            return Err(Refusal::plain(ErrorCode::Unrecoverable));
+        }
+        Ok(Some(server_frame::Message::History(HistoryResult {
+            publications: history.publications.iter().map(hub::publication).collect(),
+            epoch: history.position.epoch,
+            offset: history.position.offset,
+        })))
+    }
+
+    async fn ack(&mut self, request: AckRequest) {
+        let Some(position) = self.positions.get_mut(&request.channel) else { return };
+        if request.offset > position.offset {
+            position.offset = request.offset;
+            self.unsaved_acks = true;
+        }
+        if self.last_saved.is_none_or(|t| t.elapsed() >= ACK_SAVE_EVERY) {
+            self.save().await;
+        }
+    }
+
+    /// Saves the session for `connect.resume` (best effort: a failure costs
+    /// the client a resume, not this connection).
+    async fn save(&mut self) {
+        if self.identity.is_none() {
+            return;
+        }
+        let saved = SavedSession {
+            user: self.user().to_owned(),
+            channels: self
+                .channels
+                .iter()
+                .map(|c| {
+                    let position = self.positions.get(c);
+                    SavedChannel {
+                        channel: c.clone(),
+                        epoch: position.map(|p| p.epoch.clone()),
+                        offset: position.map(|p| p.offset),
+                    }
+                })
+                .collect(),
+        };
+        let ttl = self.node.config.client.session_ttl;
+        match self.node.broker.save_session(&self.token, &saved.encode(), ttl).await {
+            Ok(()) => {
+                self.unsaved_acks = false;
+                self.last_saved = Some(Instant::now());
+            }
+            Err(e) => debug!(error = %e, "cannot save the session"),
+        }
+    }
+
+    fn frame(&self, frame: ServerFrame) -> OutFrame {
+        OutFrame::control(codec::encode(self.protocol, &frame))
+    }
+
+    fn queue(&self, frame: OutFrame) {
+        // A full queue closes the connection (slow consumer); nothing else to do.
+        if self.outbound.push(frame).is_err() {
+            self.outbound.close(Close::Server(CloseCode::SlowConsumer));
         }
     }
 
     fn send(&self, frame: ServerFrame) {
-        // A full queue closes the connection (slow consumer); nothing else to do.
-        if self.outbound.push(OutFrame::control(codec::encode(self.protocol, &frame))).is_err() {
-            self.outbound.close(Close::Server(CloseCode::SlowConsumer));
-        }
+        self.queue(self.frame(frame));
     }
 
     fn send_error(&self, id: u32, refusal: &Refusal) {
         metric::command_errors(refusal.code).increment(1);
-        let frame = codec::error_reply(self.protocol, id, refusal.code, &refusal.message);
-        if self.outbound.push(OutFrame::control(frame)).is_err() {
-            self.outbound.close(Close::Server(CloseCode::SlowConsumer));
-        }
+        self.queue(OutFrame::control(codec::error_reply(self.protocol, id, refusal.code, &refusal.message)));
     }
 
-    /// Leaves every channel; called once the connection is closed.
+    /// Saves the session and leaves every channel; called once the
+    /// connection is closed.
     pub async fn end(&mut self) {
+        if self.unsaved_acks || self.last_saved.is_none() {
+            self.save().await;
+        }
         let channels: Vec<String> = self.channels.drain().collect();
         for channel in channels {
-            self.leave(&channel).await;
+            self.leave_hub(&channel).await;
         }
     }
+}
+
+fn push(publication: Publication) -> ServerFrame {
+    ServerFrame { id: 0, message: Some(server_frame::Message::Pub(publication)) }
 }
 
 fn broker_refusal(error: BrokerError) -> Refusal {
@@ -306,6 +540,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Subscribe(_) => "subscribe",
         Command::Unsubscribe(_) => "unsubscribe",
         Command::Publish(_) => "publish",
+        Command::History(_) => "history",
         Command::Ack(_) => "ack",
         Command::Pong(_) => "pong",
     }

@@ -8,6 +8,7 @@
 mod commands;
 mod liveness;
 mod reader;
+mod saved;
 mod writer;
 
 use crate::connections::Permit;

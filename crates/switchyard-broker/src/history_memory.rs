@@ -1,0 +1,101 @@
+//! Channel history for the in-memory broker: the same semantics as the
+//! Redis function library (epoch per channel, offsets from 1 with no holes,
+//! capped by size, publications expiring after `history_ttl`, the position
+//! after `history_meta_ttl`).
+
+use crate::broker::{History, PublishOptions, StreamPosition};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use switchyard_proto::v1::Envelope;
+use tokio::time::Instant;
+
+struct ChannelHistory {
+    epoch: String,
+    offset: u64,
+    publications: VecDeque<Envelope>,
+    publications_expire: Instant,
+    position_expires: Instant,
+}
+
+#[derive(Default)]
+pub struct MemoryHistory {
+    channels: Mutex<HashMap<String, ChannelHistory>>,
+}
+
+fn new_epoch() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+impl MemoryHistory {
+    /// Gives `envelope` the channel's next offset, keeps it, and returns
+    /// the position.
+    pub fn append(&self, envelope: &mut Envelope, options: PublishOptions) -> StreamPosition {
+        let now = Instant::now();
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let channel = channels.entry(envelope.channel.clone()).or_insert_with(|| ChannelHistory {
+            epoch: new_epoch(),
+            offset: 0,
+            publications: VecDeque::new(),
+            publications_expire: now,
+            position_expires: now,
+        });
+        if channel.position_expires <= now && channel.offset > 0 {
+            // The position expired: a new epoch, as on a Redis that lost it.
+            channel.epoch = new_epoch();
+            channel.offset = 0;
+            channel.publications.clear();
+        }
+        if channel.publications_expire <= now {
+            channel.publications.clear();
+        }
+        channel.offset += 1;
+        envelope.epoch = channel.epoch.clone();
+        envelope.offset = channel.offset;
+        channel.publications.push_back(envelope.clone());
+        while channel.publications.len() > options.history_size {
+            channel.publications.pop_front();
+        }
+        channel.publications_expire = now + options.history_ttl;
+        channel.position_expires = now + options.history_meta_ttl.max(options.history_ttl);
+        StreamPosition { epoch: channel.epoch.clone(), offset: channel.offset }
+    }
+
+    pub fn read(&self, channel: &str, since: Option<&StreamPosition>, limit: usize) -> History {
+        let now = Instant::now();
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(state) = channels.get_mut(channel).filter(|c| c.position_expires > now) else {
+            // Nothing was ever kept (or it all expired): an empty channel.
+            return History {
+                publications: Vec::new(),
+                position: StreamPosition::default(),
+                complete: since.is_none_or(|s| s.offset == 0),
+            };
+        };
+        if state.publications_expire <= now {
+            state.publications.clear();
+        }
+        let position = StreamPosition { epoch: state.epoch.clone(), offset: state.offset };
+        let kept = &state.publications;
+        // Offset 0 is "before the first publication" in any epoch.
+        let since = since.map(|s| {
+            if s.offset == 0 { StreamPosition { epoch: position.epoch.clone(), offset: 0 } } else { s.clone() }
+        });
+        match since.as_ref() {
+            None => {
+                let skip = kept.len().saturating_sub(limit);
+                History { publications: kept.iter().skip(skip).cloned().collect(), position, complete: true }
+            }
+            Some(since) if since.epoch != position.epoch || since.offset > position.offset => {
+                History { publications: Vec::new(), position, complete: false }
+            }
+            Some(since) => {
+                let wanted = position.offset - since.offset;
+                let publications: Vec<Envelope> =
+                    kept.iter().filter(|e| e.offset > since.offset).take(limit).cloned().collect();
+                let starts_right = publications.first().is_none_or(|e| e.offset == since.offset + 1);
+                let complete = starts_right && publications.len() as u64 == wanted;
+                History { publications, position, complete }
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Reading a channel's history through `FCALL_RO switchyard_history`.
+
+use crate::broker::{History, StreamPosition};
+use bytes::Bytes;
+use prost::Message as _;
+use redis::Value;
+use redis::aio::ConnectionLike;
+use switchyard_proto::v1::Envelope;
+
+pub async fn read<C: ConnectionLike + Send>(
+    conn: &mut C,
+    channel: &str,
+    since: Option<&StreamPosition>,
+    limit: usize,
+) -> redis::RedisResult<History> {
+    let since_arg = since.map_or(String::new(), |s| s.offset.to_string());
+    let reply: Vec<Value> = redis::cmd("FCALL_RO")
+        .arg("switchyard_history")
+        .arg(1)
+        .arg(channel)
+        .arg(since_arg)
+        .arg(limit.max(1))
+        .query_async(conn)
+        .await?;
+    let mut values = reply.into_iter();
+    let epoch: String = values.next().map(|v| redis::from_redis_value(v)).transpose()?.unwrap_or_default();
+    let offset: u64 = values.next().map(|v| redis::from_redis_value(v)).transpose()?.unwrap_or_default();
+    let position = StreamPosition { epoch, offset };
+    let mut publications = Vec::new();
+    for value in values {
+        let bytes: Vec<u8> = redis::from_redis_value(value)?;
+        // The library wrote these; one that does not decode is skipped.
+        if let Ok(envelope) = Envelope::decode(Bytes::from(bytes)) {
+            publications.push(envelope);
+        }
+    }
+    // Offset 0 is "before the first publication" in any epoch.
+    let since = since
+        .map(|s| if s.offset == 0 { StreamPosition { epoch: position.epoch.clone(), offset: 0 } } else { s.clone() });
+    let since = since.as_ref();
+    let complete = match since {
+        None => true,
+        Some(since) if since.offset == position.offset && since.epoch == position.epoch => true,
+        Some(since) if since.epoch != position.epoch || since.offset > position.offset => false,
+        Some(since) => {
+            let starts_right = publications.first().is_some_and(|e| e.offset == since.offset + 1);
+            starts_right && publications.len() as u64 == position.offset - since.offset
+        }
+    };
+    if since.is_some_and(|s| s.epoch != position.epoch) {
+        publications.clear();
+    }
+    Ok(History { publications, position, complete })
+}
