@@ -23,8 +23,8 @@ pub async fn read<C: ConnectionLike + Send>(
         .query_async(conn)
         .await?;
     let mut values = reply.into_iter();
-    let epoch: String = values.next().map(|v| redis::from_redis_value(v)).transpose()?.unwrap_or_default();
-    let offset: u64 = values.next().map(|v| redis::from_redis_value(v)).transpose()?.unwrap_or_default();
+    let epoch: String = values.next().map(redis::from_redis_value).transpose()?.unwrap_or_default();
+    let offset: u64 = values.next().map(redis::from_redis_value).transpose()?.unwrap_or_default();
     let position = StreamPosition { epoch, offset };
     let mut publications = Vec::new();
     for value in values {
