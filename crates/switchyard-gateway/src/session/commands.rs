@@ -301,7 +301,7 @@ impl Session {
         if self.channels.len() >= self.node.config.client.max_channels {
             return Err(Refusal::new(ErrorCode::LimitExceeded, "too many channels on this connection"));
         }
-        let since = request.recover.then(|| StreamPosition { epoch: request.epoch, offset: request.offset });
+        let since = request.recover.then_some(StreamPosition { epoch: request.epoch, offset: request.offset });
         let name = channel.as_str().to_owned();
         let joined = self.join(&name, &namespace, since, false).await?;
         self.save().await;
