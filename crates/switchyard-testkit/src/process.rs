@@ -68,6 +68,11 @@ impl GatewayProcess {
         assert!(status.map(|s| s.success()).unwrap_or(false), "kill -TERM failed");
     }
 
+    /// Kills the process at once (SIGKILL): no drain, no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.start_kill();
+    }
+
     /// Waits for the process to exit; its exit code.
     pub async fn wait(&mut self) -> Option<i32> {
         self.child.wait().await.ok().and_then(|s| s.code())

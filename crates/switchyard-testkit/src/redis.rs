@@ -120,6 +120,12 @@ impl RedisServer {
         cli(self.port, self.tls_ca.as_deref(), args, Some(stdin)).await
     }
 
+    /// Runs several commands, one per line, on one `redis-cli` connection,
+    /// back to back.
+    pub async fn script(&self, lines: &str) -> String {
+        cli(self.port, self.tls_ca.as_deref(), &[], Some(lines.as_bytes())).await
+    }
+
     /// Kills the server at once (SIGKILL): no goodbye to its clients.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -258,7 +264,8 @@ async fn cli(port: u16, tls_ca: Option<&std::path::Path>, args: &[&str], stdin: 
     use tokio::io::AsyncWriteExt as _;
     let mut command = Command::new("redis-cli");
     command.args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(tls_args(tls_ca));
-    if stdin.is_some() {
+    // With a command, stdin is its last argument; without, it holds commands.
+    if stdin.is_some() && !args.is_empty() {
         command.arg("-x");
     }
     command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true);
