@@ -13,6 +13,16 @@ pub struct StreamPosition {
     pub offset: u64,
 }
 
+impl History {
+    /// Whether publications that followed `since` are gone (another epoch,
+    /// trimmed or expired): being short by a read's limit is not that.
+    pub fn lost_after(&self, since: &StreamPosition) -> bool {
+        (since.offset > 0 && since.epoch != self.position.epoch)
+            || self.publications.first().is_some_and(|p| p.offset != since.offset + 1)
+            || (self.publications.is_empty() && since.offset < self.position.offset)
+    }
+}
+
 /// How a channel keeps its publications.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PublishOptions {
@@ -91,8 +101,16 @@ pub trait Broker: Send + Sync + 'static {
         options: PublishOptions,
     ) -> Result<History, BrokerError>;
 
-    /// Stores a client session under `token` for `ttl`, replacing any.
-    async fn save_session(&self, token: &str, state: &[u8], ttl: Duration) -> Result<(), BrokerError>;
+    /// Stores a client session under `token` for `ttl`. With `update_only`,
+    /// only if it is still there: a session taken by a resume must not come
+    /// back from a late save of the connection it came from.
+    async fn save_session(
+        &self,
+        token: &str,
+        state: &[u8],
+        ttl: Duration,
+        update_only: bool,
+    ) -> Result<(), BrokerError>;
 
     /// Takes (reads and deletes: a token works once) a stored session.
     async fn take_session(&self, token: &str) -> Result<Option<Vec<u8>>, BrokerError>;

@@ -32,18 +32,17 @@ impl MemoryHistory {
     pub fn append(&self, envelope: &mut Envelope, options: PublishOptions) -> StreamPosition {
         let now = Instant::now();
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        let channel = channels.entry(envelope.channel.clone()).or_insert_with(|| ChannelHistory {
+        let fresh = || ChannelHistory {
             epoch: new_epoch(),
             offset: 0,
             publications: VecDeque::new(),
             publications_expire: now,
             position_expires: now,
-        });
-        if channel.position_expires <= now && channel.offset > 0 {
+        };
+        let channel = channels.entry(envelope.channel.clone()).or_insert_with(fresh);
+        if channel.position_expires <= now {
             // The position expired: a new epoch, as on a Redis that lost it.
-            channel.epoch = new_epoch();
-            channel.offset = 0;
-            channel.publications.clear();
+            *channel = fresh();
         }
         if channel.publications_expire <= now {
             channel.publications.clear();
@@ -60,17 +59,28 @@ impl MemoryHistory {
         StreamPosition { epoch: channel.epoch.clone(), offset: channel.offset }
     }
 
-    pub fn read(&self, channel: &str, since: Option<&StreamPosition>, limit: usize) -> History {
+    /// A channel with history gets its epoch here if it has none yet, so
+    /// that a subscriber's position always names one.
+    pub fn read(
+        &self,
+        channel: &str,
+        since: Option<&StreamPosition>,
+        limit: usize,
+        options: PublishOptions,
+    ) -> History {
         let now = Instant::now();
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(state) = channels.get_mut(channel).filter(|c| c.position_expires > now) else {
-            // Nothing was ever kept (or it all expired): an empty channel.
-            return History {
-                publications: Vec::new(),
-                position: StreamPosition::default(),
-                complete: since.is_none_or(|s| s.offset == 0),
-            };
+        let fresh = || ChannelHistory {
+            epoch: new_epoch(),
+            offset: 0,
+            publications: VecDeque::new(),
+            publications_expire: now,
+            position_expires: now + options.history_meta_ttl.max(options.history_ttl),
         };
+        let state = channels.entry(channel.to_owned()).or_insert_with(fresh);
+        if state.position_expires <= now {
+            *state = fresh();
+        }
         if state.publications_expire <= now {
             state.publications.clear();
         }

@@ -52,16 +52,24 @@ impl Broker for MemoryBroker {
         channel: &str,
         since: Option<&StreamPosition>,
         limit: usize,
-        _options: PublishOptions,
+        options: PublishOptions,
     ) -> Result<History, BrokerError> {
-        Ok(self.history.read(channel, since, limit))
+        Ok(self.history.read(channel, since, limit, options))
     }
 
-    async fn save_session(&self, token: &str, state: &[u8], ttl: Duration) -> Result<(), BrokerError> {
+    async fn save_session(
+        &self,
+        token: &str,
+        state: &[u8],
+        ttl: Duration,
+        update_only: bool,
+    ) -> Result<(), BrokerError> {
         let now = Instant::now();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions.retain(|_, (_, expires)| *expires > now);
-        sessions.insert(token.to_owned(), (state.to_vec(), now + ttl));
+        if !update_only || sessions.contains_key(token) {
+            sessions.insert(token.to_owned(), (state.to_vec(), now + ttl));
+        }
         Ok(())
     }
 
@@ -159,10 +167,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn sessions_are_single_use_and_expire() {
         let broker = MemoryBroker::new(Arc::new(Collect::default()));
-        broker.save_session("t1", b"state", Duration::from_secs(120)).await.unwrap();
+        broker.save_session("t1", b"state", Duration::from_secs(120), false).await.unwrap();
         assert_eq!(broker.take_session("t1").await.unwrap().as_deref(), Some(&b"state"[..]));
         assert_eq!(broker.take_session("t1").await.unwrap(), None);
-        broker.save_session("t2", b"state", Duration::from_secs(120)).await.unwrap();
+        // A late save does not bring a taken session back.
+        broker.save_session("t1", b"late", Duration::from_secs(120), true).await.unwrap();
+        assert_eq!(broker.take_session("t1").await.unwrap(), None);
+        broker.save_session("t2", b"state", Duration::from_secs(120), false).await.unwrap();
         tokio::time::advance(Duration::from_secs(121)).await;
         assert_eq!(broker.take_session("t2").await.unwrap(), None);
     }

@@ -1,5 +1,6 @@
 //! The HTTP API, for backends that would rather not talk to Redis:
-//! `POST /api/publish`, `POST /api/broadcast`, `GET /api/nodes`.
+//! `POST /api/publish`, `POST /api/broadcast`, `GET /api/history`,
+//! `GET /api/nodes`.
 //!
 //! Off unless `api.key` is set; every request carries
 //! `Authorization: apikey <key>`, compared in constant time. Answers are
@@ -84,6 +85,7 @@ pub async fn handle(req: Request<Incoming>, node: &Node) -> Option<Response<Body
         (&Method::POST, "/api/publish") => "publish",
         (&Method::POST, "/api/broadcast") => "broadcast",
         (&Method::GET, "/api/nodes") => "nodes",
+        (&Method::GET, "/api/history") => "history",
         _ => return Some(answer("other", Err(ApiError::new(ErrorCode::UnknownCommand, "no such API endpoint")))),
     };
     let result = match authorized(&req, key) {
@@ -91,6 +93,7 @@ pub async fn handle(req: Request<Incoming>, node: &Node) -> Option<Response<Body
         Ok(()) => match endpoint {
             "publish" => publish(req, node).await,
             "broadcast" => broadcast(req, node).await,
+            "history" => history(&req, node).await,
             _ => nodes(node).await,
         },
     };
@@ -142,6 +145,43 @@ async fn broadcast(req: Request<Incoming>, node: &Node) -> Result<Value, ApiErro
         });
     }
     Ok(json!({"responses": responses}))
+}
+
+/// `GET /api/history?channel=C[&epoch=E&offset=N][&limit=L]`: the
+/// publications after (E, N), or the newest L. 112 when history no longer
+/// holds what follows (E, N).
+async fn history(req: &Request<Incoming>, node: &Node) -> Result<Value, ApiError> {
+    let query = req.uri().query().unwrap_or("");
+    let param =
+        |name: &str| query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v);
+    let channel = param("channel").ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "channel is required"))?;
+    let parsed = Channel::parse(channel).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+    let namespace = node.config.namespace(parsed.namespace()).ok_or_else(|| {
+        ApiError::new(ErrorCode::UnknownChannel, format!("unknown namespace `{}`", parsed.namespace()))
+    })?;
+    if !namespace.keeps_history() {
+        return Err(ApiError::new(ErrorCode::BadRequest, "this channel's namespace keeps no history"));
+    }
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        param(name)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| ApiError::new(ErrorCode::BadRequest, format!("{name}: not a number")))
+            })
+            .transpose()
+    };
+    let limit = number("limit")?.map_or(namespace.history_size, |l| (l as usize).clamp(1, namespace.history_size));
+    let since =
+        number("offset")?.map(|offset| StreamPosition { epoch: param("epoch").unwrap_or("").to_owned(), offset });
+    let history = node.broker.history(channel, since.as_ref(), limit, publish_options(namespace)).await?;
+    if since.as_ref().is_some_and(|s| history.lost_after(s)) {
+        return Err(ApiError::new(ErrorCode::Unrecoverable, ErrorCode::Unrecoverable.message()));
+    }
+    let publications: Vec<Value> = history
+        .publications
+        .iter()
+        .map(|e| serde_json::to_value(switchyard_core::hub::publication(e)).unwrap_or_default())
+        .collect();
+    Ok(json!({"publications": publications, "epoch": history.position.epoch, "offset": history.position.offset}))
 }
 
 async fn nodes(node: &Node) -> Result<Value, ApiError> {

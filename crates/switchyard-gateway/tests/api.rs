@@ -99,3 +99,38 @@ async fn nodes_lists_this_node_on_the_memory_broker() {
     assert_eq!(nodes[0]["name"], node.node.name.as_str());
     assert_eq!(nodes[0]["address"], node.addr.to_string());
 }
+
+#[tokio::test]
+async fn history_pages_through_a_channel() {
+    let mut config = test_config();
+    config.api.key = Some("s3cret".into());
+    let chat = switchyard_core::config::NamespaceConfig {
+        history_size: 10,
+        history_ttl: std::time::Duration::from_secs(60),
+        ..Default::default()
+    };
+    config.namespaces.insert("chat".into(), chat);
+    let node = TestNode::start(config).await;
+    let mut epoch = String::new();
+    for n in 1..=5 {
+        let (status, body) =
+            call(&node, "POST", "/api/publish", Some("s3cret"), &format!(r#"{{"channel":"chat:x","data":{n}}}"#)).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["result"]["offset"], n);
+        epoch = body["result"]["epoch"].as_str().unwrap().to_owned();
+    }
+    let (status, body) = call(&node, "GET", "/api/history?channel=chat:x&limit=2", Some("s3cret"), "").await;
+    assert_eq!(status, 200, "{body}");
+    let offsets = |b: &serde_json::Value| -> Vec<u64> {
+        b["result"]["publications"].as_array().unwrap().iter().map(|p| p["offset"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(offsets(&body), vec![4, 5]);
+    assert_eq!(body["result"]["publications"][1]["data"], 5);
+    let path = format!("/api/history?channel=chat:x&epoch={epoch}&offset=3");
+    let (_, body) = call(&node, "GET", &path, Some("s3cret"), "").await;
+    assert_eq!(offsets(&body), vec![4, 5]);
+    let (status, body) = call(&node, "GET", "/api/history?channel=chat:x&epoch=old&offset=3", Some("s3cret"), "").await;
+    assert_eq!((status, body["error"]["code"].as_u64()), (400, Some(112)));
+    let (status, body) = call(&node, "GET", "/api/history?channel=news", Some("s3cret"), "").await;
+    assert_eq!((status, body["error"]["code"].as_u64()), (400, Some(107)));
+}

@@ -1,4 +1,4 @@
-//! Reading a channel's history through `FCALL_RO switchyard_history`.
+//! Reading a channel's history through `FCALL switchyard_history`.
 
 use crate::broker::{History, StreamPosition};
 use bytes::Bytes;
@@ -14,7 +14,7 @@ pub async fn read<C: ConnectionLike + Send>(
     limit: usize,
 ) -> redis::RedisResult<History> {
     let since_arg = since.map_or(String::new(), |s| s.offset.to_string());
-    let reply: Vec<Value> = redis::cmd("FCALL_RO")
+    let reply: Vec<Value> = redis::cmd("FCALL")
         .arg("switchyard_history")
         .arg(1)
         .arg(channel)

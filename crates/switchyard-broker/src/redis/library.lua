@@ -4,7 +4,7 @@
 --   FCALL switchyard_publish 1 <channel> <payload>
 -- The gateway fills in the two settings below when it loads the library.
 
-local VERSION = 2
+local VERSION = 3
 local PREFIX = '@PREFIX@'      -- broker.prefix: pub/sub names are PREFIX:{channel}
 local PUBLISH = '@PUBLISH@'    -- PUBLISH on one Redis, SPUBLISH on a Redis Cluster
 
@@ -58,6 +58,20 @@ local function names(channel)
   return base, base .. ':meta', base .. ':stream'
 end
 
+-- The channel's epoch, a new one if it has none (never published, or its
+-- position expired); a new epoch starts an empty stream.
+local function epoch_of(meta, stream, history)
+  local epoch = redis.call('HGET', meta, 'epoch')
+  if not epoch then
+    local t = redis.call('TIME')
+    epoch = string.format('%x%05x', tonumber(t[1]), tonumber(t[2]))
+    redis.call('DEL', stream)
+    redis.call('HSET', meta, 'epoch', epoch, 'offset', 0)
+    redis.call('PEXPIRE', meta, history.meta_ttl_ms)
+  end
+  return epoch
+end
+
 -- Publishes an encoded Envelope to every node listening to the channel.
 -- In a namespace with history, first gives it the channel's next offset
 -- (and the epoch, a new one when the position was lost) and appends it to
@@ -68,13 +82,7 @@ local function deliver(channel, envelope)
   local history = NAMESPACES[namespace_of(channel)]
   local epoch, offset = '', 0
   if history then
-    epoch = redis.call('HGET', meta, 'epoch')
-    if not epoch then
-      local t = redis.call('TIME')
-      epoch = string.format('%x%05x', tonumber(t[1]), tonumber(t[2]))
-      redis.call('DEL', stream)
-      redis.call('HSET', meta, 'epoch', epoch)
-    end
+    epoch = epoch_of(meta, stream, history)
     offset = redis.call('HINCRBY', meta, 'offset', 1)
     -- Protobuf: fields appended later win, so these set epoch and offset.
     envelope = envelope .. bytes_field(3, epoch) .. varint_field(4, offset)
@@ -108,14 +116,20 @@ local function publish_envelope(keys, args)
   return deliver(keys[1], args[1])
 end
 
--- FCALL_RO switchyard_history 1 <channel> <since> <limit>
+-- FCALL switchyard_history 1 <channel> <since> <limit>
 -- Envelopes after offset <since> (the newest <limit> when <since> is ''),
 -- oldest first, after the channel's position: {epoch, offset, envelope...}.
+-- A channel with history gets its epoch here if it has none yet, so that
+-- a subscriber's position always names one.
 local function history(keys, args)
   if not check_channel(keys[1]) or tonumber(args[2]) == nil then
-    return redis.error_reply('ERR usage: FCALL_RO switchyard_history 1 <channel> <since offset or ""> <limit>')
+    return redis.error_reply('ERR usage: FCALL switchyard_history 1 <channel> <since offset or ""> <limit>')
   end
   local _, meta, stream = names(keys[1])
+  local settings = NAMESPACES[namespace_of(keys[1])]
+  if settings then
+    epoch_of(meta, stream, settings)
+  end
   local state = redis.call('HMGET', meta, 'epoch', 'offset')
   local out = {state[1] or '', tonumber(state[2] or 0)}
   local limit = tonumber(args[2])
@@ -143,5 +157,5 @@ end
 
 redis.register_function('switchyard_publish', publish)
 redis.register_function('switchyard_publish_envelope', publish_envelope)
-redis.register_function{function_name = 'switchyard_history', callback = history, flags = {'no-writes'}}
+redis.register_function('switchyard_history', history)
 redis.register_function{function_name = 'switchyard_version', callback = version, flags = {'no-writes'}}

@@ -196,20 +196,25 @@ impl Broker for RedisBroker {
         })
     }
 
-    async fn save_session(&self, token: &str, state: &[u8], ttl: Duration) -> Result<(), BrokerError> {
+    async fn save_session(
+        &self,
+        token: &str,
+        state: &[u8],
+        ttl: Duration,
+        update_only: bool,
+    ) -> Result<(), BrokerError> {
         let mut conn = self.commands.clone();
         let ttl_ms = ttl.as_millis().max(1) as u64;
-        redis::cmd("SET")
-            .arg(self.shared.keys.session(token))
-            .arg(state)
-            .arg("PX")
-            .arg(ttl_ms)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| {
-                metric::broker_errors("session").increment(1);
-                unavailable(e)
-            })
+        let mut set = redis::cmd("SET");
+        set.arg(self.shared.keys.session(token)).arg(state).arg("PX").arg(ttl_ms);
+        if update_only {
+            set.arg("XX");
+        }
+        // With XX, a missing key answers nil: not an error.
+        set.query_async::<Option<String>>(&mut conn).await.map(|_| ()).map_err(|e| {
+            metric::broker_errors("session").increment(1);
+            unavailable(e)
+        })
     }
 
     async fn take_session(&self, token: &str) -> Result<Option<Vec<u8>>, BrokerError> {

@@ -432,13 +432,7 @@ impl Session {
             .history(channel.as_str(), since.as_ref(), limit, publish_options(&namespace))
             .await
             .map_err(broker_refusal)?;
-        // Short by the limit is fine; short by what history lost is not.
-        let lost = since.as_ref().is_some_and(|s| {
-            (s.offset > 0 && s.epoch != history.position.epoch)
-                || history.publications.first().is_some_and(|p| p.offset != s.offset + 1)
-                || (history.publications.is_empty() && s.offset < history.position.offset)
-        });
-        if lost {
+        if since.as_ref().is_some_and(|s| history.lost_after(s)) {
             return Err(Refusal::plain(ErrorCode::Unrecoverable));
         }
         Ok(Some(server_frame::Message::History(HistoryResult {
@@ -481,7 +475,8 @@ impl Session {
                 .collect(),
         };
         let ttl = self.node.config.client.session_ttl;
-        match self.node.broker.save_session(&self.token, &saved.encode(), ttl).await {
+        let update_only = self.last_saved.is_some();
+        match self.node.broker.save_session(&self.token, &saved.encode(), ttl, update_only).await {
             Ok(()) => {
                 self.unsaved_acks = false;
                 self.last_saved = Some(Instant::now());
