@@ -201,22 +201,39 @@ async fn malformed_messages_on_redis_are_dropped_and_counted() {
 async fn redis_auth_and_acl_users_work() {
     // A password for the default user, and an ACL user with its own and
     // no more rights than docs/redis.md says a gateway needs.
-    let acl = "~* &switchyard:* +@connection +@pubsub +fcall +fcall_ro +function|load +time +hset +hgetall +hdel";
+    let acl = "~* &switchyard:* +@connection +@pubsub +fcall +fcall_ro +function|load +time +hset +hgetall +hdel \
+               +set +getdel +hget +hmget +hincrby +xadd +xrange +xrevrange +pexpire +del";
     let mut args = vec!["--requirepass", "default-pass", "--user", "gateway", "on", ">gateway-pass"];
     args.extend(acl.split(' '));
     let redis = RedisServer::start_with_args(&args).await;
     let port = redis.port;
-    for url in
-        [format!("redis://:default-pass@127.0.0.1:{port}"), format!("redis://gateway:gateway-pass@127.0.0.1:{port}")]
-    {
+    let urls =
+        [format!("redis://:default-pass@127.0.0.1:{port}"), format!("redis://gateway:gateway-pass@127.0.0.1:{port}")];
+    for (i, url) in urls.into_iter().enumerate() {
+        let history_channel = format!("chat:secure{i}");
         let mut config = test_config();
         config.broker.redis_url = Some(url.clone());
+        let chat = switchyard_core::config::NamespaceConfig {
+            history_size: 10,
+            history_ttl: std::time::Duration::from_secs(60),
+            ..Default::default()
+        };
+        config.namespaces.insert("chat".into(), chat);
         let node = TestNode::start(config).await;
         let mut subscriber = client(&node, Encoding::Json).await;
+        subscriber.connect_command("").await.unwrap();
         subscriber.subscribe("secure").await.unwrap();
+        subscriber.subscribe(&history_channel).await.unwrap();
         subscriber.publish("secure", "\"ok\"").await.unwrap();
         let p = within("the publication", subscriber.next_publication()).await.unwrap();
         assert_eq!(&p.data[..], b"\"ok\"", "{url}");
+        assert_eq!(subscriber.publish(&history_channel, "1").await.unwrap().offset, Some(1), "{url}");
+        let p = within("the history publication", subscriber.next_publication()).await.unwrap();
+        assert_eq!(p.offset, Some(1));
+        assert_eq!(subscriber.history(&history_channel, None, 5).await.unwrap().publications.len(), 1);
+        // Sessions are saved before replies: none failed for want of a right.
+        let metrics = node.metrics().await;
+        assert_eq!(sample(&metrics, "switchyard_broker_errors_total", "operation=\"session\""), 0.0, "{url}");
     }
     // A backend with the same rights can publish through the function.
     let as_gateway = ["--user", "gateway", "--pass", "gateway-pass", "--no-auth-warning"];
