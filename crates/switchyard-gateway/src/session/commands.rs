@@ -77,6 +77,9 @@ pub struct Session {
     identity: Option<Identity>,
     /// This connection's resume token: its session is saved under it.
     token: String,
+    /// Whether the client was told `token` (in a connect reply): sessions
+    /// of clients that cannot resume are not saved.
+    token_issued: bool,
     channels: HashSet<String>,
     /// For channels with history: the position acked by the client (at
     /// first, the one it subscribed at).
@@ -97,6 +100,7 @@ impl Session {
             outbound,
             identity: None,
             token: new_token(),
+            token_issued: false,
             channels: HashSet::new(),
             positions: HashMap::new(),
             unsaved_acks: false,
@@ -189,6 +193,7 @@ impl Session {
             "" => None,
             resume => self.take_saved(resume).await?,
         };
+        self.token_issued = true;
         let Some(saved) = saved else {
             self.save().await;
             return Ok(Some(server_frame::Message::Connect(result)));
@@ -456,7 +461,7 @@ impl Session {
     /// Saves the session for `connect.resume` (best effort: a failure costs
     /// the client a resume, not this connection).
     async fn save(&mut self) {
-        if self.identity.is_none() {
+        if !self.token_issued {
             return;
         }
         let saved = SavedSession {
