@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs switchyard's whole test suite on a fresh Debian machine that has only
 # the Rust toolchain. Installs what the tests need first:
-#   - redis-server, redis-cli and openssl (Debian): the tests start their own
-#     Redis servers and Clusters, and make certificates for TLS;
+#   - redis-server, redis-cli, openssl and haproxy (Debian): the tests start
+#     their own Redis servers and Clusters, make certificates for TLS, and run
+#     deploy/local/cluster.sh behind a real haproxy;
 #   - a Python virtualenv under target/pyenv with redis, protobuf and
 #     grpcio-tools, for the second-language backend example;
 #   - cargo-nextest (one process per test: metrics are process-wide).
@@ -17,6 +18,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> apt-get install ${missing[*]}"
   as_root apt-get update -qq

@@ -13,6 +13,7 @@
 //! - [`registry`]: this node's heartbeat in the cluster registry.
 //! - [`drain`]: closing every connection, paced, on shutdown.
 //! - [`metrics`]: the Prometheus recorder and its upkeep.
+//! - [`probe`]: a one-shot HTTP GET, for health checks without curl.
 
 pub mod api;
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod connections;
 pub mod drain;
 pub mod metrics;
 pub mod node;
+pub mod probe;
 pub mod registry;
 pub mod server;
 pub mod session;

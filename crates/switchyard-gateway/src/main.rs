@@ -43,6 +43,9 @@ enum Command {
         #[command(flatten)]
         redis: RedisArgs,
     },
+    /// GET an http:// URL and exit 0 if it answers 200 (for container
+    /// health checks: `switchyard probe http://127.0.0.1:8080/readyz`).
+    Probe { url: String },
 }
 
 #[derive(clap::Args)]
@@ -136,6 +139,11 @@ fn main() -> ExitCode {
                     n.uptime_seconds()
                 );
             }
+            Ok(())
+        }),
+        Command::Probe { url } => tool(async move {
+            let status = switchyard_gateway::probe::get(&url).await?;
+            anyhow::ensure!(status == 200, "{url} answered {status}");
             Ok(())
         }),
         Command::Config { command: ConfigCommand::Check { file } } => {

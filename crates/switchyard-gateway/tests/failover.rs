@@ -4,8 +4,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use switchyard_client::v1::ConnectRequest;
-use switchyard_client::{Client, Encoding, Event, Options};
+use switchyard_testkit::follower::{Seen, follow};
 use switchyard_testkit::{GatewayProcess, RedisServer, within};
 
 const CHANNEL: &str = "chat:live";
@@ -25,82 +24,6 @@ async fn gateway(redis: &RedisServer) -> GatewayProcess {
     GatewayProcess::start(binary(), &[], &env).await
 }
 
-/// What one client has seen: offsets per connection, and every close.
-#[derive(Default)]
-struct Seen {
-    connections: Vec<Vec<u64>>,
-    closes: Vec<Option<u16>>,
-}
-
-impl Seen {
-    /// Every offset from 1 to `last` arrived, and each connection got its
-    /// own in order with no holes.
-    fn assert_complete(&self, last: u64) {
-        let mut all: Vec<u64> = self.connections.iter().flatten().copied().collect();
-        for offsets in &self.connections {
-            for pair in offsets.windows(2) {
-                assert_eq!(pair[1], pair[0] + 1, "a hole or a reorder within one connection: {offsets:?}");
-            }
-        }
-        all.sort_unstable();
-        all.dedup();
-        assert_eq!(all, (1..=last).collect::<Vec<_>>(), "offsets lost");
-    }
-}
-
-/// Connects (resuming if `resume` is given) and, for a new session,
-/// subscribes; returns the client and its resume token.
-async fn join(url: &str, resume: Option<String>) -> (Client, String) {
-    let client = Client::connect(url, Options::new(Encoding::Json)).await.expect("connect");
-    let request = ConnectRequest { token: String::new(), resume: resume.clone().unwrap_or_default() };
-    let reply = client.connect_with(request).await.expect("connect command");
-    if resume.is_some() {
-        assert_eq!(reply.resumed, Some(true), "the session was resumed");
-        let channel = &reply.channels[0];
-        assert_eq!((channel.channel.as_str(), channel.recovered), (CHANNEL, true));
-    } else {
-        client.subscribe(CHANNEL).await.expect("subscribe");
-    }
-    (client, reply.session)
-}
-
-/// Reads publications, acking every 10th, until `last` or the close.
-async fn read_until_close(client: &mut Client, seen: &Mutex<Seen>, last: u64) -> Option<Option<u16>> {
-    loop {
-        match client.next_event().await {
-            Some(Event::Publication(p)) => {
-                let offset = p.offset.expect("history channel");
-                seen.lock().unwrap().connections.last_mut().unwrap().push(offset);
-                if offset % 10 == 0 {
-                    let _ = client.ack(CHANNEL, offset).await;
-                }
-                if offset == last {
-                    return None;
-                }
-            }
-            Some(Event::Closed(close)) => return Some(close.map(|(code, _)| code)),
-            Some(_) => {}
-            None => return Some(None),
-        }
-    }
-}
-
-/// A client that follows the nodes: on a close it resumes on whichever node
-/// `live` names, until it has seen offset `last`.
-async fn follow(first: String, live: Arc<Mutex<String>>, last: u64, seen: Arc<Mutex<Seen>>) {
-    let (mut client, mut token) = join(&first, None).await;
-    seen.lock().unwrap().connections.push(Vec::new());
-    loop {
-        let Some(close) = read_until_close(&mut client, &seen, last).await else { return };
-        seen.lock().unwrap().closes.push(close);
-        let url = live.lock().unwrap().clone();
-        let (next, next_token) = join(&url, Some(token)).await;
-        client = next;
-        token = next_token;
-        seen.lock().unwrap().connections.push(Vec::new());
-    }
-}
-
 /// Publishes `count` publications through Redis, as a backend does.
 async fn publish(redis: &RedisServer, from: u64, count: u64) {
     for n in from..from + count {
@@ -118,7 +41,7 @@ async fn clients_of_a_killed_node_resume_elsewhere_and_miss_nothing() {
     let mut clients = Vec::new();
     let seen: Vec<Arc<Mutex<Seen>>> = (0..4).map(|_| Arc::default()).collect();
     for s in &seen {
-        clients.push(tokio::spawn(follow(doomed.ws_url(), live.clone(), 300, s.clone())));
+        clients.push(tokio::spawn(follow(CHANNEL.into(), doomed.ws_url(), live.clone(), 300, s.clone())));
     }
     // Everyone subscribed before the first publication.
     within("four subscriptions", async {
@@ -127,7 +50,7 @@ async fn clients_of_a_killed_node_resume_elsewhere_and_miss_nothing() {
         }
     })
     .await;
-    let subscribed = |s: &Arc<Mutex<Seen>>| !s.lock().unwrap().connections.is_empty();
+    let subscribed = |s: &Arc<Mutex<Seen>>| s.lock().unwrap().is_in();
     within("the clients to be in", async {
         while !seen.iter().all(subscribed) {
             tokio::task::yield_now().await;
@@ -157,10 +80,10 @@ async fn a_rolling_restart_loses_nothing_and_closes_nobody_abnormally() {
     let mut clients = Vec::new();
     for (i, s) in seen.iter().enumerate() {
         let first = if i % 2 == 0 { a.ws_url() } else { b.ws_url() };
-        clients.push(tokio::spawn(follow(first, live.clone(), 600, s.clone())));
+        clients.push(tokio::spawn(follow(CHANNEL.into(), first, live.clone(), 600, s.clone())));
     }
     within("the clients to be in", async {
-        while !seen.iter().all(|s| !s.lock().unwrap().connections.is_empty()) {
+        while !seen.iter().all(|s| s.lock().unwrap().is_in()) {
             tokio::task::yield_now().await;
         }
     })

@@ -7,10 +7,12 @@
 //! # Layout
 //! - [`node`]: [`TestNode`], a node served in-process on port 0.
 //! - [`process`]: [`GatewayProcess`], the `switchyard` binary as a child.
+//! - [`follower`]: clients that resume across restarts and record what they saw.
 //! - [`http`]: plain HTTP GETs and Prometheus text parsing.
 //! - [`raw`]: raw WebSocket connections that can send anything.
 //! - [`redis`]: real `redis-server`s: one, or a 3-master Cluster.
 
+pub mod follower;
 pub mod http;
 pub mod node;
 pub mod process;

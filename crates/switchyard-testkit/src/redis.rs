@@ -26,9 +26,10 @@ impl Drop for ScratchDir {
     }
 }
 
-/// A port that was free a moment ago. Redis cannot take port 0 and tell us
-/// which it got, so we pick; the caller retries if Redis loses the race.
-fn free_port(also_free_plus: Option<u16>) -> u16 {
+/// A port that was free a moment ago, for servers that cannot take port 0
+/// and tell which they got (Redis, haproxy); the caller retries if it
+/// loses the race.
+pub fn free_port(also_free_plus: Option<u16>) -> u16 {
     loop {
         let port = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("addr").port();
         match also_free_plus {
