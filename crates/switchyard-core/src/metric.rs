@@ -8,6 +8,7 @@ use metrics::{
 };
 
 pub const CONNECTIONS: &str = "switchyard_connections";
+pub const CONNECTIONS_LIMIT: &str = "switchyard_connections_limit";
 pub const CONNECTIONS_ACCEPTED: &str = "switchyard_connections_accepted_total";
 pub const CONNECTIONS_CLOSED: &str = "switchyard_connections_closed_total";
 pub const CONNECTIONS_REFUSED: &str = "switchyard_connections_refused_total";
@@ -46,6 +47,7 @@ pub const LATENCY_BUCKETS: &[f64] =
 /// Registers help texts and units; call once at start-up, after the recorder.
 pub fn describe() {
     describe_gauge!(CONNECTIONS, "Open client WebSocket connections on this node.");
+    describe_gauge!(CONNECTIONS_LIMIT, "limits.max_connections: the connections this node accepts at most.");
     describe_counter!(CONNECTIONS_ACCEPTED, "WebSocket connections accepted.");
     describe_counter!(
         CONNECTIONS_CLOSED,
@@ -114,6 +116,9 @@ pub fn describe() {
 
 pub fn connections() -> Gauge {
     gauge!(CONNECTIONS)
+}
+pub fn connections_limit() -> Gauge {
+    gauge!(CONNECTIONS_LIMIT)
 }
 pub fn connections_accepted() -> Counter {
     counter!(CONNECTIONS_ACCEPTED)

@@ -53,6 +53,7 @@ pub async fn serve(
     let stop_upkeep = CancellationToken::new();
     tokio::spawn(recorder::upkeep(handle.clone(), stop_upkeep.clone()));
     metric::ready().set(1.0);
+    metric::connections_limit().set(node.config.limits.max_connections as f64);
 
     let sessions = TaskTracker::new();
     let stop_public = CancellationToken::new();
