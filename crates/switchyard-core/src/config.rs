@@ -27,6 +27,7 @@ pub struct Config {
     pub client: ClientConfig,
     pub limits: LimitsConfig,
     pub shutdown: ShutdownConfig,
+    pub testing: TestingConfig,
     /// Namespaces by name; `default` holds channels with no `:`.
     /// Default: only `default`, with its defaults.
     pub namespaces: BTreeMap<String, NamespaceConfig>,
@@ -44,6 +45,7 @@ impl Default for Config {
             client: ClientConfig::default(),
             limits: LimitsConfig::default(),
             shutdown: ShutdownConfig::default(),
+            testing: TestingConfig::default(),
             namespaces: BTreeMap::from([(DEFAULT_NAMESPACE.to_owned(), NamespaceConfig::default())]),
         }
     }
@@ -187,6 +189,16 @@ impl Default for ShutdownConfig {
     fn default() -> Self {
         ShutdownConfig { drain_period: Duration::from_secs(10), grace_period: Duration::from_secs(30) }
     }
+}
+
+/// Switches for conformance testing. Never on in production.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TestingConfig {
+    /// Serves `GET /echo`: a WebSocket that echoes every message back, over
+    /// the same frame, reassembly, limit and close code as `/ws`, for
+    /// WebSocket conformance suites (Autobahn). Default: `false`.
+    pub echo: bool,
 }
 
 /// What happens to a subscriber whose outbound queue is full.

@@ -5,7 +5,7 @@ use crate::drain;
 use crate::metrics as recorder;
 use crate::node::Node;
 use crate::registry;
-use crate::session;
+use crate::session::{self, Speaks};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -146,7 +146,8 @@ async fn route(
     sessions: &TaskTracker,
 ) -> Response<Body> {
     match (req.uri().path(), role) {
-        ("/ws", Role::Public { .. }) => upgrade(req, node, sessions),
+        ("/ws", Role::Public { .. }) => upgrade(req, node, sessions, false),
+        ("/echo", Role::Public { .. }) if node.config.testing.echo => upgrade(req, node, sessions, true),
         (path, Role::Public { .. }) if path.starts_with("/api/") => {
             api::handle(req, node).await.unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found\n"))
         }
@@ -173,7 +174,9 @@ fn readiness(node: &Node) -> Response<Body> {
     }
 }
 
-fn upgrade(mut req: Request<Incoming>, node: &Arc<Node>, sessions: &TaskTracker) -> Response<Body> {
+/// Upgrades to a WebSocket speaking the switchyard protocol, or, with
+/// `echo`, echoing (see `testing.echo`).
+fn upgrade(mut req: Request<Incoming>, node: &Arc<Node>, sessions: &TaskTracker, echo: bool) -> Response<Body> {
     if req.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET /ws with a WebSocket upgrade\n");
     }
@@ -186,7 +189,7 @@ fn upgrade(mut req: Request<Incoming>, node: &Arc<Node>, sessions: &TaskTracker)
         metric::connections_refused("draining").increment(1);
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining: connect to another node\n");
     }
-    let offered = req.headers().get(SEC_WEBSOCKET_PROTOCOL).map(|v| v.to_str().unwrap_or(""));
+    let offered = if echo { None } else { req.headers().get(SEC_WEBSOCKET_PROTOCOL).map(|v| v.to_str().unwrap_or("")) };
     let protocol = match offered {
         None => Protocol::Json,
         Some(offered) => match Protocol::negotiate(offered) {
@@ -215,7 +218,10 @@ fn upgrade(mut req: Request<Incoming>, node: &Arc<Node>, sessions: &TaskTracker)
     let node = node.clone();
     sessions.spawn(async move {
         match upgraded.await {
-            Ok(ws) => session::run(node, ws.into_inner(), protocol, permit).await,
+            Ok(ws) => {
+                let speaks = if echo { Speaks::Echo } else { Speaks::Protocol(protocol) };
+                session::run(node, ws.into_inner(), speaks, permit).await
+            }
             Err(e) => debug!(error = %e, "upgrade did not complete"),
         }
     });

@@ -112,10 +112,6 @@ impl Session {
         &self.outbound
     }
 
-    pub fn is_closing(&self) -> bool {
-        self.outbound.closing().is_some()
-    }
-
     /// Handles one whole message from the client.
     pub async fn handle_message(&mut self, payload: &[u8], is_text: bool) {
         metric::messages_received().increment(1);

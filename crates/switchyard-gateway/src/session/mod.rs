@@ -6,6 +6,7 @@
 //! the connection's outbound queue.
 
 mod commands;
+mod handler;
 mod liveness;
 mod reader;
 mod saved;
@@ -15,16 +16,17 @@ use crate::connections::Permit;
 use crate::node::Node;
 use commands::Session;
 pub use commands::unix_micros;
+use handler::Handler;
+pub use handler::Speaks;
 use liveness::Liveness;
 use std::sync::Arc;
 use switchyard_core::codes::CloseCode;
 use switchyard_core::metric;
 use switchyard_core::outbound::{Close, outbound};
-use switchyard_core::protocol::Protocol;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Serves one upgraded connection until it closes.
-pub async fn run<S>(node: Arc<Node>, stream: S, protocol: Protocol, permit: Permit)
+pub async fn run<S>(node: Arc<Node>, stream: S, speaks: Speaks, permit: Permit)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -35,14 +37,21 @@ where
     let _registration = node.connections.register(id, outbound.clone());
     let liveness = Arc::new(Liveness::new());
     let (read, write) = tokio::io::split(stream);
+    let protocol = match speaks {
+        Speaks::Protocol(protocol) => Some(protocol),
+        Speaks::Echo => None,
+    };
     let mut writer = tokio::spawn(writer::run(write, queue, protocol, liveness.clone(), config.clone()));
 
     if node.is_draining() {
         // The drain took its list of connections before this one was in it.
         outbound.close(Close::Server(CloseCode::GoingAway));
     }
-    let mut session = Session::new(node.clone(), id, protocol, outbound.clone());
-    let reading = reader::run(read, &mut session, &liveness, config.client.max_message_size);
+    let mut handler = match protocol {
+        Some(protocol) => Handler::Session(Box::new(Session::new(node.clone(), id, protocol, outbound.clone()))),
+        None => Handler::Echo(outbound.clone()),
+    };
+    let reading = reader::run(read, &mut handler, &liveness, config.client.max_message_size);
     // Once a close is decided, the peer has `close_timeout` to answer it
     // before the socket is dropped.
     let teardown = async {
@@ -56,7 +65,7 @@ where
     if tokio::time::timeout(config.client.close_timeout, &mut writer).await.is_err() {
         writer.abort();
     }
-    session.end().await;
+    handler.end().await;
     metric::connections_closed(close_label(outbound.closing())).increment(1);
 }
 

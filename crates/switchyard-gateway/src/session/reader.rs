@@ -2,7 +2,7 @@
 //! fastwebsockets leaves to us: the size of a reassembled message, UTF-8 of
 //! fragmented text, close frame payloads. Runs commands in order.
 
-use super::commands::Session;
+use super::handler::Handler;
 use super::liveness::Liveness;
 use bytes::BytesMut;
 use fastwebsockets::{Frame, OpCode, Role, WebSocketError, WebSocketRead};
@@ -19,7 +19,7 @@ struct Partial {
 }
 
 /// Reads until the connection ends; returns how it ended.
-pub async fn run<R>(read: R, session: &mut Session, liveness: &Liveness, max_message_size: usize) -> Close
+pub async fn run<R>(read: R, handler: &mut Handler, liveness: &Liveness, max_message_size: usize) -> Close
 where
     R: AsyncRead + Unpin,
 {
@@ -38,7 +38,12 @@ where
             Err(close) => return close,
         };
         liveness.touch();
-        if session.is_closing() {
+        if matches!(frame.opcode, OpCode::Close | OpCode::Ping | OpCode::Pong) && frame.payload.len() > 125 {
+            // RFC 6455 §5.5: control frames carry at most 125 bytes
+            // (fastwebsockets checks pings only).
+            return Close::Server(CloseCode::ProtocolError);
+        }
+        if handler.is_closing() {
             // A close is under way: wait for the peer's close frame (or the
             // teardown timeout) and run nothing more.
             if frame.opcode == OpCode::Close {
@@ -56,7 +61,7 @@ where
                     if frame.payload.len() > max_message_size {
                         return Close::Server(CloseCode::MessageTooBig);
                     }
-                    session.handle_message(&frame.payload, is_text).await;
+                    handler.on_message(&frame.payload, is_text).await;
                 } else {
                     let mut payload = BytesMut::with_capacity(frame.payload.len());
                     payload.extend_from_slice(&frame.payload);
@@ -79,14 +84,14 @@ where
                     if is_text && is_invalid_utf8(&payload) {
                         return Close::Server(CloseCode::InvalidPayload);
                     }
-                    session.handle_message(&payload, is_text).await;
+                    handler.on_message(&payload, is_text).await;
                 }
             }
             OpCode::Ping => {
                 // A pong goes through the queue like every other frame; a full
                 // queue is handled by the slow-consumer logic of the pushes.
                 let _ =
-                    session.outbound().push(OutFrame::control(wsframe::control(wsframe::OPCODE_PONG, &frame.payload)));
+                    handler.outbound().push(OutFrame::control(wsframe::control(wsframe::OPCODE_PONG, &frame.payload)));
             }
             OpCode::Pong => {}
             OpCode::Close => return peer_close(&frame),

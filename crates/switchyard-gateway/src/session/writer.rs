@@ -21,10 +21,12 @@ const BATCH: usize = 256;
 /// Most slices per `writev` (Linux' IOV_MAX is 1024).
 const MAX_SLICES: usize = 512;
 
+/// `protocol` is None for echo connections: they get no `ping` messages
+/// and no `disconnect` push, only WebSocket frames.
 pub async fn run<W>(
     mut io: W,
     mut queue: OutboundQueue,
-    protocol: Protocol,
+    protocol: Option<Protocol>,
     liveness: Arc<Liveness>,
     config: Arc<Config>,
 ) where
@@ -58,7 +60,7 @@ pub async fn run<W>(
                     continue;
                 }
                 batch.push(OutFrame::control(wsframe::control(wsframe::OPCODE_PING, b"")));
-                if !wrote_since_tick {
+                if !wrote_since_tick && let Some(protocol) = protocol {
                     // Browsers cannot see WebSocket pings: tell them we are alive.
                     batch.push(OutFrame::control(codec::ping(protocol)));
                 }
@@ -78,7 +80,9 @@ pub async fn run<W>(
                 // What was queued before the close still goes out first.
                 queue.take_queued(&mut batch, usize::MAX);
             }
-            batch.push(OutFrame::control(codec::disconnect(protocol, code)));
+            if let Some(protocol) = protocol {
+                batch.push(OutFrame::control(codec::disconnect(protocol, code)));
+            }
             batch.push(OutFrame::control(wsframe::close(code.code(), code.reason())));
         }
         Close::Peer(code) => {
