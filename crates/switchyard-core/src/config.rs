@@ -138,6 +138,18 @@ pub struct ClientConfig {
     /// before its socket is dropped. Default: `5s`.
     #[serde(with = "humantime_serde")]
     pub close_timeout: Duration,
+    /// Messages a connection may send per second, on average; a message
+    /// over the rate gets error 109, and a client that keeps going past
+    /// `commands_burst` refusals in a row is closed with 4029.
+    /// Default: 100.
+    pub commands_per_second: u32,
+    /// Messages a connection may send at once above the rate. Default: 200.
+    pub commands_burst: u32,
+    /// How long a new connection may stay without its first command
+    /// (`connect`, or any other where anonymous access is allowed) before
+    /// it is closed with 4003. Default: `10s`.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
     /// How long a connection's session (user, subscriptions, acked
     /// offsets) is kept for `connect.resume` after it ends. Default: `2m`.
     #[serde(with = "humantime_serde")]
@@ -154,6 +166,9 @@ impl Default for ClientConfig {
             max_channels: 128,
             close_timeout: Duration::from_secs(5),
             session_ttl: Duration::from_secs(120),
+            commands_per_second: 100,
+            commands_burst: 200,
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -164,11 +179,38 @@ pub struct LimitsConfig {
     /// Open WebSocket connections this node accepts; further upgrade
     /// requests get HTTP 503. Default: 100000.
     pub max_connections: usize,
+    /// Open WebSocket connections from one client IP address; further
+    /// upgrades get HTTP 429. 0 = no limit. Default: 0.
+    pub max_connections_per_ip: usize,
+    /// A header that carries the client's address when the peer is a
+    /// trusted proxy (`X-Forwarded-For`: the last address is used).
+    /// Default: unset (the peer address is the client's).
+    pub trusted_proxy_header: Option<String>,
+    /// Peer addresses whose `trusted_proxy_header` is believed (a load
+    /// balancer's). Default: empty.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Browser origins allowed to open WebSockets: exact
+    /// (`https://app.example.com`) or with a leading wildcard label
+    /// (`https://*.example.com`); others get HTTP 403 before the upgrade.
+    /// Requests without an `Origin` header (non-browser clients) pass.
+    /// Default: empty, every origin allowed.
+    pub allowed_origins: Vec<String>,
+    /// How long a client may take to send its HTTP request head after
+    /// opening TCP (slow handshakes are dropped). Default: `10s`.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_connections: 100_000 }
+        LimitsConfig {
+            max_connections: 100_000,
+            max_connections_per_ip: 0,
+            trusted_proxy_header: None,
+            trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
+            handshake_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -282,11 +324,25 @@ impl Config {
         if c.max_queue_bytes < c.max_message_size {
             return Err(problem("client.max_queue_bytes", "must be at least client.max_message_size"));
         }
+        if c.commands_per_second == 0 || c.commands_burst == 0 {
+            return Err(problem(
+                "client.commands_per_second",
+                "commands_per_second and commands_burst must be at least 1",
+            ));
+        }
+        if c.connect_timeout.is_zero() {
+            return Err(problem("client.connect_timeout", "must be more than 0s"));
+        }
         if c.session_ttl.is_zero() {
             return Err(problem("client.session_ttl", "must be more than 0s"));
         }
         if c.max_channels == 0 {
             return Err(problem("client.max_channels", "must be at least 1"));
+        }
+        for origin in &self.limits.allowed_origins {
+            if origin != "*" && !origin.contains("://") {
+                return Err(problem("limits.allowed_origins", format!("{origin:?} is not scheme://host[:port]")));
+            }
         }
         if self.limits.max_connections == 0 {
             return Err(problem("limits.max_connections", "must be at least 1"));

@@ -23,6 +23,7 @@ pub const COMMAND_ERRORS: &str = "switchyard_command_errors_total";
 pub const BROKER_PUBLISHED: &str = "switchyard_broker_published_total";
 pub const BROKER_RECEIVED: &str = "switchyard_broker_received_total";
 pub const DELIVERY_LATENCY: &str = "switchyard_delivery_latency_seconds";
+pub const CONNECT_TIMEOUTS: &str = "switchyard_connect_timeouts_total";
 pub const HEARTBEAT_TIMEOUTS: &str = "switchyard_heartbeat_timeouts_total";
 pub const SLOW_CONSUMER_DISCONNECTS: &str = "switchyard_slow_consumer_disconnects_total";
 pub const SLOW_CONSUMER_DROPS: &str = "switchyard_slow_consumer_drops_total";
@@ -164,6 +165,9 @@ pub fn broker_received() -> Counter {
 }
 pub fn delivery_latency() -> Histogram {
     histogram!(DELIVERY_LATENCY)
+}
+pub fn connect_timeouts() -> Counter {
+    counter!(CONNECT_TIMEOUTS)
 }
 pub fn heartbeat_timeouts() -> Counter {
     counter!(HEARTBEAT_TIMEOUTS)

@@ -2,6 +2,7 @@
 //! the upgrade, and reachable for the drain.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use switchyard_core::hub::ConnId;
@@ -14,20 +15,43 @@ pub struct Connections {
 
 struct Inner {
     max: usize,
+    /// 0: no limit per address.
+    max_per_ip: usize,
     /// Permits handed out: connections open plus upgrades under way.
     permits: AtomicUsize,
+    /// Permits per client address, while `max_per_ip` is set.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
     open: Mutex<HashMap<ConnId, Outbound>>,
 }
 
-/// A place under the connection limit, held from before the upgrade to the
-/// end of the connection.
+/// Why there is no place for another connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRoom {
+    /// The node holds `limits.max_connections`.
+    Node,
+    /// This address holds `limits.max_connections_per_ip`.
+    Address,
+}
+
+/// A place under the connection limits, held from before the upgrade to
+/// the end of the connection.
 pub struct Permit {
     inner: Arc<Inner>,
+    ip: Option<IpAddr>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         self.inner.permits.fetch_sub(1, Ordering::AcqRel);
+        if let Some(ip) = self.ip {
+            let mut per_ip = self.inner.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = per_ip.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
     }
 }
 
@@ -45,18 +69,36 @@ impl Drop for Registration {
 }
 
 impl Connections {
-    pub fn new(max: usize) -> Self {
-        Connections { inner: Arc::new(Inner { max, permits: AtomicUsize::new(0), open: Mutex::new(HashMap::new()) }) }
+    pub fn new(max: usize, max_per_ip: usize) -> Self {
+        Connections {
+            inner: Arc::new(Inner {
+                max,
+                max_per_ip,
+                permits: AtomicUsize::new(0),
+                per_ip: Mutex::new(HashMap::new()),
+                open: Mutex::new(HashMap::new()),
+            }),
+        }
     }
 
-    /// A permit, unless the node holds its limit already.
-    pub fn try_permit(&self) -> Option<Permit> {
+    /// A permit for a client at `ip`, unless a limit is reached.
+    pub fn try_permit(&self, ip: IpAddr) -> Result<Permit, NoRoom> {
         let before = self.inner.permits.fetch_add(1, Ordering::AcqRel);
+        // From here on, dropping the permit gives the place back.
+        let mut permit = Permit { inner: self.inner.clone(), ip: None };
         if before >= self.inner.max {
-            self.inner.permits.fetch_sub(1, Ordering::AcqRel);
-            return None;
+            return Err(NoRoom::Node);
         }
-        Some(Permit { inner: self.inner.clone() })
+        if self.inner.max_per_ip > 0 {
+            let mut per_ip = self.inner.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            let count = per_ip.entry(ip).or_insert(0);
+            if *count >= self.inner.max_per_ip {
+                return Err(NoRoom::Address);
+            }
+            *count += 1;
+            permit.ip = Some(ip);
+        }
+        Ok(permit)
     }
 
     pub fn register(&self, id: ConnId, outbound: Outbound) -> Registration {

@@ -10,6 +10,7 @@
 //! - [`codec`]: client frames in and server frames out, per encoding.
 //! - [`api`]: the HTTP API (`/api/publish`, `/api/broadcast`, `/api/nodes`).
 //! - [`auth`]: who a connecting client is.
+//! - [`origin`]: which browser origins may connect.
 //! - [`registry`]: this node's heartbeat in the cluster registry.
 //! - [`drain`]: closing every connection, paced, on shutdown.
 //! - [`metrics`]: the Prometheus recorder and its upkeep.
@@ -22,6 +23,7 @@ pub mod connections;
 pub mod drain;
 pub mod metrics;
 pub mod node;
+pub mod origin;
 pub mod probe;
 pub mod registry;
 pub mod server;

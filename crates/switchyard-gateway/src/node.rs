@@ -89,13 +89,13 @@ impl Node {
     /// A node on a broker that delivers into `hub`.
     pub fn new(config: Config, hub: Arc<Hub>, broker: Arc<dyn Broker>) -> Arc<Node> {
         let name = config.node_name.clone().unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
-        let max_connections = config.limits.max_connections;
+        let (max_connections, max_per_ip) = (config.limits.max_connections, config.limits.max_connections_per_ip);
         Arc::new(Node {
             auth: Authenticator::new(&config.auth),
             config: Arc::new(config),
             hub,
             broker,
-            connections: Connections::new(max_connections),
+            connections: Connections::new(max_connections, max_per_ip),
             name,
             next_conn: AtomicU64::new(1),
             draining: AtomicBool::new(false),

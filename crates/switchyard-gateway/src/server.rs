@@ -1,32 +1,33 @@
 //! The accept loop and the HTTP routes of a node.
 
 use crate::api;
+use crate::connections::NoRoom;
 use crate::drain;
 use crate::metrics as recorder;
 use crate::node::Node;
+use crate::origin;
 use crate::registry;
 use crate::session::{self, Speaks};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{HeaderValue, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_core::config::LimitsConfig;
 use switchyard_core::metric;
 use switchyard_core::protocol::Protocol;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
-
-/// A client that opens TCP must finish sending its request head within this.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Body = Full<Bytes>;
 
@@ -120,15 +121,16 @@ async fn accept_loop(
         let handle = handle.clone();
         let sessions = sessions.clone();
         tokio::spawn(async move {
+            let timeout = node.config.limits.handshake_timeout;
             let service = service_fn(move |req| {
                 let node = node.clone();
                 let handle = handle.clone();
                 let sessions = sessions.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(req, role, &node, &handle, &sessions).await) }
+                async move { Ok::<_, std::convert::Infallible>(route(req, peer, role, &node, &handle, &sessions).await) }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             if let Err(e) = connection.await {
@@ -140,14 +142,15 @@ async fn accept_loop(
 
 async fn route(
     req: Request<Incoming>,
+    peer: SocketAddr,
     role: Role,
     node: &Arc<Node>,
     handle: &PrometheusHandle,
     sessions: &TaskTracker,
 ) -> Response<Body> {
     match (req.uri().path(), role) {
-        ("/ws", Role::Public { .. }) => upgrade(req, node, sessions, false),
-        ("/echo", Role::Public { .. }) if node.config.testing.echo => upgrade(req, node, sessions, true),
+        ("/ws", Role::Public { .. }) => upgrade(req, peer, node, sessions, false),
+        ("/echo", Role::Public { .. }) if node.config.testing.echo => upgrade(req, peer, node, sessions, true),
         (path, Role::Public { .. }) if path.starts_with("/api/") => {
             api::handle(req, node).await.unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found\n"))
         }
@@ -176,7 +179,13 @@ fn readiness(node: &Node) -> Response<Body> {
 
 /// Upgrades to a WebSocket speaking the switchyard protocol, or, with
 /// `echo`, echoing (see `testing.echo`).
-fn upgrade(mut req: Request<Incoming>, node: &Arc<Node>, sessions: &TaskTracker, echo: bool) -> Response<Body> {
+fn upgrade(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    node: &Arc<Node>,
+    sessions: &TaskTracker,
+    echo: bool,
+) -> Response<Body> {
     if req.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET /ws with a WebSocket upgrade\n");
     }
@@ -188,6 +197,13 @@ fn upgrade(mut req: Request<Incoming>, node: &Arc<Node>, sessions: &TaskTracker,
     if node.is_draining() {
         metric::connections_refused("draining").increment(1);
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining: connect to another node\n");
+    }
+    let limits = &node.config.limits;
+    if let Some(origin) = req.headers().get(ORIGIN)
+        && !origin::is_allowed(&limits.allowed_origins, origin.to_str().unwrap_or(""))
+    {
+        metric::connections_refused("origin").increment(1);
+        return text(StatusCode::FORBIDDEN, "origin not allowed\n");
     }
     let offered = if echo { None } else { req.headers().get(SEC_WEBSOCKET_PROTOCOL).map(|v| v.to_str().unwrap_or("")) };
     let protocol = match offered {
@@ -204,9 +220,16 @@ fn upgrade(mut req: Request<Incoming>, node: &Arc<Node>, sessions: &TaskTracker,
         },
     };
     let negotiated = offered.is_some();
-    let Some(permit) = node.connections.try_permit() else {
-        metric::connections_refused("limit").increment(1);
-        return text(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached\n");
+    let permit = match node.connections.try_permit(client_ip(&req, peer, limits)) {
+        Ok(permit) => permit,
+        Err(NoRoom::Node) => {
+            metric::connections_refused("limit").increment(1);
+            return text(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached\n");
+        }
+        Err(NoRoom::Address) => {
+            metric::connections_refused("ip_limit").increment(1);
+            return text(StatusCode::TOO_MANY_REQUESTS, "too many connections from this address\n");
+        }
     };
     let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(pair) => pair,
@@ -230,6 +253,24 @@ fn upgrade(mut req: Request<Incoming>, node: &Arc<Node>, sessions: &TaskTracker,
         parts.headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol.name()));
     }
     Response::from_parts(parts, Body::default())
+}
+
+/// The client's address: the peer's, or, when the peer is a trusted proxy,
+/// the last one in the trusted header (the one that proxy added).
+fn client_ip(req: &Request<Incoming>, peer: SocketAddr, limits: &LimitsConfig) -> IpAddr {
+    let peer_ip = peer.ip().to_canonical();
+    let Some(header) = &limits.trusted_proxy_header else { return peer_ip };
+    if !limits.trusted_proxies.iter().any(|p| p.to_canonical() == peer_ip) {
+        return peer_ip;
+    }
+    req.headers()
+        .get_all(header.as_str())
+        .iter()
+        .last()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        .unwrap_or(peer_ip)
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {

@@ -12,6 +12,10 @@ pub fn test_config() -> Config {
     let mut config = Config { listen: SocketAddr::from(([127, 0, 0, 1], 0)), ..Config::default() };
     config.shutdown.drain_period = Duration::from_millis(200);
     config.shutdown.grace_period = Duration::from_secs(10);
+    // Tests publish thousands of messages from one connection; the rate
+    // limit has a test of its own.
+    config.client.commands_per_second = 1_000_000;
+    config.client.commands_burst = 1_000_000;
     config.validate().expect("the test config is valid")
 }
 

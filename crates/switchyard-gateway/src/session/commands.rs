@@ -2,11 +2,14 @@
 //! recover), unsubscribe, publish, history, ack, pong. Each command with an
 //! id gets exactly one reply.
 
+use super::liveness::Liveness;
 use super::saved::{SavedChannel, SavedSession, new_token};
 use crate::auth::Identity;
 use crate::codec::{self, DecodeError};
 use crate::node::{Node, publish_options};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchyard_broker::{BrokerError, StreamPosition};
@@ -87,11 +90,22 @@ pub struct Session {
     /// Acks not saved yet, and when the session was last saved.
     unsaved_acks: bool,
     last_saved: Option<Instant>,
+    /// Commands per second (`client.commands_per_second`, burst
+    /// `client.commands_burst`).
+    limiter: DefaultDirectRateLimiter,
+    /// Messages refused by the limiter in a row; past the burst, the
+    /// client is closed with 4029.
+    refused_in_a_row: u32,
+    liveness: Arc<Liveness>,
 }
 
 impl Session {
-    pub fn new(node: Arc<Node>, id: ConnId, protocol: Protocol, outbound: Outbound) -> Self {
+    pub fn new(node: Arc<Node>, id: ConnId, protocol: Protocol, outbound: Outbound, liveness: Arc<Liveness>) -> Self {
         let client = format!("{}-{id}", node.name);
+        let limits = &node.config.client;
+        let rate = NonZeroU32::new(limits.commands_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(limits.commands_burst).unwrap_or(NonZeroU32::MIN);
+        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
         Session {
             node,
             id,
@@ -105,6 +119,9 @@ impl Session {
             positions: HashMap::new(),
             unsaved_acks: false,
             last_saved: None,
+            limiter,
+            refused_in_a_row: 0,
+            liveness,
         }
     }
 
@@ -128,6 +145,16 @@ impl Session {
             }
         };
         let id = frame.id;
+        if self.limiter.check().is_err() {
+            self.refused_in_a_row += 1;
+            if self.refused_in_a_row > self.node.config.client.commands_burst {
+                self.outbound.close(Close::Server(CloseCode::RateLimited));
+            } else if id != 0 {
+                self.send_error(id, &Refusal::plain(ErrorCode::TooManyRequests));
+            }
+            return;
+        }
+        self.refused_in_a_row = 0;
         let Some(command) = frame.command else {
             self.send_error(id, &Refusal::new(ErrorCode::UnknownCommand, "unknown or missing command"));
             return;
@@ -178,6 +205,7 @@ impl Session {
             .authenticate(&request.token)
             .map_err(|e| Refusal::new(ErrorCode::Unauthorized, e.to_string()).closing(CloseCode::Unauthorized))?;
         self.identity = Some(identity);
+        self.liveness.mark_connected();
         let mut result = ConnectResult {
             client: self.client.clone(),
             session: self.token.clone(),
@@ -268,6 +296,7 @@ impl Session {
             .authenticate("")
             .map_err(|e| Refusal::new(ErrorCode::Unauthorized, e.to_string()).closing(CloseCode::Unauthorized))?;
         self.identity = Some(identity);
+        self.liveness.mark_connected();
         Ok(())
     }
 

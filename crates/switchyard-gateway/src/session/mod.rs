@@ -36,6 +36,9 @@ where
     let (outbound, queue) = outbound(config.client.max_queue_bytes);
     let _registration = node.connections.register(id, outbound.clone());
     let liveness = Arc::new(Liveness::new());
+    if speaks == Speaks::Echo {
+        liveness.mark_connected(); // echo connections have no connect step
+    }
     let (read, write) = tokio::io::split(stream);
     let protocol = match speaks {
         Speaks::Protocol(protocol) => Some(protocol),
@@ -48,7 +51,9 @@ where
         outbound.close(Close::Server(CloseCode::GoingAway));
     }
     let mut handler = match protocol {
-        Some(protocol) => Handler::Session(Box::new(Session::new(node.clone(), id, protocol, outbound.clone()))),
+        Some(protocol) => {
+            Handler::Session(Box::new(Session::new(node.clone(), id, protocol, outbound.clone(), liveness.clone())))
+        }
         None => Handler::Echo(outbound.clone()),
     };
     let reading = reader::run(read, &mut handler, &liveness, config.client.max_message_size);

@@ -38,10 +38,21 @@ pub async fn run<W>(
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut batch: Vec<OutFrame> = Vec::with_capacity(16);
     let mut wrote_since_tick = false;
+    let connect_deadline = tokio::time::sleep(config.client.connect_timeout);
+    tokio::pin!(connect_deadline);
+    let mut awaiting_connect = !liveness.is_connected();
     loop {
         tokio::select! {
             biased;
             () = queue.closing() => break,
+            () = &mut connect_deadline, if awaiting_connect => {
+                awaiting_connect = false;
+                if !liveness.is_connected() {
+                    // Opened a WebSocket and said nothing: do not hold a place for it.
+                    metric::connect_timeouts().increment(1);
+                    queue.request_close(Close::Server(CloseCode::Unauthorized));
+                }
+            }
             n = queue.recv_many(&mut batch, BATCH) => {
                 if n == 0 {
                     return;
