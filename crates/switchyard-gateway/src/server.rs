@@ -266,7 +266,7 @@ fn client_ip(req: &Request<Incoming>, peer: SocketAddr, limits: &LimitsConfig) -
     req.headers()
         .get_all(header.as_str())
         .iter()
-        .last()
+        .next_back()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
         .and_then(|v| v.trim().parse::<IpAddr>().ok())
