@@ -15,6 +15,14 @@ pub type RawSocket = WebSocket<TokioIo<Upgraded>>;
 /// Opens a WebSocket to `/ws`, offering `subprotocol` if given. Nothing is
 /// automatic: pings are not answered and closes are not echoed.
 pub async fn connect(addr: SocketAddr, subprotocol: Option<&str>) -> Result<RawSocket, WebSocketError> {
+    match subprotocol {
+        Some(p) => connect_with(addr, &[("sec-websocket-protocol", p)]).await,
+        None => connect_with(addr, &[]).await,
+    }
+}
+
+/// Opens a WebSocket to `/ws` with extra request headers (`origin`, ...).
+pub async fn connect_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<RawSocket, WebSocketError> {
     let stream = TcpStream::connect(addr).await?;
     let mut request = Request::get("/ws")
         .header("host", addr.to_string())
@@ -22,8 +30,8 @@ pub async fn connect(addr: SocketAddr, subprotocol: Option<&str>) -> Result<RawS
         .header("connection", "upgrade")
         .header("sec-websocket-key", fastwebsockets::handshake::generate_key())
         .header("sec-websocket-version", "13");
-    if let Some(p) = subprotocol {
-        request = request.header("sec-websocket-protocol", p);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let request = request.body(Empty::<Bytes>::new()).expect("request");
     let (mut ws, _) = fastwebsockets::handshake::client(&Spawn, request, stream).await?;

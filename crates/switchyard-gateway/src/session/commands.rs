@@ -29,6 +29,10 @@ use switchyard_proto::v1::{
 use tokio::time::Instant;
 use tracing::debug;
 
+/// A client that goes this long without a refused message is forgiven its
+/// earlier refusals.
+const REFUSALS_FORGIVEN_AFTER: Duration = Duration::from_secs(1);
+
 /// Acks are saved at most this often (subscription changes at once).
 const ACK_SAVE_EVERY: Duration = Duration::from_secs(1);
 
@@ -93,9 +97,10 @@ pub struct Session {
     /// Commands per second (`client.commands_per_second`, burst
     /// `client.commands_burst`).
     limiter: DefaultDirectRateLimiter,
-    /// Messages refused by the limiter in a row; past the burst, the
-    /// client is closed with 4029.
-    refused_in_a_row: u32,
+    /// Messages refused by the limiter since the client last went a second
+    /// without a refusal; past the burst, it is closed with 4029.
+    refused: u32,
+    last_refused: Option<Instant>,
     liveness: Arc<Liveness>,
 }
 
@@ -120,7 +125,8 @@ impl Session {
             unsaved_acks: false,
             last_saved: None,
             limiter,
-            refused_in_a_row: 0,
+            refused: 0,
+            last_refused: None,
             liveness,
         }
     }
@@ -146,15 +152,18 @@ impl Session {
         };
         let id = frame.id;
         if self.limiter.check().is_err() {
-            self.refused_in_a_row += 1;
-            if self.refused_in_a_row > self.node.config.client.commands_burst {
+            if self.last_refused.is_some_and(|t| t.elapsed() >= REFUSALS_FORGIVEN_AFTER) {
+                self.refused = 0;
+            }
+            self.refused += 1;
+            self.last_refused = Some(Instant::now());
+            if self.refused > self.node.config.client.commands_burst {
                 self.outbound.close(Close::Server(CloseCode::RateLimited));
             } else if id != 0 {
                 self.send_error(id, &Refusal::plain(ErrorCode::TooManyRequests));
             }
             return;
         }
-        self.refused_in_a_row = 0;
         let Some(command) = frame.command else {
             self.send_error(id, &Refusal::new(ErrorCode::UnknownCommand, "unknown or missing command"));
             return;
