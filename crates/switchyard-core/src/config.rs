@@ -101,15 +101,38 @@ pub struct ApiConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Secret for HS256 connect tokens. Default: unset.
+    /// Secret for HS256 tokens. Default: unset.
     pub hmac_secret: Option<String>,
+    /// PEM files of RSA or EC (P-256) public keys for RS256/ES256 tokens.
+    /// Default: empty.
+    pub public_key_files: Vec<PathBuf>,
+    /// A JWKS file (`{"keys": [...]}`) of RSA and EC public keys, matched
+    /// by the token's `kid`. Default: unset.
+    pub jwks_file: Option<PathBuf>,
     /// Whether a client may connect without a token. Default: `true`.
     pub allow_anonymous: bool,
+    /// A query parameter of the `/ws` URL that may carry the connect token,
+    /// for clients that cannot send `connect` first. Default: unset.
+    pub token_query_param: Option<String>,
+    /// A cookie that may carry the connect token. Default: unset.
+    pub token_cookie: Option<String>,
+    /// How long past its token's `exp` a connection may stay without a
+    /// `refresh` before it is closed with 4003. Default: `30s`.
+    #[serde(with = "humantime_serde")]
+    pub refresh_grace: Duration,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { hmac_secret: None, allow_anonymous: true }
+        AuthConfig {
+            hmac_secret: None,
+            public_key_files: Vec::new(),
+            jwks_file: None,
+            allow_anonymous: true,
+            token_query_param: None,
+            token_cookie: None,
+            refresh_grace: Duration::from_secs(30),
+        }
     }
 }
 
@@ -255,12 +278,29 @@ pub enum SlowConsumerPolicy {
     Drop,
 }
 
+/// Who may subscribe to the channels of a namespace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscribePermission {
+    /// Anyone connected, anonymous clients included.
+    #[default]
+    All,
+    /// Clients that connected with a token.
+    Authenticated,
+    /// Only with a subscription token: a JWT naming the channel (private
+    /// channels).
+    Token,
+}
+
 /// Options of the channels in one namespace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NamespaceConfig {
     /// Whether clients may publish. Default: `true`.
     pub allow_publish: bool,
+    /// Who may subscribe: `all`, `authenticated`, or `token` (a
+    /// subscription token per channel). Default: `all`.
+    pub subscribe: SubscribePermission,
     /// Publications kept per channel; 0 = no history. Default: 0.
     pub history_size: usize,
     /// How long a channel's publications live after its last publication.
@@ -280,6 +320,7 @@ impl Default for NamespaceConfig {
     fn default() -> Self {
         NamespaceConfig {
             allow_publish: true,
+            subscribe: SubscribePermission::All,
             history_size: 0,
             history_ttl: Duration::ZERO,
             history_meta_ttl: Duration::from_secs(24 * 3600),

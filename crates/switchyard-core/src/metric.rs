@@ -24,6 +24,7 @@ pub const BROKER_PUBLISHED: &str = "switchyard_broker_published_total";
 pub const BROKER_RECEIVED: &str = "switchyard_broker_received_total";
 pub const DELIVERY_LATENCY: &str = "switchyard_delivery_latency_seconds";
 pub const CONNECT_TIMEOUTS: &str = "switchyard_connect_timeouts_total";
+pub const TOKEN_EXPIRATIONS: &str = "switchyard_token_expirations_total";
 pub const HEARTBEAT_TIMEOUTS: &str = "switchyard_heartbeat_timeouts_total";
 pub const SLOW_CONSUMER_DISCONNECTS: &str = "switchyard_slow_consumer_disconnects_total";
 pub const SLOW_CONSUMER_DROPS: &str = "switchyard_slow_consumer_drops_total";
@@ -168,6 +169,9 @@ pub fn delivery_latency() -> Histogram {
 }
 pub fn connect_timeouts() -> Counter {
     counter!(CONNECT_TIMEOUTS)
+}
+pub fn token_expirations() -> Counter {
+    counter!(TOKEN_EXPIRATIONS)
 }
 pub fn heartbeat_timeouts() -> Counter {
     counter!(HEARTBEAT_TIMEOUTS)

@@ -1,54 +1,118 @@
-//! Who a connecting client is.
+//! Who a connecting client is, and whether a subscription token opens a
+//! channel.
 //!
-//! A client without a token is anonymous, which `auth.allow_anonymous`
-//! allows or not. A token is a JWT signed with HS256 and `auth.hmac_secret`,
-//! with `sub` (the user) and `exp` required; any other algorithm (including
-//! `none`) is refused, so a token cannot pick how it is checked.
+//! Tokens are JWTs: HS256 with `auth.hmac_secret`, RS256/ES256 with the
+//! public keys of `auth.public_key_files` or `auth.jwks_file`. The token's
+//! `alg` picks among the keys configured for it, never the other way round:
+//! `none` is refused, and an HS256 token is never checked against a public
+//! key (no algorithm confusion). `sub` and `exp` are required.
 
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+use std::collections::HashMap;
 use switchyard_core::config::AuthConfig;
 
 /// An authenticated (or anonymous) client.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Identity {
     /// The user id (`sub`); empty for anonymous clients.
     pub user: String,
+    /// When the token expires (Unix seconds); None for anonymous clients.
+    pub expires_at: Option<u64>,
+    /// Channel patterns the token allows (`channels` claim): exact names, or
+    /// prefixes ending in `*`. None: no restriction.
+    pub channels: Option<Vec<String>>,
+    /// Public information about the user (`info` claim).
+    pub info: Option<serde_json::Value>,
+}
+
+impl Identity {
+    /// Whether the token's `channels` claim lets this client at `channel`.
+    pub fn may_use(&self, channel: &str) -> bool {
+        self.channels.as_ref().is_none_or(|patterns| {
+            patterns.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => channel.starts_with(prefix),
+                None => p == channel,
+            })
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("a token is required")]
     TokenRequired,
-    #[error("tokens are not accepted: auth.hmac_secret is not configured")]
+    #[error("tokens are not accepted: no keys are configured")]
     TokensNotConfigured,
     #[error("invalid token: {0}")]
     InvalidToken(String),
 }
 
-/// The claims switchyard reads; others are ignored.
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
+    #[serde(default)]
+    channels: Option<Vec<String>>,
+    #[serde(default)]
+    info: Option<serde_json::Value>,
+    /// In subscription tokens: the channel they open.
+    #[serde(default)]
+    channel: Option<String>,
 }
 
-/// Checks connect tokens with the node's keys.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Family {
+    Rsa,
+    Ec,
+}
+
+/// Checks tokens with the node's keys.
 pub struct Authenticator {
     allow_anonymous: bool,
     hs256: Option<DecodingKey>,
-    validation: Validation,
+    /// Public keys from PEM files, tried in turn.
+    public: Vec<(Family, DecodingKey)>,
+    /// Public keys from the JWKS file, by `kid`.
+    jwks: HashMap<String, (Family, DecodingKey)>,
 }
 
 impl Authenticator {
-    pub fn new(config: &AuthConfig) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        // No clock skew allowance beyond the library's default of 60 s.
-        Authenticator {
+    /// Loads the configured keys; an unreadable or invalid key file is an
+    /// error, said for a person.
+    pub fn new(config: &AuthConfig) -> Result<Self, String> {
+        let mut public = Vec::new();
+        for path in &config.public_key_files {
+            let pem = std::fs::read(path).map_err(|e| format!("auth.public_key_files: {}: {e}", path.display()))?;
+            let key = DecodingKey::from_rsa_pem(&pem)
+                .map(|k| (Family::Rsa, k))
+                .or_else(|_| DecodingKey::from_ec_pem(&pem).map(|k| (Family::Ec, k)))
+                .map_err(|e| format!("auth.public_key_files: {}: not an RSA or EC public key: {e}", path.display()))?;
+            public.push(key);
+        }
+        let mut jwks = HashMap::new();
+        if let Some(path) = &config.jwks_file {
+            let text = std::fs::read(path).map_err(|e| format!("auth.jwks_file: {}: {e}", path.display()))?;
+            let set: JwkSet =
+                serde_json::from_slice(&text).map_err(|e| format!("auth.jwks_file: {}: {e}", path.display()))?;
+            for jwk in &set.keys {
+                let family = match jwk.algorithm {
+                    AlgorithmParameters::RSA(_) => Family::Rsa,
+                    AlgorithmParameters::EllipticCurve(_) => Family::Ec,
+                    _ => continue,
+                };
+                let kid = jwk.common.key_id.clone().unwrap_or_default();
+                let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("auth.jwks_file: key {kid:?}: {e}"))?;
+                jwks.insert(kid, (family, key));
+            }
+        }
+        Ok(Authenticator {
             allow_anonymous: config.allow_anonymous,
             hs256: config.hmac_secret.as_deref().map(|s| DecodingKey::from_secret(s.as_bytes())),
-            validation,
-        }
+            public,
+            jwks,
+        })
     }
 
     /// Decides who presents `token` (empty for none).
@@ -56,57 +120,51 @@ impl Authenticator {
         if token.is_empty() {
             return if self.allow_anonymous { Ok(Identity::default()) } else { Err(AuthError::TokenRequired) };
         }
-        let key = self.hs256.as_ref().ok_or(AuthError::TokensNotConfigured)?;
-        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-            .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
-        if data.claims.sub.is_empty() {
-            return Err(AuthError::InvalidToken("empty sub".into()));
+        let claims = self.decode(token)?;
+        Ok(Identity { user: claims.sub, expires_at: Some(claims.exp), channels: claims.channels, info: claims.info })
+    }
+
+    /// Whether `token` is a subscription token of `user` for `channel`.
+    pub fn check_subscription(&self, token: &str, user: &str, channel: &str) -> Result<(), AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::TokenRequired);
         }
-        Ok(Identity { user: data.claims.sub })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use jsonwebtoken::{EncodingKey, Header, encode};
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    fn now() -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+        let claims = self.decode(token)?;
+        if claims.sub != user || claims.channel.as_deref() != Some(channel) {
+            return Err(AuthError::InvalidToken("the token is for another user or channel".into()));
+        }
+        Ok(())
     }
 
-    fn token(secret: &str, claims: serde_json::Value) -> String {
-        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
-    }
-
-    fn authenticator(secret: Option<&str>, allow_anonymous: bool) -> Authenticator {
-        Authenticator::new(&AuthConfig { hmac_secret: secret.map(str::to_owned), allow_anonymous })
-    }
-
-    #[test]
-    fn anonymous_only_when_allowed() {
-        assert_eq!(authenticator(None, true).authenticate(""), Ok(Identity::default()));
-        assert_eq!(authenticator(None, false).authenticate(""), Err(AuthError::TokenRequired));
-        assert_eq!(authenticator(None, true).authenticate("x.y.z"), Err(AuthError::TokensNotConfigured));
-    }
-
-    #[test]
-    fn hs256_tokens() {
-        let auth = authenticator(Some("s3cret"), false);
-        let good = token("s3cret", serde_json::json!({"sub": "42", "exp": now() + 600}));
-        assert_eq!(auth.authenticate(&good), Ok(Identity { user: "42".into() }));
-        let expired = token("s3cret", serde_json::json!({"sub": "42", "exp": now() - 3600}));
-        assert!(matches!(auth.authenticate(&expired), Err(AuthError::InvalidToken(_))));
-        let wrong_key = token("other", serde_json::json!({"sub": "42", "exp": now() + 600}));
-        assert!(matches!(auth.authenticate(&wrong_key), Err(AuthError::InvalidToken(_))));
-        let no_exp = token("s3cret", serde_json::json!({"sub": "42"}));
-        assert!(matches!(auth.authenticate(&no_exp), Err(AuthError::InvalidToken(_))));
-        // alg: none, unsigned.
-        let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", {
-            use base64::Engine as _;
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"42","exp":{}}}"#, now() + 600))
-        });
-        assert!(matches!(auth.authenticate(&none), Err(AuthError::InvalidToken(_))));
+    fn decode(&self, token: &str) -> Result<Claims, AuthError> {
+        let invalid = |e: jsonwebtoken::errors::Error| AuthError::InvalidToken(e.to_string());
+        let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+        let family = match header.alg {
+            Algorithm::HS256 => None,
+            Algorithm::RS256 => Some(Family::Rsa),
+            Algorithm::ES256 => Some(Family::Ec),
+            other => return Err(AuthError::InvalidToken(format!("algorithm {other:?} is not accepted"))),
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let keys: Vec<&DecodingKey> = match family {
+            None => self.hs256.iter().collect(),
+            Some(family) => match header.kid.as_ref().and_then(|kid| self.jwks.get(kid)) {
+                Some((f, key)) if *f == family => vec![key],
+                _ => self.public.iter().filter(|(f, _)| *f == family).map(|(_, k)| k).collect(),
+            },
+        };
+        if keys.is_empty() {
+            return Err(AuthError::TokensNotConfigured);
+        }
+        let mut last = None;
+        for key in keys {
+            match jsonwebtoken::decode::<Claims>(token, key, &validation) {
+                Ok(data) if data.claims.sub.is_empty() => return Err(AuthError::InvalidToken("empty sub".into())),
+                Ok(data) => return Ok(data.claims),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(invalid(last.expect("at least one key was tried")))
     }
 }

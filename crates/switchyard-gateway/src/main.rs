@@ -189,7 +189,7 @@ async fn run(config: switchyard_core::config::Config) -> anyhow::Result<()> {
         Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?),
         None => None,
     };
-    let node = Node::connect(config).await.context("cannot reach the broker")?;
+    let node = Node::connect(config).await.context("cannot start the node")?;
     info!(
         node = %node.name,
         listen = %public.local_addr()?,

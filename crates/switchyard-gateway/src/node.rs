@@ -36,6 +36,15 @@ impl PublicationSink for HubSink {
     }
 }
 
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("{0}")]
+    Auth(String),
+}
+
 /// The Redis broker's settings, if the config names a Redis.
 pub fn redis_settings(config: &Config) -> Result<Option<RedisSettings>, BrokerError> {
     let broker = &config.broker;
@@ -70,28 +79,23 @@ pub fn publish_options(namespace: &NamespaceConfig) -> PublishOptions {
 impl Node {
     /// A node on the broker its config names: Redis (one, or a Cluster), or
     /// the in-memory broker when there is none.
-    pub async fn connect(config: Config) -> Result<Arc<Node>, BrokerError> {
-        let Some(settings) = redis_settings(&config)? else {
-            return Ok(Node::with_memory_broker(config));
+    pub async fn connect(config: Config) -> Result<Arc<Node>, StartError> {
+        let auth = Authenticator::new(&config.auth).map_err(StartError::Auth)?;
+        let hub = Arc::new(Hub::new());
+        let sink = Arc::new(HubSink(hub.clone()));
+        let broker: Arc<dyn Broker> = match redis_settings(&config)? {
+            Some(settings) => Arc::new(RedisBroker::connect(settings, sink).await?),
+            None => Arc::new(MemoryBroker::new(sink)),
         };
-        let hub = Arc::new(Hub::new());
-        let broker = RedisBroker::connect(settings, Arc::new(HubSink(hub.clone()))).await?;
-        Ok(Node::new(config, hub, Arc::new(broker)))
-    }
-
-    /// A node on the in-memory broker (one node, no Redis).
-    pub fn with_memory_broker(config: Config) -> Arc<Node> {
-        let hub = Arc::new(Hub::new());
-        let broker = Arc::new(MemoryBroker::new(Arc::new(HubSink(hub.clone()))));
-        Node::new(config, hub, broker)
+        Ok(Node::new(config, auth, hub, broker))
     }
 
     /// A node on a broker that delivers into `hub`.
-    pub fn new(config: Config, hub: Arc<Hub>, broker: Arc<dyn Broker>) -> Arc<Node> {
+    pub fn new(config: Config, auth: Authenticator, hub: Arc<Hub>, broker: Arc<dyn Broker>) -> Arc<Node> {
         let name = config.node_name.clone().unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
         let (max_connections, max_per_ip) = (config.limits.max_connections, config.limits.max_connections_per_ip);
         Arc::new(Node {
-            auth: Authenticator::new(&config.auth),
+            auth,
             config: Arc::new(config),
             hub,
             broker,

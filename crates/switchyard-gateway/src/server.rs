@@ -11,7 +11,7 @@ use crate::session::{self, Speaks};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{COOKIE, HeaderValue, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -21,7 +21,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_core::config::LimitsConfig;
+use switchyard_core::config::{AuthConfig, LimitsConfig};
 use switchyard_core::metric;
 use switchyard_core::protocol::Protocol;
 use tokio::net::TcpListener;
@@ -238,12 +238,13 @@ fn upgrade(
             return text(StatusCode::BAD_REQUEST, format!("bad WebSocket handshake: {e}\n"));
         }
     };
+    let token = upgrade_token(&req, &node.config.auth);
     let node = node.clone();
     sessions.spawn(async move {
         match upgraded.await {
             Ok(ws) => {
                 let speaks = if echo { Speaks::Echo } else { Speaks::Protocol(protocol) };
-                session::run(node, ws.into_inner(), speaks, permit).await
+                session::run(node, ws.into_inner(), speaks, token, permit).await
             }
             Err(e) => debug!(error = %e, "upgrade did not complete"),
         }
@@ -253,6 +254,27 @@ fn upgrade(
         parts.headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol.name()));
     }
     Response::from_parts(parts, Body::default())
+}
+
+/// A connect token in the upgrade request: the configured query parameter,
+/// else the configured cookie.
+fn upgrade_token(req: &Request<Incoming>, auth: &AuthConfig) -> Option<String> {
+    let from_query = auth.token_query_param.as_ref().and_then(|name| {
+        req.uri().query()?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| k == name).map(|(_, v)| v)
+    });
+    let from_cookie = || {
+        let name = auth.token_cookie.as_ref()?;
+        req.headers()
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    };
+    // JWTs are base64url and dots: nothing to percent-decode.
+    from_query.or_else(from_cookie).filter(|t| !t.is_empty()).map(str::to_owned)
 }
 
 /// The client's address: the peer's, or, when the peer is a trusted proxy,

@@ -94,8 +94,13 @@ async fn a_client_away_while_1000_are_published_recovers_them_all() {
     }
     // Back, on the other node, from where it left off.
     let mut back = client(&b, Encoding::Json).await;
-    let request =
-        SubscribeRequest { channel: "chat:away".into(), recover: true, epoch: at.epoch.clone().unwrap(), offset: 6 };
+    let request = SubscribeRequest {
+        channel: "chat:away".into(),
+        recover: true,
+        epoch: at.epoch.clone().unwrap(),
+        offset: 6,
+        ..Default::default()
+    };
     let recovered = back.subscribe_with(request).await.unwrap();
     assert_eq!(recovered.recovered, Some(true));
     assert_eq!(recovered.offset, Some(1006));
@@ -121,8 +126,13 @@ async fn a_position_history_no_longer_holds_is_reported() {
     }
     offsets_through(&mut subscriber, 1, 50).await;
     subscriber.unsubscribe("chat:busy").await.unwrap();
-    let request =
-        SubscribeRequest { channel: "chat:busy".into(), recover: true, epoch: at.epoch.clone().unwrap(), offset: 0 };
+    let request = SubscribeRequest {
+        channel: "chat:busy".into(),
+        recover: true,
+        epoch: at.epoch.clone().unwrap(),
+        offset: 0,
+        ..Default::default()
+    };
     let result = subscriber.subscribe_with(request).await.unwrap();
     assert_eq!(result.recovered, Some(false), "offsets 1..=40 are trimmed");
     assert!(result.publications.is_empty());
@@ -132,7 +142,13 @@ async fn a_position_history_no_longer_holds_is_reported() {
     assert_eq!(error.code(), Some(112));
     // Another epoch cannot be recovered either.
     subscriber.unsubscribe("chat:busy").await.unwrap();
-    let request = SubscribeRequest { channel: "chat:busy".into(), recover: true, epoch: "old".into(), offset: 45 };
+    let request = SubscribeRequest {
+        channel: "chat:busy".into(),
+        recover: true,
+        epoch: "old".into(),
+        offset: 45,
+        ..Default::default()
+    };
     assert_eq!(subscriber.subscribe_with(request).await.unwrap().recovered, Some(false));
     node.wait_for_sample("switchyard_recoveries_total", "outcome=\"unrecoverable\"", 2.0).await;
 }

@@ -27,7 +27,8 @@ fn fixed_client_shapes_decode() {
             channel: "news".into(),
             recover: true,
             epoch: "e1".into(),
-            offset: 41
+            offset: 41,
+            token: String::new(),
         }))
     );
     let frame = json::decode_client_frame(r#"{"id": 4, "publish": {"channel": "chat:room1", "data": {"text": "hi"}}}"#)

@@ -41,7 +41,7 @@ impl TestNode {
         };
         let addr = public.local_addr().expect("local addr");
         let internal_addr = internal.as_ref().map(|l| l.local_addr().expect("local addr"));
-        let node = Node::connect(config).await.expect("connect to the broker");
+        let node = Node::connect(config).await.expect("start the node");
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone().cancelled_owned();
         let task = tokio::spawn(serve(node.clone(), public, internal, signal));

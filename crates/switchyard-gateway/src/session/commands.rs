@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchyard_broker::{BrokerError, StreamPosition};
 use switchyard_core::channel::Channel;
 use switchyard_core::codes::{CloseCode, ErrorCode};
-use switchyard_core::config::NamespaceConfig;
+use switchyard_core::config::{NamespaceConfig, SubscribePermission};
 use switchyard_core::hub::{self, ConnId, Subscribed, Subscriber, Unsubscribed};
 use switchyard_core::metric;
 use switchyard_core::outbound::{Close, OutFrame, Outbound};
@@ -23,8 +23,8 @@ use switchyard_core::protocol::Protocol;
 use switchyard_proto::v1::client_frame::Command;
 use switchyard_proto::v1::{
     AckRequest, ClientInfo, ConnectRequest, ConnectResult, Envelope, HistoryRequest, HistoryResult, Publication,
-    PublishRequest, PublishResult, ResumedChannel, ServerFrame, SubscribeRequest, SubscribeResult, UnsubscribeRequest,
-    UnsubscribeResult, server_frame,
+    PublishRequest, PublishResult, RefreshRequest, RefreshResult, ResumedChannel, ServerFrame, SubscribeRequest,
+    SubscribeResult, UnsubscribeRequest, UnsubscribeResult, server_frame,
 };
 use tokio::time::Instant;
 use tracing::debug;
@@ -102,10 +102,20 @@ pub struct Session {
     refused: u32,
     last_refused: Option<Instant>,
     liveness: Arc<Liveness>,
+    /// A connect token that came with the upgrade request (query parameter
+    /// or cookie), used when `connect` carries none.
+    upgrade_token: Option<String>,
 }
 
 impl Session {
-    pub fn new(node: Arc<Node>, id: ConnId, protocol: Protocol, outbound: Outbound, liveness: Arc<Liveness>) -> Self {
+    pub fn new(
+        node: Arc<Node>,
+        id: ConnId,
+        protocol: Protocol,
+        outbound: Outbound,
+        liveness: Arc<Liveness>,
+        upgrade_token: Option<String>,
+    ) -> Self {
         let client = format!("{}-{id}", node.name);
         let limits = &node.config.client;
         let rate = NonZeroU32::new(limits.commands_per_second).unwrap_or(NonZeroU32::MIN);
@@ -128,6 +138,7 @@ impl Session {
             refused: 0,
             last_refused: None,
             liveness,
+            upgrade_token,
         }
     }
 
@@ -183,6 +194,7 @@ impl Session {
                     Command::Unsubscribe(u) => self.unsubscribe(u).await,
                     Command::Publish(p) => self.publish(p).await,
                     Command::History(h) => self.history(h).await,
+                    Command::Refresh(r) => self.refresh(r),
                     Command::Ack(a) => {
                         self.ack(a).await;
                         return;
@@ -208,19 +220,18 @@ impl Session {
         if self.identity.is_some() {
             return Err(Refusal::new(ErrorCode::BadRequest, "already connected"));
         }
-        let identity = self
-            .node
-            .auth
-            .authenticate(&request.token)
-            .map_err(|e| Refusal::new(ErrorCode::Unauthorized, e.to_string()).closing(CloseCode::Unauthorized))?;
+        let token =
+            if request.token.is_empty() { self.upgrade_token.clone().unwrap_or_default() } else { request.token };
+        let identity = self.authenticate(&token)?;
+        let expires_in = identity.expires_at.map(|exp| exp.saturating_sub(unix_seconds()) as u32);
         self.identity = Some(identity);
-        self.liveness.mark_connected();
         let mut result = ConnectResult {
             client: self.client.clone(),
             session: self.token.clone(),
             ping_interval: self.node.config.client.ping_interval.as_secs().max(1) as u32,
             resumed: (!request.resume.is_empty()).then_some(false),
             channels: Vec::new(),
+            expires_in,
         };
         let saved = match request.resume.as_str() {
             "" => None,
@@ -294,19 +305,47 @@ impl Session {
         }
     }
 
-    /// Commands before `connect` run as an anonymous client, where allowed.
+    /// Commands before `connect` run as the upgrade's token says, or as an
+    /// anonymous client where that is allowed.
     fn ensure_connected(&mut self) -> Result<(), Refusal> {
         if self.identity.is_some() {
             return Ok(());
         }
+        let token = self.upgrade_token.clone().unwrap_or_default();
+        self.identity = Some(self.authenticate(&token)?);
+        Ok(())
+    }
+
+    /// Checks a connect token; a refused one closes the connection. A token
+    /// with `exp` keeps the connection until then, plus the refresh grace.
+    fn authenticate(&mut self, token: &str) -> Result<Identity, Refusal> {
         let identity = self
             .node
             .auth
-            .authenticate("")
+            .authenticate(token)
             .map_err(|e| Refusal::new(ErrorCode::Unauthorized, e.to_string()).closing(CloseCode::Unauthorized))?;
-        self.identity = Some(identity);
         self.liveness.mark_connected();
-        Ok(())
+        if let Some(exp) = identity.expires_at {
+            let left = Duration::from_secs(exp.saturating_sub(unix_seconds()));
+            self.liveness.expire_at(Instant::now() + left + self.node.config.auth.refresh_grace);
+        }
+        Ok(identity)
+    }
+
+    /// `refresh`: a new token for the same user extends the connection.
+    fn refresh(&mut self, request: RefreshRequest) -> Reply {
+        let identity = self
+            .node
+            .auth
+            .authenticate(&request.token)
+            .map_err(|e| Refusal::new(ErrorCode::Unauthorized, e.to_string()))?;
+        if identity.user.is_empty() || identity.user != self.user() {
+            return Err(Refusal::new(ErrorCode::Unauthorized, "the token is for another user"));
+        }
+        let expires_in = identity.expires_at.map_or(0, |exp| exp.saturating_sub(unix_seconds()));
+        self.authenticate(&request.token)?;
+        self.identity = Some(identity);
+        Ok(Some(server_frame::Message::Refresh(RefreshResult { expires_in: expires_in as u32 })))
     }
 
     fn user(&self) -> &str {
@@ -323,17 +362,46 @@ impl Session {
         Ok((channel, namespace.clone()))
     }
 
-    /// A user channel (`name#user`) is for its user alone.
+    /// A user channel (`name#user`) is for its user alone, and a token
+    /// with a `channels` claim opens only the channels it names.
     fn check_user_channel(&self, channel: &Channel<'_>) -> Result<(), Refusal> {
         match channel.user() {
-            Some(owner) if owner.is_empty() || owner != self.user() => Err(Refusal::plain(ErrorCode::PermissionDenied)),
-            _ => Ok(()),
+            Some(owner) if owner.is_empty() || owner != self.user() => {
+                return Err(Refusal::plain(ErrorCode::PermissionDenied));
+            }
+            _ => {}
+        }
+        if self.identity.as_ref().is_some_and(|i| !i.may_use(channel.as_str())) {
+            return Err(Refusal::new(ErrorCode::PermissionDenied, "the token does not allow this channel"));
+        }
+        Ok(())
+    }
+
+    /// The namespace's `subscribe` permission.
+    fn check_subscribe_permission(
+        &self,
+        channel: &Channel<'_>,
+        namespace: &NamespaceConfig,
+        token: &str,
+    ) -> Result<(), Refusal> {
+        match namespace.subscribe {
+            SubscribePermission::All => Ok(()),
+            SubscribePermission::Authenticated if self.user().is_empty() => {
+                Err(Refusal::new(ErrorCode::PermissionDenied, "this namespace is for authenticated clients"))
+            }
+            SubscribePermission::Authenticated => Ok(()),
+            SubscribePermission::Token => self
+                .node
+                .auth
+                .check_subscription(token, self.user(), channel.as_str())
+                .map_err(|e| Refusal::new(ErrorCode::PermissionDenied, format!("subscription token: {e}"))),
         }
     }
 
     async fn subscribe(&mut self, id: u32, request: SubscribeRequest) -> Reply {
         let (channel, namespace) = self.resolve(&request.channel)?;
         self.check_user_channel(&channel)?;
+        self.check_subscribe_permission(&channel, &namespace, &request.token)?;
         if self.channels.contains(channel.as_str()) {
             return Err(Refusal::plain(ErrorCode::AlreadySubscribed));
         }
@@ -575,9 +643,14 @@ fn command_name(command: &Command) -> &'static str {
         Command::Unsubscribe(_) => "unsubscribe",
         Command::Publish(_) => "publish",
         Command::History(_) => "history",
+        Command::Refresh(_) => "refresh",
         Command::Ack(_) => "ack",
         Command::Pong(_) => "pong",
     }
+}
+
+fn unix_seconds() -> u64 {
+    unix_micros() / 1_000_000
 }
 
 pub fn unix_micros() -> u64 {

@@ -1,7 +1,8 @@
-//! When the peer last showed a sign of life (any frame counts), and whether
-//! it has connected yet (its first command).
+//! When the peer last showed a sign of life (any frame counts), whether it
+//! has connected yet (its first command), and until when its token holds.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tokio::sync::Notify;
 use tokio::time::{Duration, Instant};
 
 pub struct Liveness {
@@ -9,11 +10,41 @@ pub struct Liveness {
     /// Milliseconds after `start` of the last frame received.
     last_seen_ms: AtomicU64,
     connected: AtomicBool,
+    /// Milliseconds after `start` past which the connection must close,
+    /// unless refreshed; 0 for never.
+    expires_ms: AtomicU64,
+    /// Wakes the writer when `expires_ms` changes.
+    expiry_changed: Notify,
 }
 
 impl Liveness {
     pub fn new() -> Self {
-        Liveness { start: Instant::now(), last_seen_ms: AtomicU64::new(0), connected: AtomicBool::new(false) }
+        Liveness {
+            start: Instant::now(),
+            last_seen_ms: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            expires_ms: AtomicU64::new(0),
+            expiry_changed: Notify::new(),
+        }
+    }
+
+    /// The connection must close at `at` unless this is called again.
+    pub fn expire_at(&self, at: Instant) {
+        let ms = at.saturating_duration_since(self.start).as_millis().max(1) as u64;
+        self.expires_ms.store(ms, Ordering::Relaxed);
+        self.expiry_changed.notify_one();
+    }
+
+    pub fn expires_at(&self) -> Option<Instant> {
+        match self.expires_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(self.start + Duration::from_millis(ms)),
+        }
+    }
+
+    /// Resolves when the expiry changes.
+    pub async fn expiry_changed(&self) {
+        self.expiry_changed.notified().await
     }
 
     pub fn mark_connected(&self) {

@@ -26,7 +26,8 @@ use switchyard_core::outbound::{Close, outbound};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Serves one upgraded connection until it closes.
-pub async fn run<S>(node: Arc<Node>, stream: S, speaks: Speaks, permit: Permit)
+/// `token`: a connect token that came with the upgrade (query or cookie).
+pub async fn run<S>(node: Arc<Node>, stream: S, speaks: Speaks, token: Option<String>, permit: Permit)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -52,7 +53,8 @@ where
     }
     let mut handler = match protocol {
         Some(protocol) => {
-            Handler::Session(Box::new(Session::new(node.clone(), id, protocol, outbound.clone(), liveness.clone())))
+            let session = Session::new(node.clone(), id, protocol, outbound.clone(), liveness.clone(), token);
+            Handler::Session(Box::new(session))
         }
         None => Handler::Echo(outbound.clone()),
     };

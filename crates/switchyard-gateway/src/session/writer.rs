@@ -14,7 +14,7 @@ use switchyard_core::outbound::{Close, OutFrame, OutboundQueue};
 use switchyard_core::protocol::Protocol;
 use switchyard_core::wsframe;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::time::{Instant, MissedTickBehavior, interval_at};
+use tokio::time::{Duration, Instant, MissedTickBehavior, interval_at};
 
 /// Frames taken from the queue per write.
 const BATCH: usize = 256;
@@ -41,10 +41,28 @@ pub async fn run<W>(
     let connect_deadline = tokio::time::sleep(config.client.connect_timeout);
     tokio::pin!(connect_deadline);
     let mut awaiting_connect = !liveness.is_connected();
+    // Far off until a token sets it (`Liveness::expire_at`).
+    let expiry = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
+    tokio::pin!(expiry);
     loop {
         tokio::select! {
             biased;
             () = queue.closing() => break,
+            () = liveness.expiry_changed() => {
+                if let Some(at) = liveness.expires_at() {
+                    expiry.as_mut().reset(at);
+                }
+            }
+            () = &mut expiry => {
+                match liveness.expires_at() {
+                    Some(at) if at > Instant::now() => expiry.as_mut().reset(at),
+                    Some(_) => {
+                        metric::token_expirations().increment(1);
+                        queue.request_close(Close::Server(CloseCode::Unauthorized));
+                    }
+                    None => expiry.as_mut().reset(Instant::now() + Duration::from_secs(365 * 24 * 3600)),
+                }
+            }
             () = &mut connect_deadline, if awaiting_connect => {
                 awaiting_connect = false;
                 if !liveness.is_connected() {
