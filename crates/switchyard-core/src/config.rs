@@ -27,6 +27,7 @@ pub struct Config {
     pub client: ClientConfig,
     pub limits: LimitsConfig,
     pub shutdown: ShutdownConfig,
+    pub tls: TlsConfig,
     pub testing: TestingConfig,
     /// Namespaces by name; `default` holds channels with no `:`.
     /// Default: only `default`, with its defaults.
@@ -45,6 +46,7 @@ impl Default for Config {
             client: ClientConfig::default(),
             limits: LimitsConfig::default(),
             shutdown: ShutdownConfig::default(),
+            tls: TlsConfig::default(),
             testing: TestingConfig::default(),
             namespaces: BTreeMap::from([(DEFAULT_NAMESPACE.to_owned(), NamespaceConfig::default())]),
         }
@@ -256,6 +258,27 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// TLS on the public listener (`wss://`). Off unless both files are set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first. Default: unset.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1). Default: unset.
+    pub key: Option<PathBuf>,
+    /// How often the files are checked for a change; a changed pair is
+    /// loaded without a restart (a broken one is logged and skipped).
+    /// Default: `10s`.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig { cert: None, key: None, reload_interval: Duration::from_secs(10) }
+    }
+}
+
 /// Switches for conformance testing. Never on in production.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -399,6 +422,12 @@ impl Config {
         }
         if self.broker.prefix.is_empty() || self.broker.prefix.contains(['{', '}']) {
             return Err(problem("broker.prefix", "must be non-empty, without { or }"));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(problem("tls.key", "set both tls.cert and tls.key, or neither"));
+        }
+        if self.tls.reload_interval.is_zero() {
+            return Err(problem("tls.reload_interval", "must be more than 0s"));
         }
         if self.broker.tls_cert_file.is_some() != self.broker.tls_key_file.is_some() {
             return Err(problem(

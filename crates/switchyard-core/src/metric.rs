@@ -23,6 +23,7 @@ pub const COMMAND_ERRORS: &str = "switchyard_command_errors_total";
 pub const BROKER_PUBLISHED: &str = "switchyard_broker_published_total";
 pub const BROKER_RECEIVED: &str = "switchyard_broker_received_total";
 pub const DELIVERY_LATENCY: &str = "switchyard_delivery_latency_seconds";
+pub const TLS_HANDSHAKE_FAILURES: &str = "switchyard_tls_handshake_failures_total";
 pub const CONNECT_TIMEOUTS: &str = "switchyard_connect_timeouts_total";
 pub const TOKEN_EXPIRATIONS: &str = "switchyard_token_expirations_total";
 pub const HEARTBEAT_TIMEOUTS: &str = "switchyard_heartbeat_timeouts_total";
@@ -166,6 +167,9 @@ pub fn broker_received() -> Counter {
 }
 pub fn delivery_latency() -> Histogram {
     histogram!(DELIVERY_LATENCY)
+}
+pub fn tls_handshake_failures() -> Counter {
+    counter!(TLS_HANDSHAKE_FAILURES)
 }
 pub fn connect_timeouts() -> Counter {
     counter!(CONNECT_TIMEOUTS)

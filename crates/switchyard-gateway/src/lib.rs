@@ -13,6 +13,7 @@
 //! - [`origin`]: which browser origins may connect.
 //! - [`registry`]: this node's heartbeat in the cluster registry.
 //! - [`drain`]: closing every connection, paced, on shutdown.
+//! - [`tls`]: TLS on the public listener, reloaded when its files change.
 //! - [`metrics`]: the Prometheus recorder and its upkeep.
 //! - [`probe`]: a one-shot HTTP GET, for health checks without curl.
 
@@ -29,6 +30,7 @@ pub mod registry;
 pub mod server;
 pub mod session;
 pub mod settings;
+pub mod tls;
 
 pub use node::Node;
 pub use server::serve;

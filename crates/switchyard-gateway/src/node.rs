@@ -2,6 +2,7 @@
 
 use crate::auth::Authenticator;
 use crate::connections::Connections;
+use crate::tls::Tls;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use switchyard_broker::{
@@ -20,6 +21,8 @@ pub struct Node {
     pub broker: Arc<dyn Broker>,
     pub connections: Connections,
     pub auth: Authenticator,
+    /// TLS for the public listener, when `tls.cert` and `tls.key` are set.
+    pub tls: Option<Arc<Tls>>,
     /// This node's name: in client ids, Envelopes and logs.
     pub name: String,
     next_conn: AtomicU64,
@@ -43,6 +46,8 @@ pub enum StartError {
     Broker(#[from] BrokerError),
     #[error("{0}")]
     Auth(String),
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// The Redis broker's settings, if the config names a Redis.
@@ -81,21 +86,32 @@ impl Node {
     /// the in-memory broker when there is none.
     pub async fn connect(config: Config) -> Result<Arc<Node>, StartError> {
         let auth = Authenticator::new(&config.auth).map_err(StartError::Auth)?;
+        let tls = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => Some(Arc::new(Tls::new(cert, key).map_err(StartError::Tls)?)),
+            _ => None,
+        };
         let hub = Arc::new(Hub::new());
         let sink = Arc::new(HubSink(hub.clone()));
         let broker: Arc<dyn Broker> = match redis_settings(&config)? {
             Some(settings) => Arc::new(RedisBroker::connect(settings, sink).await?),
             None => Arc::new(MemoryBroker::new(sink)),
         };
-        Ok(Node::new(config, auth, hub, broker))
+        Ok(Node::new(config, auth, tls, hub, broker))
     }
 
     /// A node on a broker that delivers into `hub`.
-    pub fn new(config: Config, auth: Authenticator, hub: Arc<Hub>, broker: Arc<dyn Broker>) -> Arc<Node> {
+    pub fn new(
+        config: Config,
+        auth: Authenticator,
+        tls: Option<Arc<Tls>>,
+        hub: Arc<Hub>,
+        broker: Arc<dyn Broker>,
+    ) -> Arc<Node> {
         let name = config.node_name.clone().unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
         let (max_connections, max_per_ip) = (config.limits.max_connections, config.limits.max_connections_per_ip);
         Arc::new(Node {
             auth,
+            tls,
             config: Arc::new(config),
             hub,
             broker,

@@ -76,6 +76,9 @@ pub async fn serve(
 
     let stop_heartbeat = CancellationToken::new();
     tokio::spawn(registry::heartbeat(node.clone(), address, stop_heartbeat.clone()));
+    if let Some(tls) = node.tls.clone() {
+        tokio::spawn(tls.watch(node.config.tls.reload_interval, stop_heartbeat.clone()));
+    }
 
     shutdown.await;
     stop_heartbeat.cancel();
@@ -121,22 +124,57 @@ async fn accept_loop(
         let handle = handle.clone();
         let sessions = sessions.clone();
         tokio::spawn(async move {
-            let timeout = node.config.limits.handshake_timeout;
-            let service = service_fn(move |req| {
-                let node = node.clone();
-                let handle = handle.clone();
-                let sessions = sessions.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(req, peer, role, &node, &handle, &sessions).await) }
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(timeout)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            if let Err(e) = connection.await {
-                debug!(%peer, error = %e, "http connection ended with an error");
+            let tls = match role {
+                Role::Public { .. } => node.tls.clone(),
+                Role::Internal => None,
+            };
+            match tls {
+                None => serve_http(stream, peer, role, node, handle, sessions).await,
+                Some(tls) => {
+                    // The TLS handshake counts against the same timeout as the HTTP one.
+                    let timeout = node.config.limits.handshake_timeout;
+                    match tokio::time::timeout(timeout, tls.acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_http(stream, peer, role, node, handle, sessions).await,
+                        Ok(Err(e)) => {
+                            metric::tls_handshake_failures().increment(1);
+                            debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            metric::tls_handshake_failures().increment(1);
+                            debug!(%peer, "TLS handshake timed out");
+                        }
+                    }
+                }
             }
         });
+    }
+}
+
+/// Serves HTTP/1.1 (and WebSocket upgrades) on one accepted connection.
+async fn serve_http<I>(
+    io: I,
+    peer: SocketAddr,
+    role: Role,
+    node: Arc<Node>,
+    handle: PrometheusHandle,
+    sessions: TaskTracker,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let timeout = node.config.limits.handshake_timeout;
+    let service = service_fn(move |req| {
+        let node = node.clone();
+        let handle = handle.clone();
+        let sessions = sessions.clone();
+        async move { Ok::<_, std::convert::Infallible>(route(req, peer, role, &node, &handle, &sessions).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    if let Err(e) = connection.await {
+        debug!(%peer, error = %e, "http connection ended with an error");
     }
 }
 

@@ -202,8 +202,9 @@ fn tls_args(tls_ca: Option<&std::path::Path>) -> Vec<String> {
     }
 }
 
-/// A CA, and a certificate for 127.0.0.1 signed by it, made with openssl.
-fn make_certificates(dir: &std::path::Path) {
+/// A CA (`ca.crt`), and a certificate for 127.0.0.1 signed by it
+/// (`redis.crt`, `redis.key`), made with openssl in `dir`.
+pub fn make_certificates(dir: &std::path::Path) {
     let run = |args: &[&str]| {
         let status = std::process::Command::new("openssl")
             .current_dir(dir)
