@@ -26,19 +26,27 @@ fn new_epoch() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
+impl ChannelHistory {
+    /// A channel with a new epoch and no publications, its position kept
+    /// until `position_expires`.
+    fn new(now: Instant, position_expires: Instant) -> Self {
+        ChannelHistory {
+            epoch: new_epoch(),
+            offset: 0,
+            publications: VecDeque::new(),
+            publications_expire: now,
+            position_expires,
+        }
+    }
+}
+
 impl MemoryHistory {
     /// Gives `envelope` the channel's next offset, keeps it, and returns
     /// the position.
     pub fn append(&self, envelope: &mut Envelope, options: PublishOptions) -> StreamPosition {
         let now = Instant::now();
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = || ChannelHistory {
-            epoch: new_epoch(),
-            offset: 0,
-            publications: VecDeque::new(),
-            publications_expire: now,
-            position_expires: now,
-        };
+        let fresh = || ChannelHistory::new(now, now);
         let channel = channels.entry(envelope.channel.clone()).or_insert_with(fresh);
         if channel.position_expires <= now {
             // The position expired: a new epoch, as on a Redis that lost it.
@@ -70,13 +78,7 @@ impl MemoryHistory {
     ) -> History {
         let now = Instant::now();
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = || ChannelHistory {
-            epoch: new_epoch(),
-            offset: 0,
-            publications: VecDeque::new(),
-            publications_expire: now,
-            position_expires: now + options.history_meta_ttl.max(options.history_ttl),
-        };
+        let fresh = || ChannelHistory::new(now, now + options.history_meta_ttl.max(options.history_ttl));
         let state = channels.entry(channel.to_owned()).or_insert_with(fresh);
         if state.position_expires <= now {
             *state = fresh();

@@ -102,8 +102,9 @@ impl Client {
             .header(SEC_WEBSOCKET_PROTOCOL, options.encoding.subprotocol())
             .body(Empty::<Bytes>::new())
             .map_err(|e| ClientError::Url(e.to_string()))?;
-        let (ws, _response) =
-            fastwebsockets::handshake::client(&SpawnExecutor, request, stream).await.map_err(|e| match e {
+        let (ws, _response) = fastwebsockets::handshake::client(&hyper_util::rt::TokioExecutor::new(), request, stream)
+            .await
+            .map_err(|e| match e {
                 WebSocketError::InvalidStatusCode(status) => ClientError::Refused(status),
                 other => ClientError::Handshake(other.to_string()),
             })?;
@@ -336,17 +337,4 @@ fn encode(encoding: Encoding, frame: &ClientFrame) -> Result<Frame<'static>, Cli
         }
         Encoding::Protobuf => Frame::binary(Payload::Owned(frame.encode_to_vec())),
     })
-}
-
-/// Runs hyper's connection task for the handshake.
-struct SpawnExecutor;
-
-impl<F> hyper::rt::Executor<F> for SpawnExecutor
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, fut: F) {
-        tokio::spawn(fut);
-    }
 }

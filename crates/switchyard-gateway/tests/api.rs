@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use switchyard_client::{Client, Encoding, Options};
-use switchyard_testkit::http::{get, request_with_body};
+use switchyard_testkit::http::get;
 use switchyard_testkit::{TestNode, test_config, within};
 
 async fn node_with_key() -> TestNode {
@@ -18,7 +18,7 @@ async fn call(node: &TestNode, method: &str, path: &str, key: Option<&str>, body
         request = request.header("authorization", format!("apikey {key}"));
     }
     let request = request.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
-    let (status, text) = request_with_body(node.addr, request).await.unwrap();
+    let (status, text) = switchyard_testkit::http::request(node.addr, request).await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
 }
 

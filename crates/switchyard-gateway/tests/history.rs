@@ -69,7 +69,7 @@ async fn api(node: &TestNode, body: &str) -> (u16, serde_json::Value) {
         .header("authorization", "apikey k")
         .body(http_body_util::Full::new(bytes::Bytes::from(body.to_owned())))
         .unwrap();
-    let (status, text) = switchyard_testkit::http::request_with_body(node.addr, request).await.unwrap();
+    let (status, text) = switchyard_testkit::http::request(node.addr, request).await.unwrap();
     (status, serde_json::from_str(&text).unwrap())
 }
 

@@ -29,7 +29,7 @@ async fn api_publish(node: &TestNode, channel: &str, data: &str) -> (u16, String
         .header("authorization", "apikey test-key")
         .body(Full::new(Bytes::from(body)))
         .unwrap();
-    switchyard_testkit::http::request_with_body(node.addr, request).await.unwrap()
+    switchyard_testkit::http::request(node.addr, request).await.unwrap()
 }
 
 /// Reads publications until `expected` have come, in order, and then the

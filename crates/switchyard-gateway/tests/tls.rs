@@ -32,18 +32,6 @@ async fn tls(addr: std::net::SocketAddr, ca: &Path) -> std::io::Result<TlsStream
     TlsConnector::from(Arc::new(config)).connect(ServerName::IpAddress(addr.ip().into()), tcp).await
 }
 
-struct Spawn;
-
-impl<F> hyper::rt::Executor<F> for Spawn
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, fut: F) {
-        tokio::spawn(fut);
-    }
-}
-
 #[tokio::test]
 async fn wss_works_and_a_new_certificate_is_picked_up() {
     let first = scratch("first");
@@ -75,7 +63,8 @@ async fn wss_works_and_a_new_certificate_is_picked_up() {
         .header("sec-websocket-version", "13")
         .body(Empty::<Bytes>::new())
         .unwrap();
-    let (mut ws, _) = fastwebsockets::handshake::client(&Spawn, request, stream).await.unwrap();
+    let (mut ws, _) =
+        fastwebsockets::handshake::client(&hyper_util::rt::TokioExecutor::new(), request, stream).await.unwrap();
     ws.write_frame(fastwebsockets::Frame::text(fastwebsockets::Payload::Owned(
         br#"{"id": 1, "subscribe": {"channel": "secure"}}"#.to_vec(),
     )))

@@ -14,22 +14,12 @@ pub async fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)>
 }
 
 /// Sends one request on a fresh connection.
-pub async fn request(addr: SocketAddr, request: Request<Empty<Bytes>>) -> std::io::Result<(u16, String)> {
-    let stream = TcpStream::connect(addr).await?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
-    tokio::spawn(connection);
-    let response = sender.send_request(request).await.map_err(std::io::Error::other)?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.map_err(std::io::Error::other)?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-/// Sends one request with a body on a fresh connection.
-pub async fn request_with_body(
-    addr: SocketAddr,
-    request: Request<http_body_util::Full<Bytes>>,
-) -> std::io::Result<(u16, String)> {
+pub async fn request<B>(addr: SocketAddr, request: Request<B>) -> std::io::Result<(u16, String)>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = TcpStream::connect(addr).await?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(std::io::Error::other)?;

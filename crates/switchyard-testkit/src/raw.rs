@@ -34,7 +34,7 @@ pub async fn connect_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<
         request = request.header(*name, *value);
     }
     let request = request.body(Empty::<Bytes>::new()).expect("request");
-    let (mut ws, _) = fastwebsockets::handshake::client(&Spawn, request, stream).await?;
+    let (mut ws, _) = fastwebsockets::handshake::client(&hyper_util::rt::TokioExecutor::new(), request, stream).await?;
     ws.set_auto_close(false);
     ws.set_auto_pong(false);
     Ok(ws)
@@ -116,16 +116,4 @@ pub async fn write_unchecked(ws: RawSocket, fin: bool, opcode: u8, payload: &[u8
 /// Sends a text frame.
 pub async fn send_text(ws: &mut RawSocket, text: &str) -> Result<(), WebSocketError> {
     ws.write_frame(Frame::text(fastwebsockets::Payload::Owned(text.as_bytes().to_vec()))).await
-}
-
-struct Spawn;
-
-impl<F> hyper::rt::Executor<F> for Spawn
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, fut: F) {
-        tokio::spawn(fut);
-    }
 }
