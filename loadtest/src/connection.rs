@@ -1,0 +1,151 @@
+//! The generator's WebSockets: subscribers that time every delivery, and
+//! the publisher.
+
+use crate::Target;
+use crate::stamp;
+use bytes::Bytes;
+use fastwebsockets::{Frame, OpCode, Payload, Role as WsRole, WebSocketRead, WebSocketWrite};
+use hdrhistogram::Histogram;
+use http_body_util::Empty;
+use hyper::Request;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+type Io = TokioIo<Upgraded>;
+pub type Reader = WebSocketRead<ReadHalf<Io>>;
+pub type Writer = WebSocketWrite<WriteHalf<Io>>;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Subscriber,
+    Publisher,
+}
+
+/// Opens a WebSocket and, for a switchyard subscriber, subscribes.
+pub async fn connect(url: &str, target: Target, role: Role, channel: &str) -> anyhow::Result<(Reader, Writer)> {
+    let rest = url.strip_prefix("ws://").ok_or_else(|| anyhow::anyhow!("{url}: only ws:// URLs"))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let stream = TcpStream::connect(authority).await?;
+    stream.set_nodelay(true)?;
+    let mut request = Request::get(if path.is_empty() { "/" } else { path })
+        .header("host", authority)
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .header("sec-websocket-key", fastwebsockets::handshake::generate_key())
+        .header("sec-websocket-version", "13");
+    match target {
+        Target::SwitchyardJson => request = request.header("sec-websocket-protocol", "switchyard.v1.json"),
+        Target::SwitchyardProto => request = request.header("sec-websocket-protocol", "switchyard.v1.proto"),
+        Target::Plain => {}
+    }
+    let (ws, _) = fastwebsockets::handshake::client(
+        &hyper_util::rt::TokioExecutor::new(),
+        request.body(Empty::<Bytes>::new())?,
+        stream,
+    )
+    .await?;
+    let (read, write) = tokio::io::split(ws.into_inner());
+    let (mut reader, mut writer) = fastwebsockets::after_handshake_split(read, write, WsRole::Client);
+    reader.set_auto_close(false);
+    reader.set_auto_pong(false);
+    if role == Role::Subscriber && target != Target::Plain {
+        let subscribe = format!(r#"{{"id":1,"subscribe":{{"channel":"{channel}"}}}}"#);
+        let frame = match target {
+            Target::SwitchyardJson => Frame::text(Payload::Owned(subscribe.into_bytes())),
+            _ => Frame::binary(Payload::Owned(subscribe_protobuf(channel))),
+        };
+        writer.write_frame(frame).await?;
+        // The reply is the first data frame.
+        let mut ignore = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+        loop {
+            let frame = reader.read_frame(&mut ignore).await?;
+            if matches!(frame.opcode, OpCode::Text | OpCode::Binary) {
+                break;
+            }
+        }
+    }
+    Ok((reader, writer))
+}
+
+/// `ClientFrame { id: 1, subscribe: { channel } }` in protobuf, by hand:
+/// the generator stays free of the gateway's crates.
+fn subscribe_protobuf(channel: &str) -> Vec<u8> {
+    let mut inner = vec![0x0a, channel.len() as u8];
+    inner.extend_from_slice(channel.as_bytes());
+    let mut frame = vec![0x08, 0x01, 0x1a, inner.len() as u8];
+    frame.extend_from_slice(&inner);
+    frame
+}
+
+/// Reads deliveries until the server's close frame, timing each one.
+pub fn receive(mut reader: Reader, delivered: Arc<AtomicU64>) -> JoinHandle<Histogram<u64>> {
+    tokio::spawn(async move {
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+        let mut ignore = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+        while let Ok(frame) = reader.read_frame(&mut ignore).await {
+            match frame.opcode {
+                OpCode::Text | OpCode::Binary => {
+                    if let Some(sent) = stamp::read(&frame.payload) {
+                        let _ = histogram.record(stamp::now_us().saturating_sub(sent).max(1));
+                        delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                OpCode::Close => break,
+                _ => {}
+            }
+        }
+        histogram
+    })
+}
+
+/// Sends publications: switchyard `publish` commands, or bare payloads.
+pub struct Publisher {
+    writer: Writer,
+    target: Target,
+    next_id: u64,
+}
+
+impl Publisher {
+    /// Takes the publisher's socket; its incoming frames (replies, and the
+    /// broadcasts plain servers echo back) are read and dropped.
+    pub fn new(reader: Reader, writer: Writer, target: Target) -> (Publisher, JoinHandle<()>) {
+        let drain = tokio::spawn(async move {
+            let mut reader = reader;
+            let mut ignore = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+            while reader.read_frame(&mut ignore).await.is_ok() {}
+        });
+        (Publisher { writer, target, next_id: 1 }, drain)
+    }
+
+    pub async fn publish(&mut self, channel: &str, payload: &str) -> anyhow::Result<()> {
+        let text = match self.target {
+            Target::Plain => payload.to_owned(),
+            _ => {
+                self.next_id += 1;
+                format!(r#"{{"id":{},"publish":{{"channel":"{channel}","data":{payload}}}}}"#, self.next_id)
+            }
+        };
+        self.writer.write_frame(Frame::text(Payload::Owned(text.into_bytes()))).await?;
+        Ok(())
+    }
+}
+
+/// Asks the server to close (it answers with its own close frame, which
+/// ends the subscriber's reader).
+pub async fn close(writer: &mut Writer) {
+    let _ = writer.write_frame(Frame::close(1000, b"")).await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_protobuf_subscribe_is_a_client_frame() {
+        // id = 1 (field 1, varint); subscribe (field 3) { channel (field 1) = "bench" }
+        assert_eq!(super::subscribe_protobuf("bench"), vec![0x08, 1, 0x1a, 7, 0x0a, 5, b'b', b'e', b'n', b'c', b'h']);
+    }
+}

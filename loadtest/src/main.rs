@@ -1,0 +1,156 @@
+//! `switchyard-loadtest`: broadcast fan-out under an open-loop publish rate.
+//!
+//! N subscribers on one channel, one publisher sending `--rate`
+//! publications per second in 1 ms ticks, each stamped with its intended
+//! send time; every subscriber records publish-to-deliver latency in an
+//! HdrHistogram. Prints one Markdown row (and, with `--json`, a JSON file):
+//! deliveries per second, per server CPU-second (`--server-pid`), losses,
+//! p50/p99/p99.9/max.
+//!
+//! Targets: `switchyard-json` and `switchyard-proto` speak the switchyard
+//! protocol (subscribers in that encoding; the publisher sends JSON
+//! `publish` commands); `plain` is for peers that broadcast every message a
+//! client sends to every client (the Node `ws` baseline, `bare-broadcast`).
+
+mod connection;
+mod cpu;
+mod report;
+mod schedule;
+mod stamp;
+
+use clap::{Parser, ValueEnum};
+use connection::{Publisher, Role};
+use hdrhistogram::Histogram;
+use report::Report;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::{Instant, MissedTickBehavior};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    SwitchyardJson,
+    SwitchyardProto,
+    Plain,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Broadcast fan-out load for switchyard and its peers")]
+struct Args {
+    /// WebSocket URL of the server under test.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    url: String,
+    #[arg(long, value_enum, default_value = "switchyard-json")]
+    target: Target,
+    /// Subscribers on the channel.
+    #[arg(long, default_value_t = 100)]
+    subscribers: usize,
+    /// Publications per second.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Payload bytes per publication (at least 32).
+    #[arg(long, default_value_t = 128)]
+    payload: usize,
+    /// How long to publish, e.g. `10s`.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// The server's PID, for its CPU time and memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    #[arg(long, default_value = "bench")]
+    channel: String,
+    /// A name for this run in the report.
+    #[arg(long, default_value = "run")]
+    label: String,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.payload >= 32, "--payload must be at least 32 bytes");
+
+    // Subscribers, connected a hundred at a time.
+    let delivered = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::with_capacity(args.subscribers);
+    let mut writers = Vec::with_capacity(args.subscribers);
+    let all: Vec<usize> = (0..args.subscribers).collect();
+    for chunk in all.chunks(100) {
+        let connecting =
+            chunk.iter().map(|_| connection::connect(&args.url, args.target, Role::Subscriber, &args.channel));
+        for socket in connecting.collect::<Vec<_>>() {
+            let (reader, writer) = socket.await?;
+            readers.push(connection::receive(reader, delivered.clone()));
+            writers.push(writer);
+        }
+    }
+    let (reader, writer) = connection::connect(&args.url, args.target, Role::Publisher, &args.channel).await?;
+    let (mut publisher, drain) = Publisher::new(reader, writer, args.target);
+
+    // Publish open-loop for `duration`, each publication stamped with the
+    // time its tick was due, however late the loop runs.
+    let cpu_before = args.server_pid.and_then(cpu::cpu_seconds);
+    let started = Instant::now();
+    let ticks = args.duration.as_millis() as u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let origin_us = stamp::now_us();
+    let mut sent = 0u64;
+    for n in 0..ticks {
+        tick.tick().await;
+        let due = origin_us + n * 1000;
+        for _ in 0..schedule::due_in_tick(args.rate, n) {
+            publisher.publish(&args.channel, &stamp::payload(due, args.payload)).await?;
+            sent += 1;
+        }
+    }
+    let publishing = started.elapsed();
+
+    // Stragglers: until everything arrived, or 2 s with nothing new.
+    let expected = sent * args.subscribers as u64;
+    let mut last = delivered.load(Ordering::Relaxed);
+    let mut quiet = 0;
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    while delivered.load(Ordering::Relaxed) < expected && quiet < 20 {
+        poll.tick().await;
+        let now = delivered.load(Ordering::Relaxed);
+        quiet = if now == last { quiet + 1 } else { 0 };
+        last = now;
+    }
+    let cpu_after = args.server_pid.and_then(cpu::cpu_seconds);
+    let rss = args.server_pid.and_then(cpu::rss_bytes);
+    drain.abort();
+
+    // Close every subscriber; each reader ends on the server's close frame
+    // and hands back its histogram.
+    for writer in &mut writers {
+        connection::close(writer).await;
+    }
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for reader in readers {
+        if let Ok(Ok(histogram)) = tokio::time::timeout(Duration::from_secs(5), reader).await {
+            latency.add(histogram)?;
+        }
+    }
+    let report = Report::new(
+        &args.label,
+        args.subscribers,
+        args.rate,
+        args.payload,
+        sent,
+        delivered.load(Ordering::Relaxed),
+        publishing,
+        cpu_before.zip(cpu_after).map(|(b, a)| a - b),
+        rss,
+        &latency,
+    );
+    println!("{}", Report::header());
+    println!("{}", report.row());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report.json())?)?;
+    }
+    Ok(())
+}

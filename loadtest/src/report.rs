@@ -1,0 +1,130 @@
+//! What a run measured, as a Markdown row and as JSON.
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+pub struct Report {
+    pub label: String,
+    pub subscribers: usize,
+    pub rate: u64,
+    pub payload: usize,
+    pub sent: u64,
+    pub delivered: u64,
+    pub seconds: f64,
+    pub server_cpu_seconds: Option<f64>,
+    pub server_rss: Option<u64>,
+    /// Latency percentiles in microseconds: p50, p99, p99.9, max.
+    pub latency_us: [u64; 4],
+}
+
+impl Report {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        label: &str,
+        subscribers: usize,
+        rate: u64,
+        payload: usize,
+        sent: u64,
+        delivered: u64,
+        publishing: Duration,
+        server_cpu_seconds: Option<f64>,
+        server_rss: Option<u64>,
+        latency: &Histogram<u64>,
+    ) -> Report {
+        Report {
+            label: label.to_owned(),
+            subscribers,
+            rate,
+            payload,
+            sent,
+            delivered,
+            seconds: publishing.as_secs_f64(),
+            server_cpu_seconds,
+            server_rss,
+            latency_us: [
+                latency.value_at_quantile(0.5),
+                latency.value_at_quantile(0.99),
+                latency.value_at_quantile(0.999),
+                latency.max(),
+            ],
+        }
+    }
+
+    pub fn expected(&self) -> u64 {
+        self.sent * self.subscribers as u64
+    }
+
+    pub fn deliveries_per_second(&self) -> f64 {
+        self.delivered as f64 / self.seconds.max(f64::EPSILON)
+    }
+
+    /// Deliveries per CPU-second the server spent.
+    pub fn deliveries_per_cpu_second(&self) -> Option<f64> {
+        self.server_cpu_seconds.filter(|s| *s > 0.0).map(|s| self.delivered as f64 / s)
+    }
+
+    pub fn header() -> String {
+        "| run | subscribers | rate/s | payload B | deliveries/s | lost | server CPU s | deliveries per CPU-s | p50 ms | p99 ms | p99.9 ms | max ms |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            .to_owned()
+    }
+
+    pub fn row(&self) -> String {
+        let ms = |us: u64| format!("{:.2}", us as f64 / 1000.0);
+        let [p50, p99, p999, max] = self.latency_us;
+        format!(
+            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+            self.label,
+            self.subscribers,
+            self.rate,
+            self.payload,
+            self.deliveries_per_second(),
+            self.expected().saturating_sub(self.delivered),
+            self.server_cpu_seconds.map_or("-".into(), |s| format!("{s:.2}")),
+            self.deliveries_per_cpu_second().map_or("-".into(), |d| format!("{d:.0}")),
+            ms(p50),
+            ms(p99),
+            ms(p999),
+            ms(max),
+        )
+    }
+
+    pub fn json(&self) -> Value {
+        json!({
+            "label": self.label,
+            "subscribers": self.subscribers,
+            "rate": self.rate,
+            "payload_bytes": self.payload,
+            "sent": self.sent,
+            "delivered": self.delivered,
+            "lost": self.expected().saturating_sub(self.delivered),
+            "seconds": self.seconds,
+            "deliveries_per_second": self.deliveries_per_second(),
+            "server_cpu_seconds": self.server_cpu_seconds,
+            "server_rss_bytes": self.server_rss,
+            "deliveries_per_cpu_second": self.deliveries_per_cpu_second(),
+            "latency_us": {"p50": self.latency_us[0], "p99": self.latency_us[1], "p999": self.latency_us[2], "max": self.latency_us[3]},
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_and_json_add_up() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        for us in [100, 200, 300, 10_000] {
+            h.record(us).unwrap();
+        }
+        let r = Report::new("x", 100, 1000, 128, 1000, 99_990, Duration::from_secs(2), Some(0.5), None, &h);
+        assert_eq!(r.expected(), 100_000);
+        assert_eq!(r.deliveries_per_second(), 49_995.0);
+        assert_eq!(r.deliveries_per_cpu_second(), Some(199_980.0));
+        assert!(r.row().contains("| 10 |"), "{}", r.row());
+        assert_eq!(r.json()["lost"], 10);
+        assert!(r.latency_us[3] >= 10_000);
+    }
+}
