@@ -57,15 +57,17 @@ for round in $(seq "$rounds"); do
   for rate in "${rates[@]}"; do
     for server in switchyard bare node-ws; do
       read -r pid url target < <(start_server "$server")
-      wait_port "${url:15:4}"
-      # The real server process (node runs under a subshell).
-      spid=$(pgrep -n -f "127.0.0.1:${url:15:4}" || echo "$pid")
+      port=${url:15:4}
+      wait_port "$port"
+      # The process that serves the port (node runs under a subshell).
+      spid=$(ss -Hltnp "sport = :$port" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)
       row=$(taskset -c 1 target/release/switchyard-loadtest --url "$url" --target "$target" \
         --subscribers "$subscribers" --rate "$rate" --payload "$payload" --duration "$duration" \
         --server-pid "$spid" --label "r$round" --json "$out/$server-$rate-r$round.json" | tail -n 1)
       echo "| $server ${row#| }" | tee -a "$out/results.md"
       kill "$spid" "$pid" 2>/dev/null || true
       wait "$pid" 2>/dev/null || true
+      while ss -Hltn "sport = :$port" | grep -q .; do sleep 0.1; done
     done
   done
 done
