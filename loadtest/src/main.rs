@@ -14,6 +14,7 @@
 
 mod connection;
 mod cpu;
+mod idle;
 mod report;
 mod schedule;
 mod stamp;
@@ -35,9 +36,32 @@ pub enum Target {
     Plain,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Subscribers on one channel, publications at `--rate`.
+    Broadcast,
+    /// `--connections` clients connect and subscribe as fast as they can,
+    /// then idle for `--hold`: connect rate and memory per connection.
+    Idle,
+}
+
 #[derive(Parser, Debug)]
-#[command(about = "Broadcast fan-out load for switchyard and its peers")]
+#[command(about = "Load for switchyard and its peers: broadcast fan-out, idle footprint and connection storms")]
 struct Args {
+    #[arg(long, value_enum, default_value = "broadcast")]
+    scenario: Scenario,
+    /// Idle: clients to open (one process can hold fewer than its file limit).
+    #[arg(long, default_value_t = 10_000)]
+    connections: usize,
+    /// Idle: source addresses 127.0.0.1 .. 127.0.0.N to spread clients over.
+    #[arg(long, default_value_t = 8)]
+    sources: u8,
+    /// Idle: connections opening at once.
+    #[arg(long, default_value_t = 200)]
+    concurrency: usize,
+    /// Idle: how long the clients stay before memory is read, e.g. `10s`.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    hold: Duration,
     /// WebSocket URL of the server under test.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
@@ -71,6 +95,24 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.scenario == Scenario::Idle {
+        let report = idle::run(idle::IdleArgs {
+            url: args.url,
+            target: args.target,
+            connections: args.connections,
+            sources: args.sources,
+            concurrency: args.concurrency,
+            hold: args.hold,
+            server_pid: args.server_pid,
+            label: args.label,
+        })
+        .await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+        }
+        return Ok(());
+    }
     anyhow::ensure!(args.payload >= 32, "--payload must be at least 32 bytes");
 
     // Subscribers, connected a hundred at a time.
