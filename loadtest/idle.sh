@@ -12,14 +12,10 @@ cd "$(dirname "$0")/.."
 connections=${1:-15000}
 hold=${2:-20s}
 rounds=${ROUNDS:-2}
-out=target/loadtest
-mkdir -p "$out"
 # One process may hold at most 20,000 files here (the hard limit).
 ulimit -n "$(ulimit -Hn)"
-cargo build --release --bin switchyard --bin switchyard-loadtest --bin bare-broadcast
-if [ ! -d "$out/node_modules/ws" ]; then
-  (cd "$out" && npm install --silent --no-audit --no-fund ws >/dev/null)
-fi
+# shellcheck source=loadtest/common.sh
+. loadtest/common.sh
 
 start() {
   case "$1" in
@@ -42,7 +38,7 @@ for round in $(seq "$rounds"); do
   for server in switchyard bare node-ws; do
     read -r port url target < <(start "$server")
     for _ in $(seq 100); do ss -Hltn "sport = :$port" | grep -q . && break; sleep 0.1; done
-    pid=$(ss -Hltnp "sport = :$port" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)
+    pid=$(listener_pid "$port")
     taskset -c 1 target/release/switchyard-loadtest --scenario idle --url "$url" --target "$target" \
       --connections "$connections" --hold "$hold" --server-pid "$pid" --label "$server r$round" \
       --json "$out/idle-$server-r$round.json" >/dev/null

@@ -19,13 +19,8 @@ rates=("$@")
 [ ${#rates[@]} -gt 0 ] || rates=(1000 5000)
 rounds=${ROUNDS:-2}
 payload=${PAYLOAD:-128}
-out=target/loadtest
-mkdir -p "$out"
-
-cargo build --release --bin switchyard --bin switchyard-loadtest --bin bare-broadcast
-if [ ! -d "$out/node_modules/ws" ]; then
-  (cd "$out" && npm install --silent --no-audit --no-fund ws >/dev/null)
-fi
+# shellcheck source=loadtest/common.sh
+. loadtest/common.sh
 
 start_server() {
   case "$1" in
@@ -60,7 +55,7 @@ for round in $(seq "$rounds"); do
       port=${url:15:4}
       wait_port "$port"
       # The process that serves the port (node runs under a subshell).
-      spid=$(ss -Hltnp "sport = :$port" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)
+      spid=$(listener_pid "$port")
       row=$(taskset -c 1 target/release/switchyard-loadtest --url "$url" --target "$target" \
         --subscribers "$subscribers" --rate "$rate" --payload "$payload" --duration "$duration" \
         --server-pid "$spid" --label "r$round" --json "$out/$server-$rate-r$round.json" | tail -n 1)
