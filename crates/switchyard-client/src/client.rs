@@ -179,6 +179,17 @@ impl Client {
         self.events.recv().await
     }
 
+    /// Waits for the end of the connection, skipping whatever comes before:
+    /// the close frame's code and reason, or `None` if the socket just ended.
+    pub async fn closed(&mut self) -> Option<(u16, String)> {
+        while let Some(event) = self.next_event().await {
+            if let Event::Closed(close) = event {
+                return close;
+            }
+        }
+        None
+    }
+
     /// The next publication, skipping pings.
     pub async fn next_publication(&mut self) -> Result<Publication, ClientError> {
         loop {
@@ -276,12 +287,7 @@ impl Client {
     /// Closes with 1000 and waits for the server's close frame.
     pub async fn close(mut self) -> Option<(u16, String)> {
         let _ = self.outgoing.send(Frame::close(1000, b"")).await;
-        while let Some(event) = self.events.recv().await {
-            if let Event::Closed(close) = event {
-                return close;
-            }
-        }
-        None
+        self.closed().await
     }
 }
 

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use switchyard_client::{Client, Encoding, Options};
 use switchyard_testkit::http::get;
-use switchyard_testkit::{TestNode, test_config, within};
+use switchyard_testkit::{TestNode, test_config, with_history, within};
 
 async fn node_with_key() -> TestNode {
     let mut config = test_config();
@@ -102,14 +102,8 @@ async fn nodes_lists_this_node_on_the_memory_broker() {
 
 #[tokio::test]
 async fn history_pages_through_a_channel() {
-    let mut config = test_config();
+    let mut config = with_history(test_config(), "chat", 10);
     config.api.key = Some("s3cret".into());
-    let chat = switchyard_core::config::NamespaceConfig {
-        history_size: 10,
-        history_ttl: std::time::Duration::from_secs(60),
-        ..Default::default()
-    };
-    config.namespaces.insert("chat".into(), chat);
     let node = TestNode::start(config).await;
     let mut epoch = String::new();
     for n in 1..=5 {

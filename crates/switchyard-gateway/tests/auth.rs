@@ -2,7 +2,7 @@
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use std::time::{SystemTime, UNIX_EPOCH};
-use switchyard_client::{Client, ClientError, Encoding, Event, Options};
+use switchyard_client::{Client, ClientError, Encoding, Options};
 use switchyard_testkit::{TestNode, test_config, within};
 
 const SECRET: &str = "a test secret of some length";
@@ -22,14 +22,7 @@ async fn node() -> TestNode {
 
 async fn refused_with(client: &mut Client, error: ClientError) {
     assert_eq!(error.code(), Some(101), "{error}");
-    let closed = within("the close", async {
-        loop {
-            if let Some(Event::Closed(close)) = client.next_event().await {
-                return close;
-            }
-        }
-    })
-    .await;
+    let closed = within("the close", client.closed()).await;
     assert_eq!(closed.map(|c| c.0), Some(4003));
 }
 

@@ -5,18 +5,12 @@ use prost::Message as _;
 use std::time::Duration;
 use switchyard_client::v1::{StreamPosition, SubscribeRequest};
 use switchyard_client::{Client, ClientError, Encoding, Event, Options};
-use switchyard_core::config::{Config, NamespaceConfig};
+use switchyard_core::config::Config;
 use switchyard_proto::v1::Envelope;
-use switchyard_testkit::{RedisServer, TestNode, test_config, within};
-
-fn with_history(mut config: Config, size: usize) -> Config {
-    let chat = NamespaceConfig { history_size: size, history_ttl: Duration::from_secs(600), ..Default::default() };
-    config.namespaces.insert("chat".into(), chat);
-    config
-}
+use switchyard_testkit::{RedisServer, TestNode, test_config, with_history, within};
 
 fn redis_config(redis: &RedisServer, size: usize) -> Config {
-    let mut config = with_history(test_config(), size);
+    let mut config = with_history(test_config(), "chat", size);
     config.broker.redis_url = Some(redis.url());
     config.api.key = Some("k".into());
     config
@@ -117,7 +111,7 @@ async fn a_client_away_while_1000_are_published_recovers_them_all() {
 
 #[tokio::test]
 async fn a_position_history_no_longer_holds_is_reported() {
-    let node = TestNode::start(with_history(test_config(), 10)).await;
+    let node = TestNode::start(with_history(test_config(), "chat", 10)).await;
     let publisher = client(&node, Encoding::Json).await;
     let mut subscriber = client(&node, Encoding::Json).await;
     let at = subscriber.subscribe("chat:busy").await.unwrap();
@@ -155,7 +149,7 @@ async fn a_position_history_no_longer_holds_is_reported() {
 
 #[tokio::test]
 async fn the_history_command_pages_through_a_channel() {
-    let node = TestNode::start(with_history(test_config(), 100)).await;
+    let node = TestNode::start(with_history(test_config(), "chat", 100)).await;
     let c = client(&node, Encoding::Protobuf).await;
     for i in 1..=20 {
         c.publish("chat:log", format!("{i}")).await.unwrap();

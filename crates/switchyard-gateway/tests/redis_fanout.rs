@@ -8,7 +8,7 @@ use switchyard_client::{Client, ClientError, Encoding, Event, Options};
 use switchyard_core::config::Config;
 use switchyard_proto::v1::Envelope;
 use switchyard_testkit::http::{get, sample};
-use switchyard_testkit::{RedisServer, TestNode, test_config, within};
+use switchyard_testkit::{RedisServer, TestNode, test_config, with_history, within};
 
 fn config_for(redis: &RedisServer) -> Config {
     let mut config = test_config();
@@ -211,14 +211,8 @@ async fn redis_auth_and_acl_users_work() {
         [format!("redis://:default-pass@127.0.0.1:{port}"), format!("redis://gateway:gateway-pass@127.0.0.1:{port}")];
     for (i, url) in urls.into_iter().enumerate() {
         let history_channel = format!("chat:secure{i}");
-        let mut config = test_config();
+        let mut config = with_history(test_config(), "chat", 10);
         config.broker.redis_url = Some(url.clone());
-        let chat = switchyard_core::config::NamespaceConfig {
-            history_size: 10,
-            history_ttl: std::time::Duration::from_secs(60),
-            ..Default::default()
-        };
-        config.namespaces.insert("chat".into(), chat);
         let node = TestNode::start(config).await;
         let mut subscriber = client(&node, Encoding::Json).await;
         subscriber.connect_command("").await.unwrap();

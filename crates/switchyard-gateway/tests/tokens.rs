@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchyard_client::v1::SubscribeRequest;
-use switchyard_client::{Client, ClientError, Encoding, Event, Options};
+use switchyard_client::{Client, ClientError, Encoding, Options};
 use switchyard_core::config::{Config, NamespaceConfig, SubscribePermission};
 use switchyard_testkit::raw;
 use switchyard_testkit::{TestNode, test_config, within};
@@ -135,14 +135,7 @@ async fn alg_none_and_algorithm_confusion_are_refused() {
     );
     let mut client = Client::connect(&node.ws_url(), Options::new(Encoding::Json)).await.unwrap();
     assert_eq!(client.connect_command(&confused).await.err().and_then(|e| e.code()), Some(101));
-    let closed = within("the close", async {
-        loop {
-            if let Some(Event::Closed(c)) = client.next_event().await {
-                return c;
-            }
-        }
-    })
-    .await;
+    let closed = within("the close", client.closed()).await;
     assert_eq!(closed.map(|c| c.0), Some(4003));
     // alg: none, unsigned.
     use base64::Engine as _;
@@ -208,14 +201,7 @@ async fn an_expiring_token_must_be_refreshed() {
     // Not refreshed: closed with 4003 once exp and the grace have passed.
     let mut lapsing = Client::connect(&node.ws_url(), Options::new(Encoding::Json)).await.unwrap();
     lapsing.connect_command(&short).await.unwrap();
-    let closed = within("the expiry", async {
-        loop {
-            if let Some(Event::Closed(c)) = lapsing.next_event().await {
-                return c;
-            }
-        }
-    })
-    .await;
+    let closed = within("the expiry", lapsing.closed()).await;
     assert_eq!(closed.map(|c| c.0), Some(4003));
     node.wait_for_sample("switchyard_token_expirations_total", "", 1.0).await;
     refreshed.subscribe("notify#ann").await.unwrap();

@@ -19,7 +19,7 @@ pub mod process;
 pub mod raw;
 pub mod redis;
 
-pub use node::{TestNode, test_config};
+pub use node::{TestNode, test_config, with_history};
 pub use process::GatewayProcess;
 pub use redis::{RedisCluster, RedisServer};
 

@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_core::config::Config;
+use switchyard_core::config::{Config, NamespaceConfig};
 use switchyard_gateway::{Node, serve};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -17,6 +17,14 @@ pub fn test_config() -> Config {
     config.client.commands_per_second = 1_000_000;
     config.client.commands_burst = 1_000_000;
     config.validate().expect("the test config is valid")
+}
+
+/// `config` with a namespace `name` that keeps `size` publications for ten
+/// minutes.
+pub fn with_history(mut config: Config, name: &str, size: usize) -> Config {
+    let namespace = NamespaceConfig { history_size: size, history_ttl: Duration::from_secs(600), ..Default::default() };
+    config.namespaces.insert(name.to_owned(), namespace);
+    config
 }
 
 /// A gateway node served in this process on 127.0.0.1 with a port of its own.

@@ -171,29 +171,18 @@ impl PubSub {
         })
     }
 
-    /// Subscribes to pub/sub names: in chunks with one round trip each on
-    /// one Redis; per slot, all slots at once, on a Cluster.
-    pub async fn subscribe(&mut self, names: &[String]) -> redis::RedisResult<()> {
+    /// Subscribes to (or, with `subscribe` false, unsubscribes from)
+    /// pub/sub names: in chunks with one round trip each on one Redis; per
+    /// slot, all slots at once, on a Cluster.
+    pub async fn change(&mut self, names: &[String], subscribe: bool) -> redis::RedisResult<()> {
         match self {
             PubSub::Standalone(c) => {
                 for chunk in names.chunks(SUBSCRIBE_CHUNK) {
-                    c.subscribe(chunk).await?;
+                    if subscribe { c.subscribe(chunk).await? } else { c.unsubscribe(chunk).await? }
                 }
                 Ok(())
             }
-            PubSub::Cluster(c) => per_slot(c, names, true).await,
-        }
-    }
-
-    pub async fn unsubscribe(&mut self, names: &[String]) -> redis::RedisResult<()> {
-        match self {
-            PubSub::Standalone(c) => {
-                for chunk in names.chunks(SUBSCRIBE_CHUNK) {
-                    c.unsubscribe(chunk).await?;
-                }
-                Ok(())
-            }
-            PubSub::Cluster(c) => per_slot(c, names, false).await,
+            PubSub::Cluster(c) => per_slot(c, names, subscribe).await,
         }
     }
 

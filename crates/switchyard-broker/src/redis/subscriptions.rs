@@ -85,10 +85,7 @@ async fn apply(pubsub: &mut PubSub, shared: &Shared, kind: Kind, run: Vec<Reques
         }
     }
     let names: Vec<String> = channels.iter().map(|c| shared.keys.pubsub(c)).collect();
-    let result = match kind {
-        Kind::Subscribe => pubsub.subscribe(&names).await,
-        Kind::Unsubscribe => pubsub.unsubscribe(&names).await,
-    };
+    let result = pubsub.change(&names, kind == Kind::Subscribe).await;
     let result = match result {
         Ok(()) => {
             if kind == Kind::Subscribe {
