@@ -21,7 +21,7 @@ PING_INTERVAL=5s
 
 for round in $(seq "$rounds"); do
   port=9110
-  for server in switchyard bare node-ws; do
+  for server in ${SERVERS:-switchyard bare node-ws}; do
     port=$((port + 1))
     read -r pid url target < <(start_server "$server" "$port")
     taskset -c 1 target/release/switchyard-loadtest --scenario idle --url "$url" --target "$target" \

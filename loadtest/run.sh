@@ -27,7 +27,7 @@ echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---:
 for round in $(seq "$rounds"); do
   for rate in "${rates[@]}"; do
     port=9100
-    for server in switchyard bare node-ws; do
+    for server in ${SERVERS:-switchyard bare node-ws}; do
       port=$((port + 1))
       read -r pid url target < <(start_server "$server" "$port")
       row=$(taskset -c 1 target/release/switchyard-loadtest --url "$url" --target "$target" \

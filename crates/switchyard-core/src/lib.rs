@@ -18,3 +18,4 @@ pub mod metric;
 pub mod outbound;
 pub mod protocol;
 pub mod wsframe;
+pub mod wsread;

@@ -8,9 +8,10 @@
 
 use crate::codes::CloseCode;
 use bytes::Bytes;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use tokio::sync::mpsc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// A frame waiting to be written.
@@ -51,42 +52,78 @@ pub enum PushError {
 }
 
 struct Shared {
+    /// Frames waiting, oldest first. A plain deque under a short lock (never
+    /// held across an await) rather than a channel: it allocates nothing
+    /// until the first frame, which matters for idle connections.
+    frames: Mutex<VecDeque<OutFrame>>,
+    /// Wakes the writer when frames arrive in an empty queue, or when the
+    /// last filling end goes away.
+    ready: Notify,
     queued_bytes: AtomicUsize,
     max_bytes: usize,
+    /// Filling ends alive; the writer stops once it is 0 and the queue is empty.
+    senders: AtomicUsize,
+    /// Set when the draining end is gone: pushes are refused.
+    receiver_gone: AtomicBool,
     close: OnceLock<Close>,
     closing: CancellationToken,
 }
 
+impl Shared {
+    fn frames(&self) -> MutexGuard<'_, VecDeque<OutFrame>> {
+        // A panic while holding this lock leaves a valid deque behind.
+        self.frames.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The filling end: cheap to clone, held by the hub and the session.
-#[derive(Clone)]
 pub struct Outbound {
-    tx: mpsc::UnboundedSender<OutFrame>,
     shared: Arc<Shared>,
 }
 
 /// The draining end, owned by the connection's writer.
 pub struct OutboundQueue {
-    rx: mpsc::UnboundedReceiver<OutFrame>,
     shared: Arc<Shared>,
 }
 
-/// A queue that holds at most `max_bytes` of frames. The channel itself is
-/// unbounded because the byte count bounds it (every frame is ≥ 2 bytes).
+/// Above this many slots, a drained deque gives its memory back (a burst
+/// should not leave an idle connection holding it).
+const KEEP_CAPACITY: usize = 1024;
+
+/// A queue that holds at most `max_bytes` of frames.
 pub fn outbound(max_bytes: usize) -> (Outbound, OutboundQueue) {
-    let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
+        frames: Mutex::new(VecDeque::new()),
+        ready: Notify::new(),
         queued_bytes: AtomicUsize::new(0),
         max_bytes,
+        senders: AtomicUsize::new(1),
+        receiver_gone: AtomicBool::new(false),
         close: OnceLock::new(),
         closing: CancellationToken::new(),
     });
-    (Outbound { tx, shared: shared.clone() }, OutboundQueue { rx, shared })
+    (Outbound { shared: shared.clone() }, OutboundQueue { shared })
+}
+
+impl Clone for Outbound {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        Outbound { shared: self.shared.clone() }
+    }
+}
+
+impl Drop for Outbound {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.ready.notify_one();
+        }
+    }
 }
 
 impl Outbound {
     /// Queues a frame unless that would pass the byte bound.
     pub fn push(&self, frame: OutFrame) -> Result<(), PushError> {
-        if self.shared.close.get().is_some() {
+        if self.shared.close.get().is_some() || self.shared.receiver_gone.load(Ordering::Relaxed) {
             return Err(PushError::Closed);
         }
         let len = frame.bytes.len();
@@ -95,10 +132,18 @@ impl Outbound {
             self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
             return Err(PushError::Full);
         }
-        self.tx.send(frame).map_err(|_| {
-            self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            PushError::Closed
-        })
+        let was_empty = {
+            let mut frames = self.shared.frames();
+            let was_empty = frames.is_empty();
+            frames.push_back(frame);
+            was_empty
+        };
+        // A non-empty queue has had its wake-up already: the writer takes
+        // everything that is queued when it runs.
+        if was_empty {
+            self.shared.ready.notify_one();
+        }
+        Ok(())
     }
 
     /// Asks the writer to close the connection. The first request wins;
@@ -129,12 +174,20 @@ impl Outbound {
 
 impl OutboundQueue {
     /// Waits for frames and moves up to `limit` of them into `batch`.
-    /// Returns 0 once every [`Outbound`] is gone.
+    /// Returns 0 once every [`Outbound`] is gone and nothing is queued.
+    /// Cancel-safe: frames are only taken once the wait is over.
     pub async fn recv_many(&mut self, batch: &mut Vec<OutFrame>, limit: usize) -> usize {
-        let n = self.rx.recv_many(batch, limit).await;
-        let bytes: usize = batch[batch.len() - n..].iter().map(|f| f.bytes.len()).sum();
-        self.shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-        n
+        loop {
+            let n = self.take_queued(batch, limit);
+            if n > 0 {
+                return n;
+            }
+            if self.shared.senders.load(Ordering::Acquire) == 0 {
+                // The last sender may have pushed right before it went.
+                return self.take_queued(batch, limit);
+            }
+            self.shared.ready.notified().await;
+        }
     }
 
     /// Resolves once a close has been requested. Owns what it waits on, so
@@ -157,17 +210,33 @@ impl OutboundQueue {
         won
     }
 
-    /// Takes whatever is queued already, without waiting.
-    pub fn take_queued(&mut self, batch: &mut Vec<OutFrame>, limit: usize) {
-        while batch.len() < limit {
-            match self.rx.try_recv() {
-                Ok(frame) => {
-                    self.shared.queued_bytes.fetch_sub(frame.bytes.len(), Ordering::Relaxed);
-                    batch.push(frame);
-                }
-                Err(_) => break,
-            }
+    /// Moves up to `limit` queued frames into `batch` without waiting;
+    /// returns how many.
+    pub fn take_queued(&mut self, batch: &mut Vec<OutFrame>, limit: usize) -> usize {
+        let mut frames = self.shared.frames();
+        let n = frames.len().min(limit);
+        if n == 0 {
+            return 0;
         }
+        let before = batch.len();
+        batch.extend(frames.drain(..n));
+        if frames.is_empty() && frames.capacity() > KEEP_CAPACITY {
+            *frames = VecDeque::new();
+        }
+        drop(frames);
+        let bytes: usize = batch[before..].iter().map(|f| f.bytes.len()).sum();
+        self.shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        n
+    }
+}
+
+impl Drop for OutboundQueue {
+    fn drop(&mut self) {
+        self.shared.receiver_gone.store(true, Ordering::Relaxed);
+        // Frames (and the publications they share) are freed now, not when
+        // the last hub entry lets go of its sender.
+        let dropped = std::mem::take(&mut *self.shared.frames());
+        drop(dropped);
     }
 }
 
@@ -200,5 +269,32 @@ mod tests {
         rx.closing().await;
         assert_eq!(rx.close(), Some(Close::Server(CloseCode::SlowConsumer)));
         assert_eq!(tx.push(frame(1)), Err(PushError::Closed));
+    }
+
+    #[tokio::test]
+    async fn writer_wakes_for_frames_and_ends_after_the_last_sender() {
+        let (tx, mut rx) = outbound(1000);
+        let second = tx.clone();
+        let writer = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while rx.recv_many(&mut got, 2).await > 0 {}
+            got.len()
+        });
+        for _ in 0..5 {
+            tx.push(frame(10)).unwrap();
+            tokio::task::yield_now().await;
+        }
+        drop(tx);
+        second.push(frame(10)).unwrap();
+        drop(second);
+        assert_eq!(writer.await.unwrap(), 6);
+    }
+
+    #[tokio::test]
+    async fn pushes_are_refused_once_the_writer_is_gone() {
+        let (tx, rx) = outbound(1000);
+        tx.push(frame(10)).unwrap();
+        drop(rx);
+        assert_eq!(tx.push(frame(10)), Err(PushError::Closed));
     }
 }
