@@ -4,47 +4,105 @@
 out=target/loadtest
 mkdir -p "$out"
 cargo build --release --bin switchyard --bin switchyard-loadtest --bin bare-broadcast
-if [ ! -d "$out/node_modules/ws" ]; then
-  (cd "$out" && npm install --silent --no-audit --no-fund ws >/dev/null)
+if [ ! -d "$out/node_modules/@socket.io/redis-adapter" ]; then
+  (cd "$out" && npm install --silent --no-audit --no-fund ws socket.io @socket.io/redis-adapter redis >/dev/null)
 fi
+command -v redis-server >/dev/null || { echo "redis-server is needed (apt-get install redis-server)" >&2; exit 1; }
 
 # The PID of the process listening on 127.0.0.1:$1 (node runs in a subshell).
 listener_pid() {
   ss -Hltnp "sport = :$1" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2
 }
 
-# Starts server $1 (switchyard, bare or node-ws) on 127.0.0.1:$2, pinned to
-# CPU 0, waits until it listens, and prints "PID URL TARGET" (TARGET for
-# the generator's --target). switchyard runs with the per-connection rate
-# limit lifted (the publisher sends far more than a client would), and
-# with its ping interval set to $PING_INTERVAL when that is set (idle.sh
-# sets 5s, so that idle figures include heartbeats).
+# Waits until something listens on 127.0.0.1:$1.
+wait_port() {
+  for _ in $(seq 100); do
+    ss -Hltn "sport = :$1" | grep -q . && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on $1" >&2
+  return 1
+}
+
+# A switchyard node on 127.0.0.1:$1 (internal listener on $1+500), pinned
+# to CPU 0, with the per-connection rate limit lifted (the publisher sends
+# far more than a client would) and its ping interval set to
+# $PING_INTERVAL when that is set (idle.sh sets 5s, so that idle figures
+# include heartbeats). Further environment comes from the caller.
+start_switchyard() {
+  SWITCHYARD_CLIENT__COMMANDS_PER_SECOND=100000000 SWITCHYARD_CLIENT__COMMANDS_BURST=100000000 \
+    SWITCHYARD_CLIENT__MAX_QUEUE_BYTES=67108864 SWITCHYARD_CLIENT__PING_INTERVAL="${PING_INTERVAL:-25s}" RUST_LOG=warn \
+    taskset -c 0 target/release/switchyard serve --listen "127.0.0.1:$1" --internal-listen "127.0.0.1:$(($1 + 500))" \
+    >"$out/switchyard-$1.log" 2>&1 &
+}
+
+start_redis() {
+  taskset -c 0 redis-server --bind 127.0.0.1 --port "$1" --save "" --appendonly no >"$out/redis-$1.log" 2>&1 &
+}
+
+# Starts server $1 on 127.0.0.1:$2 (and, for clusters, a second process on
+# $2+50 and Redis on $2+1000), everything pinned to CPU 0, waits until it
+# listens, and prints "PIDS URL PUBLISH_URL TARGET": the PIDs whose CPU
+# and memory count (comma-separated), where subscribers and the publisher
+# connect, and the generator's --target.
+#   switchyard        one node, in-memory broker
+#   switchyard-redis  two nodes over one Redis: subscribers on the second,
+#                     the publisher on the first (scenario 3)
+#   bare              bare-broadcast, the ceiling of our stack
+#   node-ws           the classic Node `ws` broadcast
+#   socketio          two Socket.IO processes with @socket.io/redis-adapter
+#                     over one Redis: subscribers on the second, the
+#                     publisher on the first
 start_server() {
-  local name=$1 port=$2
+  local name=$1 port=$2 second=$(($2 + 50)) redis=$(($2 + 1000))
   case "$name" in
     switchyard)
-      SWITCHYARD_CLIENT__COMMANDS_PER_SECOND=100000000 SWITCHYARD_CLIENT__COMMANDS_BURST=100000000 \
-        SWITCHYARD_CLIENT__MAX_QUEUE_BYTES=67108864 SWITCHYARD_CLIENT__PING_INTERVAL="${PING_INTERVAL:-25s}" RUST_LOG=warn \
-        taskset -c 0 target/release/switchyard serve --listen "127.0.0.1:$port" >"$out/$name-$port.log" 2>&1 &
-      local url="ws://127.0.0.1:$port/ws" target=switchyard-json ;;
+      start_switchyard "$port"
+      wait_port "$port"
+      echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-json" ;;
+    switchyard-redis)
+      start_redis "$redis"
+      wait_port "$redis"
+      SWITCHYARD_BROKER__REDIS_URL="redis://127.0.0.1:$redis" start_switchyard "$port"
+      SWITCHYARD_BROKER__REDIS_URL="redis://127.0.0.1:$redis" start_switchyard "$second"
+      wait_port "$port" && wait_port "$second"
+      echo "$(listener_pid "$port"),$(listener_pid "$second"),$(listener_pid "$redis")" \
+        "ws://127.0.0.1:$second/ws ws://127.0.0.1:$port/ws switchyard-json" ;;
     bare)
       taskset -c 0 target/release/bare-broadcast "127.0.0.1:$port" >"$out/$name-$port.log" 2>&1 &
-      local url="ws://127.0.0.1:$port/" target=plain ;;
+      wait_port "$port"
+      echo "$(listener_pid "$port") ws://127.0.0.1:$port/ ws://127.0.0.1:$port/ plain" ;;
     node-ws)
       NODE_PATH="$PWD/$out/node_modules" taskset -c 0 node loadtest/peers/ws-broadcast.js 127.0.0.1 "$port" \
         >"$out/$name-$port.log" 2>&1 &
-      local url="ws://127.0.0.1:$port/" target=plain ;;
+      wait_port "$port"
+      echo "$(listener_pid "$port") ws://127.0.0.1:$port/ ws://127.0.0.1:$port/ plain" ;;
+    socketio)
+      start_redis "$redis"
+      wait_port "$redis"
+      for p in "$port" "$second"; do
+        PING_INTERVAL_MS="$(ping_ms)" NODE_PATH="$PWD/$out/node_modules" taskset -c 0 \
+          node loadtest/peers/socketio-broadcast.js 127.0.0.1 "$p" "redis://127.0.0.1:$redis" >"$out/$name-$p.log" 2>&1 &
+      done
+      wait_port "$port" && wait_port "$second"
+      local path="socket.io/?EIO=4&transport=websocket"
+      echo "$(listener_pid "$port"),$(listener_pid "$second"),$(listener_pid "$redis")" \
+        "ws://127.0.0.1:$second/$path ws://127.0.0.1:$port/$path socket-io" ;;
     *) echo "unknown server $name" >&2; return 1 ;;
   esac
-  for _ in $(seq 100); do
-    ss -Hltn "sport = :$port" | grep -q . && break
-    sleep 0.1
-  done
-  echo "$(listener_pid "$port") $url $target"
 }
 
-# Stops the server listening on $2 (PID $1) and waits until the port is free.
+# $PING_INTERVAL (e.g. 5s) in milliseconds, 25 s when unset.
+ping_ms() {
+  local interval=${PING_INTERVAL:-25s}
+  echo $((${interval%s} * 1000))
+}
+
+# Stops the processes $1 (comma-separated PIDs) and waits until they are gone.
 stop_server() {
-  kill "$1" 2>/dev/null || true
-  while ss -Hltn "sport = :$2" | grep -q .; do sleep 0.1; done
+  local pid
+  for pid in ${1//,/ }; do kill "$pid" 2>/dev/null || true; done
+  for pid in ${1//,/ }; do
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  done
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idle footprint and connection storm, switchyard against its peers in one
-# run: N clients (spread over 8 source addresses) connect and subscribe as
+# run: N clients (spread over 8 source addresses per generator process) connect and subscribe as
 # fast as each server takes them, then idle with heartbeats on; memory per
 # connection = server RSS growth + its half of the kernel's TCP memory.
 # Server on CPU 0, generator on CPU 1.
@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 connections=${1:-15000}
 hold=${2:-20s}
 rounds=${ROUNDS:-2}
+# Generator processes (each may hold at most 20,000 files).
+processes=${PROCESSES:-2}
 # One process may hold at most 20,000 files here (the hard limit).
 ulimit -n "$(ulimit -Hn)"
 # Heartbeats every 5 s, so that the idle figure includes them.
@@ -19,19 +21,22 @@ PING_INTERVAL=5s
 # shellcheck source=loadtest/common.sh
 . loadtest/common.sh
 
+echo "| run | connections | failed | alive after hold | connects/s | connects per server CPU-s | p99 handshake+subscribe ms | server RSS KiB/conn | kernel KiB/conn | total KiB/conn | server cores per 10k idle |" >"$out/idle-results.md"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" >>"$out/idle-results.md"
 for round in $(seq "$rounds"); do
   port=9110
-  for server in ${SERVERS:-switchyard bare node-ws}; do
+  for server in ${SERVERS:-switchyard bare node-ws socketio}; do
     port=$((port + 1))
-    read -r pid url target < <(start_server "$server" "$port")
+    read -r pids url _ target < <(start_server "$server" "$port")
     taskset -c 1 target/release/switchyard-loadtest --scenario idle --url "$url" --target "$target" \
-      --connections "$connections" --hold "$hold" --server-pid "$pid" --label "$server r$round" \
-      --json "$out/idle-$server-r$round.json" >/dev/null
+      --connections "$connections" --processes "$processes" --hold "$hold" --server-pid "$pids" \
+      --label "$server r$round" --json "$out/idle-$server-r$round.json" >/dev/null
     python3 -c "
 import json,sys; r=json.load(open('$out/idle-$server-r$round.json'))
 kib=lambda b: '-' if b is None else f'{b/1024:.1f}'
-print(f\"| {r['label']} | {r['connections']} | {r['failed']} | {r['alive_after_hold']} | {r['connects_per_second']:.0f} | {r['handshake_subscribe_ms']['p99']:.1f} | {kib(r['server_rss_bytes_per_connection'])} | {kib(r['kernel_bytes_per_connection'])} | {kib(r['bytes_per_connection'])} |\")
+num=lambda v, f: '-' if v is None else format(v, f)
+print(f\"| {r['label']} | {r['connections']} | {r['failed']} | {r['alive_after_hold']} | {r['connects_per_second']:.0f} | {num(r['connects_per_server_cpu_second'], '.0f')} | {r['handshake_subscribe_ms']['p99']:.1f} | {kib(r['server_rss_bytes_per_connection'])} | {kib(r['kernel_bytes_per_connection'])} | {kib(r['bytes_per_connection'])} | {num(r['server_cores_per_10k_idle'], '.3f')} |\")
 " | tee -a "$out/idle-results.md"
-    stop_server "$pid" "$port"
+    stop_server "$pids"
   done
 done

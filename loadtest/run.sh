@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Broadcast fan-out, switchyard against its peers, in one run:
-#   - switchyard (JSON subscribers, in-memory broker)
+# Broadcast fan-out, switchyard against its peers, in one run (the servers
+# are listed in common.sh; SERVERS picks some, in order):
+#   - switchyard (JSON subscribers, in-memory broker), and switchyard-redis
+#     (two nodes over Redis: publisher on one, subscribers on the other)
 #   - bare-broadcast: hyper + fastwebsockets, frames encoded once, writes
 #     coalesced, no gateway logic (the ceiling of our stack)
 #   - Node `ws` broadcast (the classic baseline)
-# Alternating A B C per rate and round, the server pinned to CPU 0 and the
-# generator to CPU 1; results in target/loadtest/results.md.
+#   - Socket.IO, two processes with @socket.io/redis-adapter
+# Alternating per rate and round, the servers pinned to CPU 0 and the
+# generator to CPU 1; results in target/loadtest/results.md, an SVG chart
+# of p99 against rate in target/loadtest/broadcast.svg.
 #
 #   loadtest/run.sh [subscribers] [duration] [rates...]
 #   loadtest/run.sh 100 10s 2000 5000 10000
+#   SERVERS="switchyard node-ws" ROUNDS=1 loadtest/run.sh 100 3s 2000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,20 +27,23 @@ payload=${PAYLOAD:-128}
 # shellcheck source=loadtest/common.sh
 . loadtest/common.sh
 
-echo "| server | run | subscribers | rate/s | payload B | deliveries/s | lost | server CPU s | deliveries per CPU-s | p50 ms | p99 ms | p99.9 ms | max ms |" >"$out/results.md"
-echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" >>"$out/results.md"
+rm -f "$out"/broadcast-*.json
+echo "| run | subscribers | rate/s | payload B | deliveries/s | lost | server CPU s | deliveries per CPU-s | p50 ms | p99 ms | p99.9 ms | max ms |" >"$out/results.md"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" >>"$out/results.md"
 for round in $(seq "$rounds"); do
   for rate in "${rates[@]}"; do
     port=9100
-    for server in ${SERVERS:-switchyard bare node-ws}; do
+    for server in ${SERVERS:-switchyard bare node-ws socketio}; do
       port=$((port + 1))
-      read -r pid url target < <(start_server "$server" "$port")
-      row=$(taskset -c 1 target/release/switchyard-loadtest --url "$url" --target "$target" \
+      read -r pids url publish_url target < <(start_server "$server" "$port")
+      taskset -c 1 target/release/switchyard-loadtest --url "$url" --publish-url "$publish_url" --target "$target" \
         --subscribers "$subscribers" --rate "$rate" --payload "$payload" --duration "$duration" \
-        --server-pid "$pid" --label "r$round" --json "$out/$server-$rate-r$round.json" | tail -n 1)
-      echo "| $server ${row#| }" | tee -a "$out/results.md"
-      stop_server "$pid" "$port"
+        --server-pid "$pids" --label "$server r$round" --json "$out/broadcast-$server-$rate-r$round.json" |
+        tail -n 1 | tee -a "$out/results.md"
+      stop_server "$pids"
     done
   done
 done
-echo "results: $out/results.md"
+target/release/switchyard-loadtest --scenario chart --chart "$out/broadcast.svg" \
+  --title "Broadcast to $subscribers subscribers, $payload B: p99 against offered rate" "$out"/broadcast-*.json
+echo "results: $out/results.md, chart: $out/broadcast.svg"

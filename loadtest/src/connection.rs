@@ -41,7 +41,7 @@ pub async fn connect(url: &str, target: Target, role: Role, channel: &str) -> an
     match target {
         Target::SwitchyardJson => request = request.header("sec-websocket-protocol", "switchyard.v1.json"),
         Target::SwitchyardProto => request = request.header("sec-websocket-protocol", "switchyard.v1.proto"),
-        Target::Plain => {}
+        Target::Plain | Target::SocketIo => {}
     }
     let (ws, _) = fastwebsockets::handshake::client(
         &hyper_util::rt::TokioExecutor::new(),
@@ -53,7 +53,10 @@ pub async fn connect(url: &str, target: Target, role: Role, channel: &str) -> an
     let (mut reader, mut writer) = fastwebsockets::after_handshake_split(read, write, WsRole::Client);
     reader.set_auto_close(false);
     reader.set_auto_pong(false);
-    if role == Role::Subscriber && target != Target::Plain {
+    if target == Target::SocketIo {
+        socketio_join(&mut reader, &mut writer).await?;
+    }
+    if role == Role::Subscriber && target.is_switchyard() {
         let subscribe = format!(r#"{{"id":1,"subscribe":{{"channel":"{channel}"}}}}"#);
         let frame = match target {
             Target::SwitchyardJson => Frame::text(Payload::Owned(subscribe.into_bytes())),
@@ -70,6 +73,29 @@ pub async fn connect(url: &str, target: Target, role: Role, channel: &str) -> an
         }
     }
     Ok((reader, writer))
+}
+
+/// Engine.IO v4 over a WebSocket: the server opens with `0{...}`; the
+/// client joins the default namespace with `40` and waits for the `40{...}`
+/// that admits it. Broadcasts then arrive as `42["m",<payload>]`.
+async fn socketio_join(reader: &mut Reader, writer: &mut Writer) -> anyhow::Result<()> {
+    let mut ignore = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+    let mut joined = false;
+    loop {
+        let frame = reader.read_frame(&mut ignore).await?;
+        match (frame.opcode, frame.payload.first()) {
+            (OpCode::Text, Some(b'0')) if !joined => {
+                writer.write_frame(Frame::text(Payload::Borrowed(b"40"))).await?;
+                joined = true;
+            }
+            (OpCode::Text, Some(b'4')) if frame.payload.starts_with(b"40") => return Ok(()),
+            (OpCode::Text, Some(b'4')) => {
+                anyhow::bail!("Socket.IO refused: {}", String::from_utf8_lossy(&frame.payload))
+            }
+            (OpCode::Close, _) => anyhow::bail!("closed during the Socket.IO handshake"),
+            _ => {}
+        }
+    }
 }
 
 /// `ClientFrame { id: 1, subscribe: { channel } }` in protobuf, by hand:
@@ -125,7 +151,8 @@ impl Publisher {
     pub async fn publish(&mut self, channel: &str, payload: &str) -> anyhow::Result<()> {
         let text = match self.target {
             Target::Plain => payload.to_owned(),
-            _ => {
+            Target::SocketIo => format!(r#"42["publish",{payload}]"#),
+            Target::SwitchyardJson | Target::SwitchyardProto => {
                 self.next_id += 1;
                 format!(r#"{{"id":{},"publish":{{"channel":"{channel}","data":{payload}}}}}"#, self.next_id)
             }

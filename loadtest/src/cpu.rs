@@ -14,6 +14,23 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// CPU seconds of every process in `pids` together; None if there are none
+/// or one cannot be read.
+pub fn total_cpu_seconds(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| cpu_seconds(pid)).sum()
+}
+
+/// Resident memory of every process in `pids` together.
+pub fn total_rss_bytes(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| rss_bytes(pid)).sum()
+}
+
 fn ticks_per_second() -> f64 {
     // CLK_TCK is 100 on Linux everywhere this runs.
     100.0

@@ -10,11 +10,15 @@
 //! Targets: `switchyard-json` and `switchyard-proto` speak the switchyard
 //! protocol (subscribers in that encoding; the publisher sends JSON
 //! `publish` commands); `plain` is for peers that broadcast every message a
-//! client sends to every client (the Node `ws` baseline, `bare-broadcast`).
+//! client sends to every client (the Node `ws` baseline, `bare-broadcast`);
+//! `socket-io` speaks Engine.IO v4 to a Socket.IO server that re-emits
+//! `publish` events to everyone else.
 
+mod chart;
 mod connection;
 mod cpu;
 mod idle;
+mod progress;
 mod report;
 mod schedule;
 mod stamp;
@@ -33,7 +37,17 @@ use tokio::time::{Instant, MissedTickBehavior};
 pub enum Target {
     SwitchyardJson,
     SwitchyardProto,
+    /// Peers that send every message a client sends to every other client.
     Plain,
+    /// Socket.IO (Engine.IO v4 over WebSocket): publications are `publish`
+    /// events, deliveries `m` events.
+    SocketIo,
+}
+
+impl Target {
+    pub fn is_switchyard(self) -> bool {
+        matches!(self, Target::SwitchyardJson | Target::SwitchyardProto)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -43,6 +57,9 @@ pub enum Scenario {
     /// `--connections` clients connect and subscribe as fast as they can,
     /// then idle for `--hold`: connect rate and memory per connection.
     Idle,
+    /// Draws the broadcast reports given as arguments into an SVG chart
+    /// (`--chart`) of p99 latency against offered rate.
+    Chart,
 }
 
 #[derive(Parser, Debug)]
@@ -56,6 +73,17 @@ struct Args {
     /// Idle: source addresses 127.0.0.1 .. 127.0.0.N to spread clients over.
     #[arg(long, default_value_t = 8)]
     sources: u8,
+    /// Idle: generator processes to spread the clients over (one process
+    /// may hold at most its file limit: 20,000 here).
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+    /// Idle, internal: this process is a worker of another; its share
+    /// starts at this client index.
+    #[arg(long, hide = true)]
+    worker_first: Option<usize>,
+    /// Idle, internal: a worker's first source address offset.
+    #[arg(long, hide = true, default_value_t = 0)]
+    worker_first_source: u8,
     /// Idle: connections opening at once.
     #[arg(long, default_value_t = 200)]
     concurrency: usize,
@@ -65,6 +93,10 @@ struct Args {
     /// WebSocket URL of the server under test.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
+    /// Where the publisher connects, when not to `--url` (cross-node runs:
+    /// subscribers on one node, the publisher on another).
+    #[arg(long)]
+    publish_url: Option<String>,
     #[arg(long, value_enum, default_value = "switchyard-json")]
     target: Target,
     /// Subscribers on the channel.
@@ -79,9 +111,10 @@ struct Args {
     /// How long to publish, e.g. `10s`.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// The server's PID, for its CPU time and memory.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// The server's PIDs (comma-separated: every process of a cluster,
+    /// Redis included), for their CPU time and memory.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     #[arg(long, default_value = "bench")]
     channel: String,
     /// A name for this run in the report.
@@ -90,13 +123,24 @@ struct Args {
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Chart: the SVG file to write.
+    #[arg(long, default_value = "chart.svg")]
+    chart: PathBuf,
+    /// Chart: its title.
+    #[arg(long, default_value = "Broadcast fan-out: p99 latency against offered rate")]
+    title: String,
+    /// Chart: broadcast reports (JSON files written with `--json`).
+    reports: Vec<PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.scenario == Scenario::Chart {
+        return chart::run(&args.reports, &args.title, &args.chart);
+    }
     if args.scenario == Scenario::Idle {
-        let report = idle::run(idle::IdleArgs {
+        let idle_args = idle::IdleArgs {
             url: args.url,
             target: args.target,
             connections: args.connections,
@@ -105,8 +149,13 @@ async fn main() -> anyhow::Result<()> {
             hold: args.hold,
             server_pid: args.server_pid,
             label: args.label,
-        })
-        .await?;
+            processes: args.processes,
+        };
+        if let Some(first) = args.worker_first {
+            let share = idle::Share { first, count: args.connections, first_source: args.worker_first_source };
+            return idle::worker(idle_args, share).await;
+        }
+        let report = idle::run(idle_args).await?;
         println!("{}", serde_json::to_string_pretty(&report)?);
         if let Some(path) = &args.json {
             std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
@@ -129,20 +178,25 @@ async fn main() -> anyhow::Result<()> {
             writers.push(writer);
         }
     }
-    let (reader, writer) = connection::connect(&args.url, args.target, Role::Publisher, &args.channel).await?;
+    let publish_url = args.publish_url.as_deref().unwrap_or(&args.url);
+    let (reader, writer) = connection::connect(publish_url, args.target, Role::Publisher, &args.channel).await?;
     let (mut publisher, drain) = Publisher::new(reader, writer, args.target);
 
     // Publish open-loop for `duration`, each publication stamped with the
     // time its tick was due, however late the loop runs.
-    let cpu_before = args.server_pid.and_then(cpu::cpu_seconds);
+    let cpu_before = cpu::total_cpu_seconds(&args.server_pid);
     let started = Instant::now();
     let ticks = args.duration.as_millis() as u64;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let origin_us = stamp::now_us();
     let mut sent = 0u64;
+    let progress = progress::bar(ticks, "publishing");
     for n in 0..ticks {
         tick.tick().await;
+        if n % 100 == 0 {
+            progress.set_position(n);
+        }
         let due = origin_us + n * 1000;
         for _ in 0..schedule::due_in_tick(args.rate, n) {
             publisher.publish(&args.channel, &stamp::payload(due, args.payload)).await?;
@@ -150,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let publishing = started.elapsed();
+    progress.finish_and_clear();
 
     // Stragglers: until everything arrived, or 2 s with nothing new.
     let expected = sent * args.subscribers as u64;
@@ -162,8 +217,8 @@ async fn main() -> anyhow::Result<()> {
         quiet = if now == last { quiet + 1 } else { 0 };
         last = now;
     }
-    let cpu_after = args.server_pid.and_then(cpu::cpu_seconds);
-    let rss = args.server_pid.and_then(cpu::rss_bytes);
+    let cpu_after = cpu::total_cpu_seconds(&args.server_pid);
+    let rss = cpu::total_rss_bytes(&args.server_pid);
     drain.abort();
 
     // Close every subscriber; each reader ends on the server's close frame
