@@ -23,6 +23,8 @@ shift 2 || true
 rates=("$@")
 [ ${#rates[@]} -gt 0 ] || rates=(1000 5000)
 rounds=${ROUNDS:-2}
+# 10,000 subscribers need more files than the default soft limit.
+ulimit -n "$(ulimit -Hn)"
 payload=${PAYLOAD:-128}
 # shellcheck source=loadtest/common.sh
 . loadtest/common.sh

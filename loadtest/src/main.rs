@@ -108,6 +108,10 @@ struct Args {
     /// Payload bytes per publication (at least 32).
     #[arg(long, default_value_t = 128)]
     payload: usize,
+    /// How long to wait after the last publication for deliveries still on
+    /// their way; later ones count as lost.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    late_limit: Duration,
     /// How long to publish, e.g. `10s`.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
@@ -206,12 +210,15 @@ async fn main() -> anyhow::Result<()> {
     let publishing = started.elapsed();
     progress.finish_and_clear();
 
-    // Stragglers: until everything arrived, or 2 s with nothing new.
+    // Stragglers: until everything arrived, 2 s with nothing new, or
+    // `--late-limit` (a saturated peer can be minutes behind; what has not
+    // arrived by then counts as lost).
     let expected = sent * args.subscribers as u64;
     let mut last = delivered.load(Ordering::Relaxed);
     let mut quiet = 0;
     let mut poll = tokio::time::interval(Duration::from_millis(100));
-    while delivered.load(Ordering::Relaxed) < expected && quiet < 20 {
+    let give_up = Instant::now() + args.late_limit;
+    while delivered.load(Ordering::Relaxed) < expected && quiet < 20 && Instant::now() < give_up {
         poll.tick().await;
         let now = delivered.load(Ordering::Relaxed);
         quiet = if now == last { quiet + 1 } else { 0 };

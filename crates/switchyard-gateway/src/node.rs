@@ -3,6 +3,7 @@
 use crate::auth::Authenticator;
 use crate::connections::Connections;
 use crate::tls::Tls;
+use governor::clock::QuantaClock;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use switchyard_broker::{
@@ -25,6 +26,10 @@ pub struct Node {
     pub tls: Option<Arc<Tls>>,
     /// This node's name: in client ids, Envelopes and logs.
     pub name: String,
+    /// The clock of every connection's command rate limiter. One for the
+    /// node: creating a clock probes the CPU (`cpuid`), which in a virtual
+    /// machine cost more than the rest of accepting a connection.
+    pub rate_clock: QuantaClock,
     next_conn: AtomicU64,
     draining: AtomicBool,
 }
@@ -117,6 +122,7 @@ impl Node {
             broker,
             connections: Connections::new(max_connections, max_per_ip),
             name,
+            rate_clock: QuantaClock::default(),
             next_conn: AtomicU64::new(1),
             draining: AtomicBool::new(false),
         })

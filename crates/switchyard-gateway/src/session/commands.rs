@@ -120,7 +120,8 @@ impl Session {
         let limits = &node.config.client;
         let rate = NonZeroU32::new(limits.commands_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(limits.commands_burst).unwrap_or(NonZeroU32::MIN);
-        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
+        let limiter =
+            RateLimiter::direct_with_clock(Quota::per_second(rate).allow_burst(burst), node.rate_clock.clone());
         Session {
             node,
             id,
