@@ -24,7 +24,6 @@ fn decode(c: &mut Criterion) {
         command: Some(client_frame::Command::Publish(PublishRequest {
             channel: "bench".into(),
             data: Bytes::from(data.clone()),
-            ..Default::default()
         })),
     }
     .encode_to_vec();
