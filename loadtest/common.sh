@@ -26,12 +26,14 @@ wait_port() {
 
 # A switchyard node on 127.0.0.1:$1 (internal listener on $1+500), pinned
 # to CPU 0, with the per-connection rate limit lifted (the publisher sends
-# far more than a client would) and its ping interval set to
+# far more than a client would), its outbound queue at $MAX_QUEUE_BYTES
+# (64 MiB unless set: bursts of a throughput run are not slow consumers;
+# slow.sh keeps the 1 MiB default), and its ping interval set to
 # $PING_INTERVAL when that is set (idle.sh sets 5s, so that idle figures
 # include heartbeats). Further environment comes from the caller.
 start_switchyard() {
   SWITCHYARD_CLIENT__COMMANDS_PER_SECOND=100000000 SWITCHYARD_CLIENT__COMMANDS_BURST=100000000 \
-    SWITCHYARD_CLIENT__MAX_QUEUE_BYTES=67108864 SWITCHYARD_CLIENT__PING_INTERVAL="${PING_INTERVAL:-25s}" RUST_LOG=warn \
+    SWITCHYARD_CLIENT__MAX_QUEUE_BYTES="${MAX_QUEUE_BYTES:-67108864}" SWITCHYARD_CLIENT__PING_INTERVAL="${PING_INTERVAL:-25s}" RUST_LOG=warn \
     taskset -c 0 target/release/switchyard serve --listen "127.0.0.1:$1" --internal-listen "127.0.0.1:$(($1 + 500))" \
     >"$out/switchyard-$1.log" 2>&1 &
 }
@@ -42,9 +44,10 @@ start_redis() {
 
 # Starts server $1 on 127.0.0.1:$2 (and, for clusters, a second process on
 # $2+50 and Redis on $2+1000), everything pinned to CPU 0, waits until it
-# listens, and prints "PIDS URL PUBLISH_URL TARGET": the PIDs whose CPU
-# and memory count (comma-separated), where subscribers and the publisher
-# connect, and the generator's --target.
+# listens, and prints "PIDS URL PUBLISH_URL TARGET SCRAPE": the PIDs whose
+# CPU and memory count (comma-separated), where subscribers and the
+# publisher connect, the generator's --target, and switchyard's metrics
+# listeners (comma-separated; "-" for peers).
 #   switchyard        one node, in-memory broker
 #   switchyard-redis  two nodes over one Redis: subscribers on the second,
 #                     the publisher on the first (scenario 3)
@@ -59,7 +62,8 @@ start_server() {
     switchyard)
       start_switchyard "$port"
       wait_port "$port"
-      echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-json" ;;
+      echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-json" \
+        "127.0.0.1:$((port + 500))" ;;
     switchyard-redis)
       start_redis "$redis"
       wait_port "$redis"
@@ -67,16 +71,17 @@ start_server() {
       SWITCHYARD_BROKER__REDIS_URL="redis://127.0.0.1:$redis" start_switchyard "$second"
       wait_port "$port" && wait_port "$second"
       echo "$(listener_pid "$port"),$(listener_pid "$second"),$(listener_pid "$redis")" \
-        "ws://127.0.0.1:$second/ws ws://127.0.0.1:$port/ws switchyard-json" ;;
+        "ws://127.0.0.1:$second/ws ws://127.0.0.1:$port/ws switchyard-json" \
+        "127.0.0.1:$((port + 500)),127.0.0.1:$((second + 500))" ;;
     bare)
       taskset -c 0 target/release/bare-broadcast "127.0.0.1:$port" >"$out/$name-$port.log" 2>&1 &
       wait_port "$port"
-      echo "$(listener_pid "$port") ws://127.0.0.1:$port/ ws://127.0.0.1:$port/ plain" ;;
+      echo "$(listener_pid "$port") ws://127.0.0.1:$port/ ws://127.0.0.1:$port/ plain -" ;;
     node-ws)
       NODE_PATH="$PWD/$out/node_modules" taskset -c 0 node loadtest/peers/ws-broadcast.js 127.0.0.1 "$port" \
         >"$out/$name-$port.log" 2>&1 &
       wait_port "$port"
-      echo "$(listener_pid "$port") ws://127.0.0.1:$port/ ws://127.0.0.1:$port/ plain" ;;
+      echo "$(listener_pid "$port") ws://127.0.0.1:$port/ ws://127.0.0.1:$port/ plain -" ;;
     socketio)
       start_redis "$redis"
       wait_port "$redis"
@@ -87,7 +92,7 @@ start_server() {
       wait_port "$port" && wait_port "$second"
       local path="socket.io/?EIO=4&transport=websocket"
       echo "$(listener_pid "$port"),$(listener_pid "$second"),$(listener_pid "$redis")" \
-        "ws://127.0.0.1:$second/$path ws://127.0.0.1:$port/$path socket-io" ;;
+        "ws://127.0.0.1:$second/$path ws://127.0.0.1:$port/$path socket-io -" ;;
     *) echo "unknown server $name" >&2; return 1 ;;
   esac
 }
@@ -105,4 +110,9 @@ stop_server() {
   for pid in ${1//,/ }; do
     while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
   done
+}
+
+# The generator's --scrape argument for a SCRAPE field of start_server.
+scrape_args() {
+  [ "$1" = "-" ] || echo "--scrape $1"
 }

@@ -27,7 +27,7 @@ for round in $(seq "$rounds"); do
   port=9110
   for server in ${SERVERS:-switchyard bare node-ws socketio}; do
     port=$((port + 1))
-    read -r pids url _ target < <(start_server "$server" "$port")
+    read -r pids url _ target _ < <(start_server "$server" "$port")
     taskset -c 1 target/release/switchyard-loadtest --scenario idle --url "$url" --target "$target" \
       --connections "$connections" --processes "$processes" --hold "$hold" --server-pid "$pids" \
       --label "$server r$round" --json "$out/idle-$server-r$round.json" >/dev/null

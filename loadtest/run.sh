@@ -14,6 +14,11 @@
 #   loadtest/run.sh [subscribers] [duration] [rates...]
 #   loadtest/run.sh 100 10s 2000 5000 10000
 #   SERVERS="switchyard node-ws" ROUNDS=1 loadtest/run.sh 100 3s 2000
+# LATE_LIMIT (30s): how long deliveries may trail the last publication
+# before they count as lost (saturated peers can be minutes behind).
+# Slow consumers (scenario 6): STALLED_PERCENT of the subscribers never
+# read; MAX_QUEUE_BYTES=1048576 gives switchyard its default queue bound.
+#   STALLED_PERCENT=5 MAX_QUEUE_BYTES=1048576 loadtest/run.sh 100 10s 2000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,15 +35,17 @@ payload=${PAYLOAD:-128}
 . loadtest/common.sh
 
 rm -f "$out"/broadcast-*.json
-echo "| run | subscribers | rate/s | payload B | deliveries/s | lost | server CPU s | deliveries per CPU-s | p50 ms | p99 ms | p99.9 ms | max ms |" >"$out/results.md"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" >>"$out/results.md"
+echo "| run | subscribers | rate/s | payload B | deliveries/s | lost | server CPU s | deliveries per CPU-s | server peak RSS MiB | p50 ms | p99 ms | p99.9 ms | max ms |" >"$out/results.md"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" >>"$out/results.md"
 for round in $(seq "$rounds"); do
   for rate in "${rates[@]}"; do
     port=9100
     for server in ${SERVERS:-switchyard bare node-ws socketio}; do
       port=$((port + 1))
-      read -r pids url publish_url target < <(start_server "$server" "$port")
+      read -r pids url publish_url target scrape < <(start_server "$server" "$port")
+      # shellcheck disable=SC2046 # scrape_args is empty or two words
       taskset -c 1 target/release/switchyard-loadtest --url "$url" --publish-url "$publish_url" --target "$target" \
+        $(scrape_args "$scrape") --stalled-percent "${STALLED_PERCENT:-0}" --late-limit "${LATE_LIMIT:-30s}" \
         --subscribers "$subscribers" --rate "$rate" --payload "$payload" --duration "$duration" \
         --server-pid "$pids" --label "$server r$round" --json "$out/broadcast-$server-$rate-r$round.json" |
         tail -n 1 | tee -a "$out/results.md"

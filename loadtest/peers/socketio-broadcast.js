@@ -1,6 +1,7 @@
 // Socket.IO with the Redis adapter: the cluster peer. Every process runs
 // this on its own port over the same Redis; a `publish` event from any
-// client goes to every other client on every process.
+// client goes to every other client on every process, a `publish_to` event
+// to the clients in one room.
 //   node socketio-broadcast.js 127.0.0.1 9300 redis://127.0.0.1:6379
 const http = require("http");
 const { Server } = require("socket.io");
@@ -28,6 +29,13 @@ async function main() {
   io.on("connection", (socket) => {
     socket.on("error", () => {});
     socket.on("publish", (m) => socket.broadcast.emit("m", m));
+    // Channels as rooms (the many-channels scenario): join with an ack,
+    // publish to one room.
+    socket.on("join", (rooms, ack) => {
+      socket.join(rooms);
+      if (typeof ack === "function") ack();
+    });
+    socket.on("publish_to", (room, m) => io.to(room).emit("m", m));
   });
   // Bound to one address: `io.listen(port)` would take every interface.
   server.listen(port, host, () => console.error(`socket.io on ws://${host}:${port}/socket.io/`));

@@ -20,14 +20,10 @@ type Io = TokioIo<Upgraded>;
 pub type Reader = WebSocketRead<ReadHalf<Io>>;
 pub type Writer = WebSocketWrite<WriteHalf<Io>>;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Subscriber,
-    Publisher,
-}
-
-/// Opens a WebSocket and, for a switchyard subscriber, subscribes.
-pub async fn connect(url: &str, target: Target, role: Role, channel: &str) -> anyhow::Result<(Reader, Writer)> {
+/// Opens a WebSocket and subscribes to `channels` (switchyard: one
+/// `subscribe` each; Socket.IO: joins them as rooms; plain peers have no
+/// channels and ignore them), waiting until every subscription is in place.
+pub async fn connect(url: &str, target: Target, channels: &[String]) -> anyhow::Result<(Reader, Writer)> {
     let rest = url.strip_prefix("ws://").ok_or_else(|| anyhow::anyhow!("{url}: only ws:// URLs"))?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let stream = TcpStream::connect(authority).await?;
@@ -53,22 +49,42 @@ pub async fn connect(url: &str, target: Target, role: Role, channel: &str) -> an
     let (mut reader, mut writer) = fastwebsockets::after_handshake_split(read, write, WsRole::Client);
     reader.set_auto_close(false);
     reader.set_auto_pong(false);
-    if target == Target::SocketIo {
-        socketio_join(&mut reader, &mut writer).await?;
-    }
-    if role == Role::Subscriber && target.is_switchyard() {
-        let subscribe = format!(r#"{{"id":1,"subscribe":{{"channel":"{channel}"}}}}"#);
-        let frame = match target {
-            Target::SwitchyardJson => Frame::text(Payload::Owned(subscribe.into_bytes())),
-            _ => Frame::binary(Payload::Owned(subscribe_protobuf(channel))),
-        };
-        writer.write_frame(frame).await?;
-        // The reply is the first data frame.
-        let mut ignore = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
-        loop {
-            let frame = reader.read_frame(&mut ignore).await?;
-            if matches!(frame.opcode, OpCode::Text | OpCode::Binary) {
-                break;
+    let mut ignore = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+    match target {
+        Target::Plain => {}
+        Target::SocketIo => {
+            socketio_join(&mut reader, &mut writer).await?;
+            if !channels.is_empty() {
+                // An event with an ack id (`421[...]`); the ack is `431[...]`.
+                let rooms = serde_json::to_string(channels)?;
+                let join = format!(r#"421["join",{rooms}]"#);
+                writer.write_frame(Frame::text(Payload::Owned(join.into_bytes()))).await?;
+                loop {
+                    let frame = reader.read_frame(&mut ignore).await?;
+                    if frame.opcode == OpCode::Text && frame.payload.starts_with(b"431") {
+                        break;
+                    }
+                }
+            }
+        }
+        Target::SwitchyardJson | Target::SwitchyardProto => {
+            for (i, channel) in channels.iter().enumerate() {
+                let id = i as u8 + 1;
+                let frame = match target {
+                    Target::SwitchyardJson => Frame::text(Payload::Owned(
+                        format!(r#"{{"id":{id},"subscribe":{{"channel":"{channel}"}}}}"#).into_bytes(),
+                    )),
+                    _ => Frame::binary(Payload::Owned(subscribe_protobuf(id, channel))),
+                };
+                writer.write_frame(frame).await?;
+            }
+            // Every reply is a data frame; nothing else arrives before them.
+            let mut replies = 0;
+            while replies < channels.len() {
+                let frame = reader.read_frame(&mut ignore).await?;
+                if matches!(frame.opcode, OpCode::Text | OpCode::Binary) {
+                    replies += 1;
+                }
             }
         }
     }
@@ -98,12 +114,12 @@ async fn socketio_join(reader: &mut Reader, writer: &mut Writer) -> anyhow::Resu
     }
 }
 
-/// `ClientFrame { id: 1, subscribe: { channel } }` in protobuf, by hand:
+/// `ClientFrame { id, subscribe: { channel } }` in protobuf, by hand:
 /// the generator stays free of the gateway's crates.
-fn subscribe_protobuf(channel: &str) -> Vec<u8> {
+fn subscribe_protobuf(id: u8, channel: &str) -> Vec<u8> {
     let mut inner = vec![0x0a, channel.len() as u8];
     inner.extend_from_slice(channel.as_bytes());
-    let mut frame = vec![0x08, 0x01, 0x1a, inner.len() as u8];
+    let mut frame = vec![0x08, id, 0x1a, inner.len() as u8];
     frame.extend_from_slice(&inner);
     frame
 }
@@ -134,6 +150,8 @@ pub struct Publisher {
     writer: Writer,
     target: Target,
     next_id: u64,
+    /// Socket.IO: publish to rooms (one per channel) rather than to all.
+    pub rooms: bool,
 }
 
 impl Publisher {
@@ -145,12 +163,16 @@ impl Publisher {
             let mut ignore = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
             while reader.read_frame(&mut ignore).await.is_ok() {}
         });
-        (Publisher { writer, target, next_id: 1 }, drain)
+        (Publisher { writer, target, next_id: 1, rooms: false }, drain)
     }
 
+    /// Publishes `payload` to `channel`. Plain peers have one audience;
+    /// Socket.IO gets `publish` (to everyone else) or, with `rooms`,
+    /// `publish_to` the channel's room.
     pub async fn publish(&mut self, channel: &str, payload: &str) -> anyhow::Result<()> {
         let text = match self.target {
             Target::Plain => payload.to_owned(),
+            Target::SocketIo if self.rooms => format!(r#"42["publish_to","{channel}",{payload}]"#),
             Target::SocketIo => format!(r#"42["publish",{payload}]"#),
             Target::SwitchyardJson | Target::SwitchyardProto => {
                 self.next_id += 1;
@@ -173,6 +195,9 @@ mod tests {
     #[test]
     fn the_protobuf_subscribe_is_a_client_frame() {
         // id = 1 (field 1, varint); subscribe (field 3) { channel (field 1) = "bench" }
-        assert_eq!(super::subscribe_protobuf("bench"), vec![0x08, 1, 0x1a, 7, 0x0a, 5, b'b', b'e', b'n', b'c', b'h']);
+        assert_eq!(
+            super::subscribe_protobuf(1, "bench"),
+            vec![0x08, 1, 0x1a, 7, 0x0a, 5, b'b', b'e', b'n', b'c', b'h']
+        );
     }
 }

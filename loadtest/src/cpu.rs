@@ -31,6 +31,37 @@ pub fn total_rss_bytes(pids: &[u32]) -> Option<u64> {
     pids.iter().map(|&pid| rss_bytes(pid)).sum()
 }
 
+/// Samples the resident memory of `pids` every 100 ms until stopped; the
+/// peak is what a run reports for servers that buffer (slow consumers).
+pub struct PeakRss {
+    task: tokio::task::JoinHandle<()>,
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl PeakRss {
+    pub fn start(pids: &[u32]) -> PeakRss {
+        let pids = pids.to_vec();
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let seen = peak.clone();
+        let task = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(100));
+            loop {
+                every.tick().await;
+                if let Some(rss) = total_rss_bytes(&pids) {
+                    seen.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        PeakRss { task, peak }
+    }
+
+    /// Stops sampling; the highest RSS seen, if any was read.
+    pub fn stop(self) -> Option<u64> {
+        self.task.abort();
+        Some(self.peak.load(std::sync::atomic::Ordering::Relaxed)).filter(|&p| p > 0)
+    }
+}
+
 fn ticks_per_second() -> f64 {
     // CLK_TCK is 100 on Linux everywhere this runs.
     100.0

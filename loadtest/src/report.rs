@@ -10,12 +10,17 @@ pub struct Report {
     pub rate: u64,
     pub payload: usize,
     pub sent: u64,
+    /// Deliveries there should have been (each publication times its
+    /// audience); None where clients come and go (churn).
+    pub expected: Option<u64>,
     pub delivered: u64,
     pub seconds: f64,
     pub server_cpu_seconds: Option<f64>,
     pub server_rss: Option<u64>,
     /// Latency percentiles in microseconds: p50, p99, p99.9, max.
     pub latency_us: [u64; 4],
+    /// Figures particular to a scenario, added to the JSON as they are.
+    pub extra: serde_json::Map<String, Value>,
 }
 
 impl Report {
@@ -26,6 +31,7 @@ impl Report {
         rate: u64,
         payload: usize,
         sent: u64,
+        expected: Option<u64>,
         delivered: u64,
         publishing: Duration,
         server_cpu_seconds: Option<f64>,
@@ -38,6 +44,7 @@ impl Report {
             rate,
             payload,
             sent,
+            expected,
             delivered,
             seconds: publishing.as_secs_f64(),
             server_cpu_seconds,
@@ -48,11 +55,12 @@ impl Report {
                 latency.value_at_quantile(0.999),
                 latency.max(),
             ],
+            extra: serde_json::Map::new(),
         }
     }
 
-    pub fn expected(&self) -> u64 {
-        self.sent * self.subscribers as u64
+    pub fn lost(&self) -> Option<u64> {
+        self.expected.map(|e| e.saturating_sub(self.delivered))
     }
 
     pub fn deliveries_per_second(&self) -> f64 {
@@ -65,8 +73,8 @@ impl Report {
     }
 
     pub fn header() -> String {
-        "| run | subscribers | rate/s | payload B | deliveries/s | lost | server CPU s | deliveries per CPU-s | p50 ms | p99 ms | p99.9 ms | max ms |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| run | subscribers | rate/s | payload B | deliveries/s | lost | server CPU s | deliveries per CPU-s | server peak RSS MiB | p50 ms | p99 ms | p99.9 ms | max ms |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
             .to_owned()
     }
 
@@ -74,15 +82,16 @@ impl Report {
         let ms = |us: u64| format!("{:.2}", us as f64 / 1000.0);
         let [p50, p99, p999, max] = self.latency_us;
         format!(
-            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
             self.label,
             self.subscribers,
             self.rate,
             self.payload,
             self.deliveries_per_second(),
-            self.expected().saturating_sub(self.delivered),
+            self.lost().map_or("-".into(), |n| n.to_string()),
             self.server_cpu_seconds.map_or("-".into(), |s| format!("{s:.2}")),
             self.deliveries_per_cpu_second().map_or("-".into(), |d| format!("{d:.0}")),
+            self.server_rss.map_or("-".into(), |b| format!("{:.0}", b as f64 / (1 << 20) as f64)),
             ms(p50),
             ms(p99),
             ms(p999),
@@ -91,21 +100,25 @@ impl Report {
     }
 
     pub fn json(&self) -> Value {
-        json!({
+        let mut value = json!({
             "label": self.label,
             "subscribers": self.subscribers,
             "rate": self.rate,
             "payload_bytes": self.payload,
             "sent": self.sent,
             "delivered": self.delivered,
-            "lost": self.expected().saturating_sub(self.delivered),
+            "lost": self.lost(),
             "seconds": self.seconds,
             "deliveries_per_second": self.deliveries_per_second(),
             "server_cpu_seconds": self.server_cpu_seconds,
             "server_rss_bytes": self.server_rss,
             "deliveries_per_cpu_second": self.deliveries_per_cpu_second(),
             "latency_us": {"p50": self.latency_us[0], "p99": self.latency_us[1], "p999": self.latency_us[2], "max": self.latency_us[3]},
-        })
+        });
+        if let Value::Object(map) = &mut value {
+            map.extend(self.extra.clone());
+        }
+        value
     }
 }
 
@@ -119,8 +132,8 @@ mod tests {
         for us in [100, 200, 300, 10_000] {
             h.record(us).unwrap();
         }
-        let r = Report::new("x", 100, 1000, 128, 1000, 99_990, Duration::from_secs(2), Some(0.5), None, &h);
-        assert_eq!(r.expected(), 100_000);
+        let r =
+            Report::new("x", 100, 1000, 128, 1000, Some(100_000), 99_990, Duration::from_secs(2), Some(0.5), None, &h);
         assert_eq!(r.deliveries_per_second(), 49_995.0);
         assert_eq!(r.deliveries_per_cpu_second(), Some(199_980.0));
         assert!(r.row().contains("| 10 |"), "{}", r.row());

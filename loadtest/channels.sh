@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Many channels (scenario 2), switchyard against Socket.IO in one run:
+# N clients, each on a personal channel and a 10-member group channel;
+# publications at RATE per second alternate between a group and a personal
+# channel; CHURN percent of the clients per minute leave and come back.
+# Servers on CPU 0, generator on CPU 1; results in
+# target/loadtest/channels-results.md.
+#
+#   loadtest/channels.sh [clients] [duration] [rates...]
+#   CHURN=2 loadtest/channels.sh 10000 10s 2000 10000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+clients=${1:-10000}
+duration=${2:-10s}
+shift 2 || true
+rates=("$@")
+[ ${#rates[@]} -gt 0 ] || rates=(2000 10000)
+rounds=${ROUNDS:-2}
+churn=${CHURN:-0}
+ulimit -n "$(ulimit -Hn)"
+# shellcheck source=loadtest/common.sh
+. loadtest/common.sh
+
+results="$out/channels-results.md"
+echo "| run | clients | rate/s | payload B | deliveries/s | lost | server CPU s | deliveries per CPU-s | server peak RSS MiB | p50 ms | p99 ms | p99.9 ms | max ms |" >"$results"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" >>"$results"
+for round in $(seq "$rounds"); do
+  for rate in "${rates[@]}"; do
+    port=9130
+    for server in ${SERVERS:-switchyard switchyard-redis socketio}; do
+      port=$((port + 1))
+      read -r pids url publish_url target _ < <(start_server "$server" "$port")
+      taskset -c 1 target/release/switchyard-loadtest --scenario channels --url "$url" --publish-url "$publish_url" \
+        --target "$target" --connections "$clients" --rate "$rate" --duration "$duration" --churn "$churn" \
+        --server-pid "$pids" --label "$server r$round" --json "$out/channels-$server-$rate-r$round.json" |
+        tail -n 1 | tee -a "$results"
+      stop_server "$pids"
+    done
+  done
+done
+echo "results: $results"

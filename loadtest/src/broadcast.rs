@@ -1,0 +1,79 @@
+//! Scenario 1 (and 3, and the slow-consumer part of 6): subscribers on one
+//! channel, one publisher at a fixed rate. Optionally some subscribers
+//! never read (`--stalled-percent`), and the publisher sits on another
+//! node (`--publish-url`).
+
+use crate::audience::Audience;
+use crate::connection::{self, Publisher};
+use crate::report::Report;
+use crate::{Args, cpu, publishing, scrape};
+use serde_json::json;
+
+pub async fn run(args: &Args) -> anyhow::Result<Report> {
+    anyhow::ensure!(args.payload >= 32, "--payload must be at least 32 bytes");
+    let channels = [args.channel.clone()];
+    let stalled = (args.subscribers as f64 * args.stalled_percent / 100.0).round() as usize;
+    let mut audience = Audience::new();
+    for i in 0..args.subscribers {
+        let (reader, writer) = connection::connect(&args.url, args.target, &channels).await?;
+        if i < stalled {
+            audience.add_stalled(reader, writer);
+        } else {
+            audience.add(reader, writer);
+        }
+    }
+    let publish_url = args.publish_url.as_deref().unwrap_or(&args.url);
+    let (reader, writer) = connection::connect(publish_url, args.target, &[]).await?;
+    let (mut publisher, drain) = Publisher::new(reader, writer, args.target);
+
+    let broker_before = broker_counters(&args.scrape).await?;
+    let cpu_before = cpu::total_cpu_seconds(&args.server_pid);
+    let peak = cpu::PeakRss::start(&args.server_pid);
+    let (sent, publishing) =
+        publishing::open_loop(&mut publisher, args.rate, args.duration, args.payload, |_| args.channel.clone()).await?;
+    let expected = sent * (args.subscribers - stalled) as u64;
+    audience.settle(expected, args.late_limit).await;
+    let cpu_after = cpu::total_cpu_seconds(&args.server_pid);
+    let peak_rss = peak.stop();
+    let delivered = audience.delivered();
+    let broker_after = broker_counters(&args.scrape).await?;
+    drain.abort();
+    let latency = audience.close().await?;
+
+    let mut report = Report::new(
+        &args.label,
+        args.subscribers,
+        args.rate,
+        args.payload,
+        sent,
+        Some(expected),
+        delivered,
+        publishing,
+        cpu_before.zip(cpu_after).map(|(b, a)| a - b),
+        peak_rss,
+        &latency,
+    );
+    report.extra.insert("stalled_subscribers".into(), json!(stalled));
+    if let (Some((received_before, published_before)), Some((received_after, published_after))) =
+        (broker_before, broker_after)
+    {
+        // Across every node: publications handed to the broker, and the
+        // broker messages nodes received for them (one per interested node
+        // when fan-out is per node, not per subscriber).
+        let per = |d: f64| d / sent.max(1) as f64;
+        report.extra.insert("broker_published_per_publication".into(), json!(per(published_after - published_before)));
+        report.extra.insert("broker_received_per_publication".into(), json!(per(received_after - received_before)));
+    }
+    Ok(report)
+}
+
+/// (received, published) broker counters summed over the nodes whose
+/// metrics listeners are in `scrape`; None when there are none.
+async fn broker_counters(scrape: &[String]) -> anyhow::Result<Option<(f64, f64)>> {
+    if scrape.is_empty() {
+        return Ok(None);
+    }
+    let received = scrape::total(scrape, "switchyard_broker_received_total").await?;
+    let published = scrape::total(scrape, "switchyard_broker_published_total").await?;
+    Ok(Some((received, published)))
+}
