@@ -22,6 +22,7 @@ ulimit -n "$(ulimit -Hn)"
 . loadtest/common.sh
 
 results="$out/channels-results.md"
+rm -f "$out"/channels-*.json
 echo "| run | clients | rate/s | payload B | deliveries/s | lost | server CPU s | deliveries per CPU-s | server peak RSS MiB | p50 ms | p99 ms | p99.9 ms | max ms |" >"$results"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" >>"$results"
 for round in $(seq "$rounds"); do
@@ -38,4 +39,7 @@ for round in $(seq "$rounds"); do
     done
   done
 done
+echo
+echo "Ratios, switchyard against each server in the same round:"
+target/release/switchyard-loadtest --scenario compare "$out"/channels-*.json | tee "$out/channels-ratios.md"
 echo "results: $results"

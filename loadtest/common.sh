@@ -33,7 +33,8 @@ wait_port() {
 # include heartbeats). Further environment comes from the caller.
 start_switchyard() {
   SWITCHYARD_CLIENT__COMMANDS_PER_SECOND=100000000 SWITCHYARD_CLIENT__COMMANDS_BURST=100000000 \
-    SWITCHYARD_CLIENT__MAX_QUEUE_BYTES="${MAX_QUEUE_BYTES:-67108864}" SWITCHYARD_CLIENT__PING_INTERVAL="${PING_INTERVAL:-25s}" RUST_LOG=warn \
+    SWITCHYARD_CLIENT__MAX_QUEUE_BYTES="${MAX_QUEUE_BYTES:-67108864}" SWITCHYARD_CLIENT__PING_INTERVAL="${PING_INTERVAL:-25s}" \
+    SWITCHYARD_API_KEY=loadtest RUST_LOG=warn \
     taskset -c 0 target/release/switchyard serve --listen "127.0.0.1:$1" --internal-listen "127.0.0.1:$(($1 + 500))" \
     >"$out/switchyard-$1.log" 2>&1 &
 }
@@ -110,6 +111,16 @@ stop_server() {
   for pid in ${1//,/ }; do
     while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
   done
+}
+
+# The generator's publishing arguments for server $1 started on port $2:
+# with PUBLISH_VIA=fcall (switchyard-redis) or http (any switchyard), as a
+# backend would; else nothing (a client publishes).
+publish_via() {
+  case "${PUBLISH_VIA:-client}:$1" in
+    fcall:switchyard-redis) echo "--publish-via fcall --publish-to 127.0.0.1:$(($2 + 1000))" ;;
+    http:switchyard | http:switchyard-redis) echo "--publish-via http --publish-to 127.0.0.1:$2" ;;
+  esac
 }
 
 # The generator's --scrape argument for a SCRAPE field of start_server.

@@ -14,6 +14,9 @@
 #   loadtest/run.sh [subscribers] [duration] [rates...]
 #   loadtest/run.sh 100 10s 2000 5000 10000
 #   SERVERS="switchyard node-ws" ROUNDS=1 loadtest/run.sh 100 3s 2000
+# PUBLISH_VIA=fcall or http: switchyard's publications come as a backend
+# sends them (FCALL on Redis: switchyard-redis only; the HTTP API) instead
+# of from a client; peers always publish from a client.
 # LATE_LIMIT (30s): how long deliveries may trail the last publication
 # before they count as lost (saturated peers can be minutes behind).
 # Slow consumers (scenario 6): STALLED_PERCENT of the subscribers never
@@ -43,9 +46,10 @@ for round in $(seq "$rounds"); do
     for server in ${SERVERS:-switchyard bare node-ws socketio}; do
       port=$((port + 1))
       read -r pids url publish_url target scrape < <(start_server "$server" "$port")
-      # shellcheck disable=SC2046 # scrape_args is empty or two words
+      via=$(publish_via "$server" "$port")
+      # shellcheck disable=SC2086 # $via and scrape_args are empty or two words
       taskset -c 1 target/release/switchyard-loadtest --url "$url" --publish-url "$publish_url" --target "$target" \
-        $(scrape_args "$scrape") --stalled-percent "${STALLED_PERCENT:-0}" --late-limit "${LATE_LIMIT:-30s}" \
+        $via $(scrape_args "$scrape") --stalled-percent "${STALLED_PERCENT:-0}" --late-limit "${LATE_LIMIT:-30s}" \
         --subscribers "$subscribers" --rate "$rate" --payload "$payload" --duration "$duration" \
         --server-pid "$pids" --label "$server r$round" --json "$out/broadcast-$server-$rate-r$round.json" |
         tail -n 1 | tee -a "$out/results.md"
@@ -53,6 +57,9 @@ for round in $(seq "$rounds"); do
     done
   done
 done
+echo
+echo "Ratios, switchyard against each server in the same round:"
+target/release/switchyard-loadtest --scenario compare "$out"/broadcast-*.json | tee "$out/ratios.md"
 target/release/switchyard-loadtest --scenario chart --chart "$out/broadcast.svg" \
   --title "Broadcast to $subscribers subscribers, $payload B: p99 against offered rate" "$out"/broadcast-*.json
-echo "results: $out/results.md, chart: $out/broadcast.svg"
+echo "results: $out/results.md, ratios: $out/ratios.md, chart: $out/broadcast.svg"

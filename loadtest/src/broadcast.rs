@@ -4,7 +4,7 @@
 //! node (`--publish-url`).
 
 use crate::audience::Audience;
-use crate::connection::{self, Publisher};
+use crate::connection;
 use crate::report::Report;
 use crate::{Args, cpu, publishing, scrape};
 use serde_json::json;
@@ -22,9 +22,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
             audience.add(reader, writer);
         }
     }
-    let publish_url = args.publish_url.as_deref().unwrap_or(&args.url);
-    let (reader, writer) = connection::connect(publish_url, args.target, &[]).await?;
-    let (mut publisher, drain) = Publisher::new(reader, writer, args.target);
+    let mut publisher = publishing::Source::open(args).await?;
 
     let broker_before = broker_counters(&args.scrape).await?;
     let cpu_before = cpu::total_cpu_seconds(&args.server_pid);
@@ -37,7 +35,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let peak_rss = peak.stop();
     let delivered = audience.delivered();
     let broker_after = broker_counters(&args.scrape).await?;
-    drain.abort();
+    let publish_errors = publisher.errors();
+    drop(publisher);
     let latency = audience.close().await?;
 
     let mut report = Report::new(
@@ -64,6 +63,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         report.extra.insert("broker_published_per_publication".into(), json!(per(published_after - published_before)));
         report.extra.insert("broker_received_per_publication".into(), json!(per(received_after - received_before)));
     }
+    report.extra.insert("publish_via".into(), json!(format!("{:?}", args.publish_via).to_lowercase()));
+    report.extra.insert("publish_errors".into(), json!(publish_errors));
     Ok(report)
 }
 

@@ -6,7 +6,7 @@
 //! both subscriptions again) while publications flow.
 
 use crate::audience::Audience;
-use crate::connection::{self, Publisher};
+use crate::connection;
 use crate::report::Report;
 use crate::{Args, Target, cpu, publishing};
 use serde_json::json;
@@ -62,10 +62,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         }
     }
     progress.finish_and_clear();
-    let publish_url = args.publish_url.as_deref().unwrap_or(&args.url);
-    let (reader, writer) = connection::connect(publish_url, args.target, &[]).await?;
-    let (mut publisher, drain) = Publisher::new(reader, writer, args.target);
-    publisher.rooms = args.target == Target::SocketIo;
+    let mut publisher = publishing::Source::open(args).await?;
+    if let publishing::Source::Client { publisher, .. } = &mut publisher {
+        publisher.rooms = args.target == Target::SocketIo;
+    }
 
     let audience = Arc::new(Mutex::new(audience));
     let churned = Arc::new(AtomicU64::new(0));
@@ -93,7 +93,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let cpu_after = cpu::total_cpu_seconds(&args.server_pid);
     let peak_rss = peak.stop();
     let delivered = audience.delivered();
-    drain.abort();
+    let publish_errors = publisher.errors();
+    drop(publisher);
     let latency = audience.close().await?;
     let mut report = Report::new(
         &args.label,
@@ -111,6 +112,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     report.extra.insert("group_size".into(), json!(group_size));
     report.extra.insert("churn_percent_per_minute".into(), json!(args.churn));
     report.extra.insert("churned_connections".into(), json!(churned.load(Ordering::Relaxed)));
+    report.extra.insert("publish_via".into(), json!(format!("{:?}", args.publish_via).to_lowercase()));
+    report.extra.insert("publish_errors".into(), json!(publish_errors));
     Ok(report)
 }
 

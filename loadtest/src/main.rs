@@ -20,9 +20,11 @@
 //! `publish` events to everyone else.
 
 mod audience;
+mod backend;
 mod broadcast;
 mod channels;
 mod chart;
+mod compare;
 mod connection;
 mod cpu;
 mod idle;
@@ -68,6 +70,9 @@ pub enum Scenario {
     /// Draws the broadcast reports given as arguments into an SVG chart
     /// (`--chart`) of p99 latency against offered rate.
     Chart,
+    /// Prints the ratios of the reports given as arguments: every server
+    /// against `--reference` at the same size, rate and round.
+    Compare,
 }
 
 #[derive(Parser, Debug, Clone)]
@@ -135,6 +140,16 @@ pub(crate) struct Args {
     /// Also write the report as JSON here.
     #[arg(long)]
     pub(crate) json: Option<PathBuf>,
+    /// How publications are sent: a `publish` command from a client, or as
+    /// a backend would, `FCALL` on Redis or `POST /api/publish` (switchyard).
+    #[arg(long, value_enum, default_value = "client")]
+    pub(crate) publish_via: backend::Via,
+    /// With `--publish-via fcall|http`: Redis' or the node's host:port.
+    #[arg(long)]
+    pub(crate) publish_to: Option<String>,
+    /// With `--publish-via http`: the node's `api.key`.
+    #[arg(long, default_value = "loadtest")]
+    pub(crate) api_key: String,
     /// Broadcast: the share of subscribers (percent) that never read.
     #[arg(long, default_value_t = 0.0)]
     pub(crate) stalled_percent: f64,
@@ -154,15 +169,20 @@ pub(crate) struct Args {
     /// Chart: its title.
     #[arg(long, default_value = "Broadcast fan-out: p99 latency against offered rate")]
     pub(crate) title: String,
-    /// Chart: broadcast reports (JSON files written with `--json`).
+    /// Compare: the server the others are measured against.
+    #[arg(long, default_value = "switchyard")]
+    pub(crate) reference: String,
+    /// Chart, compare: reports (JSON files written with `--json`).
     pub(crate) reports: Vec<PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.scenario == Scenario::Chart {
-        return chart::run(&args.reports, &args.title, &args.chart);
+    match args.scenario {
+        Scenario::Chart => return chart::run(&args.reports, &args.title, &args.chart),
+        Scenario::Compare => return compare::run(&args.reports, &args.reference),
+        _ => {}
     }
     if args.scenario == Scenario::Idle {
         let idle_args = idle::IdleArgs {

@@ -1,15 +1,74 @@
 //! The open-loop publisher: `rate` publications per second in 1 ms ticks,
 //! each stamped with the time its tick was due, however late the loop runs.
 
-use crate::connection::Publisher;
-use crate::{progress, schedule, stamp};
+use crate::backend::{BackendPublisher, Via};
+use crate::connection::{self, Publisher};
+use crate::{Args, progress, schedule, stamp};
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
+
+/// Where publications come from: a client's WebSocket, or a backend
+/// (Redis `FCALL`, the HTTP API).
+pub enum Source {
+    Client { publisher: Publisher, replies: JoinHandle<()> },
+    Backend(BackendPublisher),
+}
+
+impl Source {
+    /// The source `--publish-via` asks for: a client on `--publish-url`
+    /// (else `--url`), or a backend connection to `--publish-to`.
+    pub async fn open(args: &Args) -> anyhow::Result<Source> {
+        match args.publish_via {
+            Via::Client => {
+                let url = args.publish_url.as_deref().unwrap_or(&args.url);
+                let (reader, writer) = connection::connect(url, args.target, &[]).await?;
+                let (publisher, replies) = Publisher::new(reader, writer, args.target);
+                Ok(Source::Client { publisher, replies })
+            }
+            via => {
+                let to = args.publish_to.as_deref().ok_or_else(|| anyhow::anyhow!("--publish-to is needed"))?;
+                Ok(Source::Backend(BackendPublisher::connect(via, to, &args.api_key).await?))
+            }
+        }
+    }
+
+    async fn publish(&mut self, channel: &str, payload: &str) -> anyhow::Result<()> {
+        match self {
+            Source::Client { publisher, .. } => publisher.publish(channel, payload).await,
+            Source::Backend(backend) => backend.publish(channel, payload).await,
+        }
+    }
+
+    /// After each tick: a backend sends the tick's requests in one write.
+    async fn end_tick(&mut self) -> anyhow::Result<()> {
+        match self {
+            Source::Client { .. } => Ok(()),
+            Source::Backend(backend) => backend.flush().await,
+        }
+    }
+
+    /// Error replies a backend source saw (None for a client).
+    pub fn errors(&self) -> Option<u64> {
+        match self {
+            Source::Client { .. } => None,
+            Source::Backend(backend) => Some(backend.failed.load(std::sync::atomic::Ordering::Relaxed)),
+        }
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        if let Source::Client { replies, .. } = self {
+            replies.abort();
+        }
+    }
+}
 
 /// Publishes for `duration`; publication `k` goes to `channel_for(k)`.
 /// Returns how many were sent and how long that took.
 pub async fn open_loop(
-    publisher: &mut Publisher,
+    publisher: &mut Source,
     rate: u64,
     duration: Duration,
     payload_bytes: usize,
@@ -32,6 +91,7 @@ pub async fn open_loop(
             publisher.publish(&channel_for(sent), &stamp::payload(due, payload_bytes)).await?;
             sent += 1;
         }
+        publisher.end_tick().await?;
     }
     progress.finish_and_clear();
     Ok((sent, started.elapsed()))
