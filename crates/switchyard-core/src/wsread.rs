@@ -249,6 +249,36 @@ mod tests {
         assert_eq!(parse(&mut BytesMut::from(&header[..]), 1 << 20).unwrap_err(), FrameError::TooBig);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_are_refused_or_read_never_a_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let mut buf = BytesMut::from(&bytes[..]);
+            while let Ok(Some(frame)) = parse(&mut buf, 256) {
+                proptest::prop_assert!(frame.payload.len() <= 256);
+            }
+        }
+
+        #[test]
+        fn frames_split_anywhere_come_out_whole(
+            payloads in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..300), 1..5),
+            mask in proptest::array::uniform4(proptest::num::u8::ANY),
+            cut in 0usize..2000,
+        ) {
+            let wire: Vec<u8> = payloads.iter().flat_map(|p| masked(0x82, p, mask)).collect();
+            let cut = cut.min(wire.len());
+            let mut buf = BytesMut::from(&wire[..cut]);
+            let mut got = Vec::new();
+            while let Some(frame) = parse(&mut buf, 1 << 16).unwrap() {
+                got.push(frame.payload.to_vec());
+            }
+            buf.extend_from_slice(&wire[cut..]);
+            while let Some(frame) = parse(&mut buf, 1 << 16).unwrap() {
+                got.push(frame.payload.to_vec());
+            }
+            proptest::prop_assert_eq!(got, payloads);
+        }
+    }
+
     #[tokio::test]
     async fn the_buffer_grows_for_a_burst_and_shrinks_back_when_idle() {
         let (mut client, server) = tokio::io::duplex(1 << 20);
