@@ -37,14 +37,29 @@ const MAX_HELD: usize = 100_000;
 pub struct Subscriber {
     pub protocol: Protocol,
     pub outbound: Outbound,
-    /// Publications up to this offset reached the subscriber another way
-    /// (its subscribe reply): skip them. 0 for none.
-    pub delivered_through: u64,
+    /// Publications of this epoch up to this offset reached the subscriber
+    /// another way (its subscribe reply, recovery): skip them. Only within
+    /// the epoch: after history is lost, offsets start again from 1.
+    pub delivered_through: Option<Box<Position>>,
+}
+
+/// A place in a channel's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub epoch: String,
+    pub offset: u64,
+}
+
+impl Position {
+    /// Whether `envelope` is at or before this position, in the same epoch.
+    fn covers(&self, envelope: &Envelope) -> bool {
+        envelope.offset > 0 && envelope.offset <= self.offset && envelope.epoch == self.epoch
+    }
 }
 
 impl Subscriber {
     pub fn new(protocol: Protocol, outbound: Outbound) -> Self {
-        Subscriber { protocol, outbound, delivered_through: 0 }
+        Subscriber { protocol, outbound, delivered_through: None }
     }
 }
 
@@ -53,7 +68,8 @@ impl Subscriber {
 /// and no duplicate.
 struct Recovering {
     subscriber: Subscriber,
-    held: Vec<(u64, OutFrame)>,
+    /// With the position of each, to drop what recovery delivered already.
+    held: Vec<(Position, OutFrame)>,
 }
 
 struct ChannelSubscribers {
@@ -206,10 +222,10 @@ impl Hub {
     }
 
     /// Ends `conn`'s recovery on `channel`: queues `head` (its subscribe
-    /// reply, recovered publications), then what was held for it with an
-    /// offset past `through`, and from then on delivers live. Returns false
-    /// if it is no longer subscribed.
-    pub fn finish_recovery(&self, channel: &str, conn: ConnId, head: Vec<OutFrame>, through: u64) -> bool {
+    /// reply, recovered publications), then what was held for it past
+    /// `through` (same epoch and not after it are dropped), and from then on
+    /// delivers live. Returns false if it is no longer subscribed.
+    pub fn finish_recovery(&self, channel: &str, conn: ConnId, head: Vec<OutFrame>, through: Option<Position>) -> bool {
         let mut shard = self.shard(channel).write().unwrap_or_else(|e| e.into_inner());
         let Some(entry) = shard.get_mut(channel) else { return false };
         let Some(Recovering { mut subscriber, held }) =
@@ -218,21 +234,26 @@ impl Hub {
             return false;
         };
         entry.recovering_count -= 1;
-        let mut delivered_through = through;
-        let frames = head.into_iter().chain(held.into_iter().filter_map(|(offset, frame)| {
-            if offset > 0 && offset <= through {
-                return None;
+        let mut delivered = through;
+        let mut frames = head;
+        for (position, frame) in held {
+            let seen = delivered
+                .as_ref()
+                .is_some_and(|d| position.offset > 0 && position.epoch == d.epoch && position.offset <= d.offset);
+            if !seen {
+                if position.offset > 0 {
+                    delivered = Some(position);
+                }
+                frames.push(frame);
             }
-            delivered_through = delivered_through.max(offset);
-            Some(frame)
-        }));
-        for frame in frames.collect::<Vec<_>>() {
+        }
+        for frame in frames {
             if subscriber.outbound.push(frame).is_err() {
                 subscriber.outbound.close(Close::Server(CloseCode::SlowConsumer));
                 break;
             }
         }
-        subscriber.delivered_through = delivered_through;
+        subscriber.delivered_through = delivered.map(Box::new);
         entry.subscribers.insert(conn, subscriber);
         true
     }
@@ -283,12 +304,13 @@ impl Hub {
                     }
                     continue;
                 }
-                r.held.push((envelope.offset, frame_for(r.subscriber.protocol)));
+                let position = Position { epoch: envelope.epoch.clone(), offset: envelope.offset };
+                r.held.push((position, frame_for(r.subscriber.protocol)));
                 fanout.queued += 1;
             }
         }
         for subscriber in entry.subscribers.values() {
-            if envelope.offset > 0 && envelope.offset <= subscriber.delivered_through {
+            if subscriber.delivered_through.as_ref().is_some_and(|d| d.covers(envelope)) {
                 continue;
             }
             let frame = frame_for(subscriber.protocol);
@@ -413,7 +435,7 @@ mod tests {
         let mut batch = Vec::new();
         assert!(tokio::time::timeout(std::time::Duration::ZERO, queue.recv_many(&mut batch, 10)).await.is_err());
         let head = vec![OutFrame::control(Bytes::from_static(b"reply"))];
-        assert!(hub.finish_recovery("chat:x", 7, head, 4));
+        assert!(hub.finish_recovery("chat:x", 7, head, Some(Position { epoch: "e".into(), offset: 4 })));
         hub.broadcast(&at(5)); // a duplicate now: skipped
         hub.broadcast(&at(6));
         queue.recv_many(&mut batch, 10).await;
@@ -421,6 +443,31 @@ mod tests {
         assert_eq!(got.len(), 3, "{got:?}");
         assert_eq!(got[0], "reply");
         assert!(got[1].contains(r#""offset":5"#) && got[2].contains(r#""offset":6"#), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn after_history_is_lost_a_new_epoch_is_delivered_from_offset_one() {
+        let hub = Hub::new();
+        let (sub, mut queue) = subscriber(Protocol::Json, 1 << 20);
+        hub.subscribe("chat:x", 7, sub, SlowConsumerPolicy::Disconnect, true);
+        let at = |epoch: &str, offset: u64| Envelope { offset, epoch: epoch.into(), ..envelope("chat:x", "1") };
+        // Held during recovery: the old epoch's 9, then the new epoch's 1.
+        hub.broadcast(&at("old", 9));
+        hub.broadcast(&at("new", 1));
+        let through = Some(Position { epoch: "old".into(), offset: 9 });
+        assert!(hub.finish_recovery("chat:x", 7, Vec::new(), through));
+        // Live, in the new epoch: 1 again is a duplicate, 2 and 3 are not,
+        // although the old epoch had reached 9.
+        for offset in [1, 2, 3] {
+            hub.broadcast(&at("new", offset));
+        }
+        let mut batch = Vec::new();
+        queue.recv_many(&mut batch, 10).await;
+        let got: Vec<String> = batch.iter().map(|f| String::from_utf8_lossy(&f.bytes).into_owned()).collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        for (frame, offset) in got.iter().zip([1, 2, 3]) {
+            assert!(frame.contains(&format!(r#""offset":{offset},"epoch":"new""#)), "{frame}");
+        }
     }
 
     #[tokio::test]

@@ -226,3 +226,28 @@ async fn a_publication_pubsub_dropped_is_repaired_from_the_stream() {
     offsets_through(&mut subscriber, 2, 3).await;
     node.wait_for_sample("switchyard_broker_gap_repairs_total", "", 1.0).await;
 }
+
+#[tokio::test]
+async fn after_redis_loses_the_history_the_new_epoch_arrives_from_offset_one() {
+    let redis = RedisServer::start().await;
+    let node = TestNode::start(redis_config(&redis, 100)).await;
+    let publisher = client(&node, Encoding::Json).await;
+    for i in 0..5 {
+        publisher.publish("chat:lost", format!("{i}")).await.unwrap();
+    }
+    // Subscribed at offset 5 of the first epoch.
+    let mut subscriber = client(&node, Encoding::Json).await;
+    let at = subscriber.subscribe("chat:lost").await.unwrap();
+    assert_eq!(at.offset, Some(5));
+    // Redis loses every key (the function library stays): the channel
+    // starts a new epoch at offset 1.
+    assert_eq!(redis.cli(&["FLUSHALL"]).await.trim(), "OK");
+    let first = publisher.publish("chat:lost", "\"new\"").await.unwrap();
+    assert_eq!(first.offset, Some(1));
+    assert_ne!(first.epoch, at.epoch);
+    for i in 2..=6 {
+        publisher.publish("chat:lost", format!("{i}")).await.unwrap();
+    }
+    // Offsets 1..5 of the new epoch are not the ones the subscriber had.
+    offsets_through(&mut subscriber, 1, 6).await;
+}

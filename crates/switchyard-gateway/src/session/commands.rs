@@ -16,7 +16,7 @@ use switchyard_broker::{BrokerError, StreamPosition};
 use switchyard_core::channel::Channel;
 use switchyard_core::codes::{CloseCode, ErrorCode};
 use switchyard_core::config::{NamespaceConfig, SubscribePermission};
-use switchyard_core::hub::{self, ConnId, Subscribed, Subscriber, Unsubscribed};
+use switchyard_core::hub::{self, ConnId, Position, Subscribed, Subscriber, Unsubscribed};
 use switchyard_core::metric;
 use switchyard_core::outbound::{Close, OutFrame, Outbound};
 use switchyard_core::protocol::Protocol;
@@ -279,7 +279,7 @@ impl Session {
         let mut head = vec![self.frame(ServerFrame { id, message: Some(server_frame::Message::Connect(result)) })];
         for j in joined {
             head.extend(j.publications.into_iter().map(|p| self.frame(push(p))));
-            let through = j.position.as_ref().map_or(0, |p| p.offset);
+            let through = j.position.as_ref().map(|p| Position { epoch: p.epoch.clone(), offset: p.offset });
             self.node.hub.finish_recovery(&j.channel, self.id, std::mem::take(&mut head), through);
         }
         // No channel took the reply along: send it now.
@@ -416,6 +416,7 @@ impl Session {
         let Some(position) = joined.position else {
             return Ok(Some(server_frame::Message::Subscribe(SubscribeResult::default())));
         };
+        let through = Position { epoch: position.epoch.clone(), offset: position.offset };
         let result = SubscribeResult {
             epoch: Some(position.epoch),
             offset: Some(position.offset),
@@ -423,7 +424,7 @@ impl Session {
             publications: joined.publications,
         };
         let reply = self.frame(ServerFrame { id, message: Some(server_frame::Message::Subscribe(result)) });
-        self.node.hub.finish_recovery(&name, self.id, vec![reply], position.offset);
+        self.node.hub.finish_recovery(&name, self.id, vec![reply], Some(through));
         Ok(None)
     }
 
