@@ -29,8 +29,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let peak = cpu::PeakRss::start(&args.server_pid);
     let (sent, publishing) =
         publishing::open_loop(&mut publisher, args.rate, args.duration, args.payload, |_| args.channel.clone()).await?;
-    let expected = sent * (args.subscribers - stalled) as u64;
-    audience.settle(expected, args.late_limit).await;
+    // Refused publications were not published; they are owed to no one.
+    let owed = |sent: u64, refused: u64| sent.saturating_sub(refused) * (args.subscribers - stalled) as u64;
+    audience.settle(owed(sent, publisher.errors()), args.late_limit).await;
+    let expected = owed(sent, publisher.errors());
     let cpu_after = cpu::total_cpu_seconds(&args.server_pid);
     let peak_rss = peak.stop();
     let delivered = audience.delivered();

@@ -152,18 +152,37 @@ pub struct Publisher {
     next_id: u64,
     /// Socket.IO: publish to rooms (one per channel) rather than to all.
     pub rooms: bool,
+    refused: Arc<AtomicU64>,
+}
+
+/// `{"id":N,"error":{...}}`: a JSON reply that carries an error.
+fn is_error_reply(payload: &[u8]) -> bool {
+    payload.starts_with(b"{\"id\":") && payload.windows(8).any(|w| w == b"\"error\":")
 }
 
 impl Publisher {
     /// Takes the publisher's socket; its incoming frames (replies, and the
     /// broadcasts plain servers echo back) are read and dropped.
     pub fn new(reader: Reader, writer: Writer, target: Target) -> (Publisher, JoinHandle<()>) {
+        let refused = Arc::new(AtomicU64::new(0));
+        let counted = refused.clone();
         let drain = tokio::spawn(async move {
             let mut reader = reader;
             let mut ignore = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
-            while reader.read_frame(&mut ignore).await.is_ok() {}
+            while let Ok(frame) = reader.read_frame(&mut ignore).await {
+                // A switchyard reply with an error: that publication was
+                // not published (e.g. 108 while Redis is down).
+                if target.is_switchyard() && frame.opcode == OpCode::Text && is_error_reply(&frame.payload) {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         });
-        (Publisher { writer, target, next_id: 1, rooms: false }, drain)
+        (Publisher { writer, target, next_id: 1, rooms: false, refused }, drain)
+    }
+
+    /// Publications the server answered with an error.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// Publishes `payload` to `channel`. Plain peers have one audience;
@@ -192,6 +211,13 @@ pub async fn close(writer: &mut Writer) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn error_replies_are_told_from_results() {
+        assert!(super::is_error_reply(br#"{"id":7,"error":{"code":108,"message":"broker unavailable"}}"#));
+        assert!(!super::is_error_reply(br#"{"id":7,"publish":{}}"#));
+        assert!(!super::is_error_reply(br#"{"pub":{"channel":"x","data":{"error":1}}}"#));
+    }
+
     #[test]
     fn the_protobuf_subscribe_is_a_client_frame() {
         // id = 1 (field 1, varint); subscribe (field 3) { channel (field 1) = "bench" }

@@ -48,11 +48,12 @@ impl Source {
         }
     }
 
-    /// Error replies a backend source saw (None for a client).
-    pub fn errors(&self) -> Option<u64> {
+    /// Publications answered with an error (refused: not published).
+    /// Peers give no answers: 0.
+    pub fn errors(&self) -> u64 {
         match self {
-            Source::Client { .. } => None,
-            Source::Backend(backend) => Some(backend.failed.load(std::sync::atomic::Ordering::Relaxed)),
+            Source::Client { publisher, .. } => publisher.refused(),
+            Source::Backend(backend) => backend.failed.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }

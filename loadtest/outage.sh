@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Outages (scenario 6): two switchyard nodes over one Redis, subscribers
+# on one node, the publisher on the other, on a channel whose namespace
+# keeps history; a third of the way in, Redis is killed (SIGKILL) and
+# restarted empty on the same port a second later. Publications refused
+# while it is down (error 108) are owed to no one; every accepted one must
+# reach every subscriber. Servers on CPU 0, generator on CPU 1.
+#
+#   loadtest/outage.sh [subscribers] [duration] [rates...]
+#   loadtest/outage.sh 100 15s 2000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+subscribers=${1:-100}
+duration=${2:-15s}
+shift 2 || true
+rates=("$@")
+[ ${#rates[@]} -gt 0 ] || rates=(2000)
+# shellcheck source=loadtest/common.sh
+. loadtest/common.sh
+
+results="$out/outage-results.md"
+echo "| run | subscribers | rate/s | payload B | deliveries/s | lost | server CPU s | deliveries per CPU-s | server peak RSS MiB | p50 ms | p99 ms | p99.9 ms | max ms | refused |" >"$results"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" >>"$results"
+seconds=${duration%s}
+for rate in "${rates[@]}"; do
+  port=9150
+  redis=$((port + 1000))
+  export SWITCHYARD_NAMESPACES__HIST__HISTORY_SIZE=100000 SWITCHYARD_NAMESPACES__HIST__HISTORY_TTL=10m
+  read -r pids url publish_url target scrape < <(start_server switchyard-redis "$port")
+  redis_pid=${pids##*,}
+  (
+    sleep $((seconds / 3))
+    kill -9 "$redis_pid"
+    sleep 1
+    start_redis "$redis"
+  ) &
+  outage=$!
+  # shellcheck disable=SC2046 # scrape_args is empty or two words
+  row=$(taskset -c 1 target/release/switchyard-loadtest --url "$url" --publish-url "$publish_url" --target "$target" \
+    $(scrape_args "$scrape") --channel hist:bench --subscribers "$subscribers" --rate "$rate" --duration "$duration" \
+    --server-pid "${pids%,*}" --label "switchyard-redis outage" --json "$out/outage-$rate.json" | tail -n 1)
+  wait "$outage"
+  refused=$(python3 -c "import json; print(json.load(open('$out/outage-$rate.json'))['publish_errors'])")
+  echo "$row $refused |" | tee -a "$results"
+  stop_server "${pids%,*},$(listener_pid "$redis")"
+done
+echo "results: $results"
