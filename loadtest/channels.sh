@@ -22,9 +22,7 @@ ulimit -n "$(ulimit -Hn)"
 . loadtest/common.sh
 
 results="$out/channels-results.md"
-rm -f "$out"/channels-*.json
-echo "| run | clients | rate/s | payload B | deliveries/s | lost | server CPU s | deliveries per CPU-s | server peak RSS MiB | p50 ms | p99 ms | p99.9 ms | max ms |" >"$results"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" >>"$results"
+rm -f "$out"/channels-*.json "$results"
 for round in $(seq "$rounds"); do
   for rate in "${rates[@]}"; do
     port=9130
@@ -33,8 +31,8 @@ for round in $(seq "$rounds"); do
       read -r pids url publish_url target _ < <(start_server "$server" "$port")
       taskset -c 1 target/release/switchyard-loadtest --scenario channels --url "$url" --publish-url "$publish_url" \
         --target "$target" --connections "$clients" --rate "$rate" --duration "$duration" --churn "$churn" \
-        --server-pid "$pids" --label "$server r$round" --json "$out/channels-$server-$rate-r$round.json" |
-        tail -n 1 | tee -a "$results"
+        --server-pid "$pids" --label "$server r$round" --json "$out/channels-$server-$rate-r$round.json" \
+        --results "$results" | tail -n 1
       stop_server "$pids"
     done
   done

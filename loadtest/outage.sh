@@ -19,8 +19,7 @@ rates=("$@")
 . loadtest/common.sh
 
 results="$out/outage-results.md"
-echo "| run | subscribers | rate/s | payload B | deliveries/s | lost | server CPU s | deliveries per CPU-s | server peak RSS MiB | p50 ms | p99 ms | p99.9 ms | max ms | refused |" >"$results"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" >>"$results"
+rm -f "$results"
 seconds=${duration%s}
 for rate in "${rates[@]}"; do
   port=9150
@@ -36,12 +35,11 @@ for rate in "${rates[@]}"; do
   ) &
   outage=$!
   # shellcheck disable=SC2046 # scrape_args is empty or two words
-  row=$(taskset -c 1 target/release/switchyard-loadtest --url "$url" --publish-url "$publish_url" --target "$target" \
+  taskset -c 1 target/release/switchyard-loadtest --url "$url" --publish-url "$publish_url" --target "$target" \
     $(scrape_args "$scrape") --channel hist:bench --subscribers "$subscribers" --rate "$rate" --duration "$duration" \
-    --server-pid "${pids%,*}" --label "switchyard-redis outage" --json "$out/outage-$rate.json" | tail -n 1)
+    --server-pid "${pids%,*}" --label "switchyard-redis outage" --json "$out/outage-$rate.json" --results "$results" | tail -n 1
   wait "$outage"
-  refused=$(python3 -c "import json; print(json.load(open('$out/outage-$rate.json'))['publish_errors'])")
-  echo "$row $refused |" | tee -a "$results"
+  python3 -c "import json; r = json.load(open('$out/outage-$rate.json')); print(f\"refused (error replies): {r['publish_errors']}\")"
   stop_server "${pids%,*},$(listener_pid "$redis")"
 done
 echo "results: $results"

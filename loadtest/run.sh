@@ -37,9 +37,7 @@ payload=${PAYLOAD:-128}
 # shellcheck source=loadtest/common.sh
 . loadtest/common.sh
 
-rm -f "$out"/broadcast-*.json
-echo "| run | subscribers | rate/s | payload B | deliveries/s | lost | server CPU s | deliveries per CPU-s | server peak RSS MiB | p50 ms | p99 ms | p99.9 ms | max ms |" >"$out/results.md"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" >>"$out/results.md"
+rm -f "$out"/broadcast-*.json "$out/results.md"
 for round in $(seq "$rounds"); do
   for rate in "${rates[@]}"; do
     port=9100
@@ -51,8 +49,8 @@ for round in $(seq "$rounds"); do
       taskset -c 1 target/release/switchyard-loadtest --url "$url" --publish-url "$publish_url" --target "$target" \
         $via $(scrape_args "$scrape") --stalled-percent "${STALLED_PERCENT:-0}" --late-limit "${LATE_LIMIT:-30s}" \
         --subscribers "$subscribers" --rate "$rate" --payload "$payload" --duration "$duration" \
-        --server-pid "$pids" --label "$server r$round" --json "$out/broadcast-$server-$rate-r$round.json" |
-        tail -n 1 | tee -a "$out/results.md"
+        --server-pid "$pids" --label "$server r$round" --json "$out/broadcast-$server-$rate-r$round.json" \
+        --results "$out/results.md" | tail -n 1
       stop_server "$pids"
     done
   done

@@ -5,8 +5,9 @@
 
 use crate::audience::Audience;
 use crate::connection;
+use crate::measurement::{Measurement, Sent};
 use crate::report::Report;
-use crate::{Args, cpu, publishing, scrape};
+use crate::{Args, publishing, scrape};
 use serde_json::json;
 
 pub async fn run(args: &Args) -> anyhow::Result<Report> {
@@ -25,35 +26,17 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let mut publisher = publishing::Source::open(args).await?;
 
     let broker_before = broker_counters(&args.scrape).await?;
-    let cpu_before = cpu::total_cpu_seconds(&args.server_pid);
-    let peak = cpu::PeakRss::start(&args.server_pid);
-    let (sent, publishing) =
+    let measurement = Measurement::start(args);
+    let (sent, took) =
         publishing::open_loop(&mut publisher, args.rate, args.duration, args.payload, |_| args.channel.clone()).await?;
     // Refused publications were not published; they are owed to no one.
-    let owed = |sent: u64, refused: u64| sent.saturating_sub(refused) * (args.subscribers - stalled) as u64;
-    audience.settle(owed(sent, publisher.errors()), args.late_limit).await;
-    let expected = owed(sent, publisher.errors());
-    let cpu_after = cpu::total_cpu_seconds(&args.server_pid);
-    let peak_rss = peak.stop();
-    let delivered = audience.delivered();
+    let owed = |refused: u64| sent.saturating_sub(refused) * (args.subscribers - stalled) as u64;
+    audience.settle(owed(publisher.errors()), args.late_limit).await;
     let broker_after = broker_counters(&args.scrape).await?;
-    let publish_errors = publisher.errors();
-    drop(publisher);
-    let latency = audience.close().await?;
-
-    let mut report = Report::new(
-        &args.label,
-        args.subscribers,
-        args.rate,
-        args.payload,
-        sent,
-        Some(expected),
-        delivered,
-        publishing,
-        cpu_before.zip(cpu_after).map(|(b, a)| a - b),
-        peak_rss,
-        &latency,
-    );
+    let owed = Some(owed(publisher.errors()));
+    let mut report = measurement
+        .finish(args, args.subscribers, Sent { publications: sent, owed, took }, publisher, audience)
+        .await?;
     report.extra.insert("stalled_subscribers".into(), json!(stalled));
     if let (Some((received_before, published_before)), Some((received_after, published_after))) =
         (broker_before, broker_after)
@@ -65,8 +48,6 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         report.extra.insert("broker_published_per_publication".into(), json!(per(published_after - published_before)));
         report.extra.insert("broker_received_per_publication".into(), json!(per(received_after - received_before)));
     }
-    report.extra.insert("publish_via".into(), json!(format!("{:?}", args.publish_via).to_lowercase()));
-    report.extra.insert("publish_errors".into(), json!(publish_errors));
     Ok(report)
 }
 

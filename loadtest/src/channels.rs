@@ -7,8 +7,9 @@
 
 use crate::audience::Audience;
 use crate::connection;
+use crate::measurement::{Measurement, Sent};
 use crate::report::Report;
-use crate::{Args, Target, cpu, publishing};
+use crate::{Args, Target, publishing};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -70,10 +71,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let audience = Arc::new(Mutex::new(audience));
     let churned = Arc::new(AtomicU64::new(0));
     let churn = (args.churn > 0.0).then(|| tokio::spawn(churn_loop(args.clone(), audience.clone(), churned.clone())));
-    let cpu_before = cpu::total_cpu_seconds(&args.server_pid);
-    let peak = cpu::PeakRss::start(&args.server_pid);
+    let measurement = Measurement::start(args);
     let group_size = args.group_size;
-    let (sent, publishing) = publishing::open_loop(&mut publisher, args.rate, args.duration, args.payload, |k| {
+    let (sent, took) = publishing::open_loop(&mut publisher, args.rate, args.duration, args.payload, |k| {
         channel_for(k, clients, group_size)
     })
     .await?;
@@ -90,30 +90,12 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     audience
         .settle(expected.unwrap_or(u64::MAX), if expected.is_some() { args.late_limit } else { Duration::from_secs(2) })
         .await;
-    let cpu_after = cpu::total_cpu_seconds(&args.server_pid);
-    let peak_rss = peak.stop();
-    let delivered = audience.delivered();
-    let publish_errors = publisher.errors();
-    drop(publisher);
-    let latency = audience.close().await?;
-    let mut report = Report::new(
-        &args.label,
-        clients,
-        args.rate,
-        args.payload,
-        sent,
-        expected,
-        delivered,
-        publishing,
-        cpu_before.zip(cpu_after).map(|(b, a)| a - b),
-        peak_rss,
-        &latency,
-    );
+    let mut report = measurement
+        .finish(args, clients, Sent { publications: sent, owed: expected, took }, publisher, audience)
+        .await?;
     report.extra.insert("group_size".into(), json!(group_size));
     report.extra.insert("churn_percent_per_minute".into(), json!(args.churn));
     report.extra.insert("churned_connections".into(), json!(churned.load(Ordering::Relaxed)));
-    report.extra.insert("publish_via".into(), json!(format!("{:?}", args.publish_via).to_lowercase()));
-    report.extra.insert("publish_errors".into(), json!(publish_errors));
     Ok(report)
 }
 

@@ -28,6 +28,7 @@ mod compare;
 mod connection;
 mod cpu;
 mod idle;
+mod measurement;
 mod progress;
 mod publishing;
 mod report;
@@ -140,6 +141,10 @@ pub(crate) struct Args {
     /// Also write the report as JSON here.
     #[arg(long)]
     pub(crate) json: Option<PathBuf>,
+    /// Also append the Markdown row to this table (its header first when
+    /// the file is new), as the side-by-side scripts collect their runs.
+    #[arg(long)]
+    pub(crate) results: Option<PathBuf>,
     /// How publications are sent: a `publish` command from a client, or as
     /// a backend would, `FCALL` on Redis or `POST /api/publish` (switchyard).
     #[arg(long, value_enum, default_value = "client")]
@@ -213,6 +218,9 @@ async fn main() -> anyhow::Result<()> {
     };
     println!("{}", Report::header());
     println!("{}", report.row());
+    if let Some(path) = &args.results {
+        report::append_row(path, &report)?;
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report.json())?)?;
     }

@@ -122,6 +122,18 @@ impl Report {
     }
 }
 
+/// Appends `report`'s row to the Markdown table at `path`, starting the
+/// table with its header when the file is new or empty.
+pub fn append_row(path: &std::path::Path, report: &Report) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let fresh = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    if fresh {
+        writeln!(file, "{}", Report::header())?;
+    }
+    writeln!(file, "{}", report.row())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +150,12 @@ mod tests {
         assert_eq!(r.deliveries_per_cpu_second(), Some(199_980.0));
         assert!(r.row().contains("| 10 |"), "{}", r.row());
         assert_eq!(r.json()["lost"], 10);
+        let table = std::env::temp_dir().join(format!("rows-{}.md", std::process::id()));
+        append_row(&table, &r).unwrap();
+        append_row(&table, &r).unwrap();
+        let text = std::fs::read_to_string(&table).unwrap();
+        std::fs::remove_file(&table).unwrap();
+        assert_eq!(text.lines().count(), 4, "header, separator, two rows: {text}");
         assert!(r.latency_us[3] >= 10_000);
     }
 }
