@@ -10,16 +10,12 @@
 #   CHURN=2 loadtest/channels.sh 10000 10s 2000 10000
 set -euo pipefail
 cd "$(dirname "$0")/.."
-clients=${1:-10000}
-duration=${2:-10s}
-shift 2 || true
-rates=("$@")
-[ ${#rates[@]} -gt 0 ] || rates=(2000 10000)
 rounds=${ROUNDS:-2}
 churn=${CHURN:-0}
-ulimit -n "$(ulimit -Hn)"
 # shellcheck source=loadtest/common.sh
 . loadtest/common.sh
+take_args 10000 10s "2000 10000" "$@"
+clients=$size
 
 results="$out/channels-results.md"
 rm -f "$out"/channels-*.json "$results"

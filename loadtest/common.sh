@@ -3,11 +3,28 @@
 # target/loadtest (nothing of it is committed).
 out=target/loadtest
 mkdir -p "$out"
+# 10,000 subscribers or 19,000 idle clients need more files than the
+# default soft limit (the hard limit here is 20,000).
+ulimit -n "$(ulimit -Hn)"
 cargo build --release --bin switchyard --bin switchyard-loadtest --bin bare-broadcast
 if [ ! -d "$out/node_modules/@socket.io/redis-adapter" ]; then
   (cd "$out" && npm install --silent --no-audit --no-fund ws socket.io @socket.io/redis-adapter redis >/dev/null)
 fi
 command -v redis-server >/dev/null || { echo "redis-server is needed (apt-get install redis-server)" >&2; exit 1; }
+
+# The arguments of the side-by-side scripts, SIZE DURATION RATES..., each
+# defaulting to the caller's ($1, $2, and $3 as space-separated rates),
+# followed by the script's own arguments. Sets size, duration and rates.
+take_args() {
+  local default_size=$1 default_duration=$2 default_rates=$3
+  shift 3
+  size=${1:-$default_size}
+  duration=${2:-$default_duration}
+  shift $(($# < 2 ? $# : 2))
+  rates=("$@")
+  # shellcheck disable=SC2206 # the defaults are space-separated numbers
+  [ ${#rates[@]} -gt 0 ] || rates=($default_rates)
+}
 
 # The PID of the process listening on 127.0.0.1:$1 (node runs in a subshell).
 listener_pid() {

@@ -14,8 +14,6 @@ hold=${2:-20s}
 rounds=${ROUNDS:-2}
 # Generator processes (each may hold at most 20,000 files).
 processes=${PROCESSES:-2}
-# One process may hold at most 20,000 files here (the hard limit).
-ulimit -n "$(ulimit -Hn)"
 # Heartbeats every 5 s, so that the idle figure includes them.
 PING_INTERVAL=5s
 # shellcheck source=loadtest/common.sh

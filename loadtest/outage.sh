@@ -10,13 +10,10 @@
 #   loadtest/outage.sh 100 15s 2000
 set -euo pipefail
 cd "$(dirname "$0")/.."
-subscribers=${1:-100}
-duration=${2:-15s}
-shift 2 || true
-rates=("$@")
-[ ${#rates[@]} -gt 0 ] || rates=(2000)
 # shellcheck source=loadtest/common.sh
 . loadtest/common.sh
+take_args 100 15s 2000 "$@"
+subscribers=$size
 
 results="$out/outage-results.md"
 rm -f "$results"

@@ -25,17 +25,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-subscribers=${1:-100}
-duration=${2:-10s}
-shift 2 || true
-rates=("$@")
-[ ${#rates[@]} -gt 0 ] || rates=(1000 5000)
 rounds=${ROUNDS:-2}
-# 10,000 subscribers need more files than the default soft limit.
-ulimit -n "$(ulimit -Hn)"
 payload=${PAYLOAD:-128}
 # shellcheck source=loadtest/common.sh
 . loadtest/common.sh
+take_args 100 10s "1000 5000" "$@"
+subscribers=$size
 
 rm -f "$out"/broadcast-*.json "$out/results.md"
 for round in $(seq "$rounds"); do
