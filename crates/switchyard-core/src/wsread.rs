@@ -57,7 +57,7 @@ pub struct Frame {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
     /// Against RFC 6455: reserved bits, unknown opcode, unmasked client
-    /// frame, fragmented or oversize control frame, non-minimal length.
+    /// frame, fragmented or oversize control frame.
     Protocol,
     /// The payload is larger than the limit.
     TooBig,
