@@ -6,6 +6,7 @@ use crate::codes::ErrorCode;
 use metrics::{
     Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
+use std::sync::{OnceLock, RwLock};
 
 pub const CONNECTIONS: &str = "switchyard_connections";
 pub const CONNECTIONS_LIMIT: &str = "switchyard_connections_limit";
@@ -48,7 +49,56 @@ pub const LATENCY_BUCKETS: &[f64] =
     &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Registers help texts and units; call once at start-up, after the recorder.
+/// Handles already made, by metric name and label value. The macros look a
+/// series up in the recorder's registry (hashing its key, allocating) on
+/// every call; the per-message and per-connection paths call these
+/// functions far too often for that. Filled from `describe`, that is once a
+/// recorder is installed: a handle made before would record nowhere. Label
+/// values come from bounded sets (`&'static str`), so the lists stay short.
+struct Handles {
+    counters: RwLock<Vec<((&'static str, &'static str), Counter)>>,
+    gauges: RwLock<Vec<(&'static str, Gauge)>>,
+    histograms: RwLock<Vec<(&'static str, Histogram)>>,
+}
+
+static HANDLES: OnceLock<Handles> = OnceLock::new();
+
+fn cached<K: PartialEq + Copy, H: Clone>(list: &RwLock<Vec<(K, H)>>, key: K, make: impl FnOnce() -> H) -> H {
+    if let Some((_, handle)) = list.read().unwrap_or_else(|e| e.into_inner()).iter().find(|(k, _)| *k == key) {
+        return handle.clone();
+    }
+    let handle = make();
+    list.write().unwrap_or_else(|e| e.into_inner()).push((key, handle.clone()));
+    handle
+}
+
+fn cached_counter(name: &'static str, label: &'static str, make: impl FnOnce() -> Counter) -> Counter {
+    match HANDLES.get() {
+        Some(handles) => cached(&handles.counters, (name, label), make),
+        None => make(),
+    }
+}
+
+fn cached_gauge(name: &'static str) -> Gauge {
+    match HANDLES.get() {
+        Some(handles) => cached(&handles.gauges, name, || gauge!(name)),
+        None => gauge!(name),
+    }
+}
+
+fn cached_histogram(name: &'static str) -> Histogram {
+    match HANDLES.get() {
+        Some(handles) => cached(&handles.histograms, name, || histogram!(name)),
+        None => histogram!(name),
+    }
+}
+
 pub fn describe() {
+    HANDLES.get_or_init(|| Handles {
+        counters: RwLock::new(Vec::new()),
+        gauges: RwLock::new(Vec::new()),
+        histograms: RwLock::new(Vec::new()),
+    });
     describe_gauge!(CONNECTIONS, "Open client WebSocket connections on this node.");
     describe_gauge!(CONNECTIONS_LIMIT, "limits.max_connections: the connections this node accepts at most.");
     describe_counter!(CONNECTIONS_ACCEPTED, "WebSocket connections accepted.");
@@ -118,114 +168,115 @@ pub fn describe() {
 }
 
 pub fn connections() -> Gauge {
-    gauge!(CONNECTIONS)
+    cached_gauge(CONNECTIONS)
 }
 pub fn connections_limit() -> Gauge {
-    gauge!(CONNECTIONS_LIMIT)
+    cached_gauge(CONNECTIONS_LIMIT)
 }
 pub fn connections_accepted() -> Counter {
-    counter!(CONNECTIONS_ACCEPTED)
+    cached_counter(CONNECTIONS_ACCEPTED, "", || counter!(CONNECTIONS_ACCEPTED))
 }
 /// `code`: a close code's label, `1005`, `1006` or `other`.
 pub fn connections_closed(code: &'static str) -> Counter {
-    counter!(CONNECTIONS_CLOSED, "code" => code)
+    cached_counter(CONNECTIONS_CLOSED, code, || counter!(CONNECTIONS_CLOSED, "code" => code))
 }
 /// `reason`: one of `limit`, `draining`, `bad_request`.
 pub fn connections_refused(reason: &'static str) -> Counter {
-    counter!(CONNECTIONS_REFUSED, "reason" => reason)
+    cached_counter(CONNECTIONS_REFUSED, reason, || counter!(CONNECTIONS_REFUSED, "reason" => reason))
 }
 pub fn subscriptions() -> Gauge {
-    gauge!(SUBSCRIPTIONS)
+    cached_gauge(SUBSCRIPTIONS)
 }
 pub fn channels() -> Gauge {
-    gauge!(CHANNELS)
+    cached_gauge(CHANNELS)
 }
 pub fn messages_received() -> Counter {
-    counter!(MESSAGES_RECEIVED)
+    cached_counter(MESSAGES_RECEIVED, "", || counter!(MESSAGES_RECEIVED))
 }
 pub fn messages_sent() -> Counter {
-    counter!(MESSAGES_SENT)
+    cached_counter(MESSAGES_SENT, "", || counter!(MESSAGES_SENT))
 }
 pub fn bytes_received() -> Counter {
-    counter!(BYTES_RECEIVED)
+    cached_counter(BYTES_RECEIVED, "", || counter!(BYTES_RECEIVED))
 }
 pub fn bytes_sent() -> Counter {
-    counter!(BYTES_SENT)
+    cached_counter(BYTES_SENT, "", || counter!(BYTES_SENT))
 }
 /// `command`: a command name of the protocol (a bounded set).
 pub fn commands(command: &'static str) -> Counter {
-    counter!(COMMANDS, "command" => command)
+    cached_counter(COMMANDS, command, || counter!(COMMANDS, "command" => command))
 }
 pub fn command_errors(code: ErrorCode) -> Counter {
-    counter!(COMMAND_ERRORS, "code" => code.label())
+    let label = code.label();
+    cached_counter(COMMAND_ERRORS, label, || counter!(COMMAND_ERRORS, "code" => label))
 }
 pub fn broker_published() -> Counter {
-    counter!(BROKER_PUBLISHED)
+    cached_counter(BROKER_PUBLISHED, "", || counter!(BROKER_PUBLISHED))
 }
 pub fn broker_received() -> Counter {
-    counter!(BROKER_RECEIVED)
+    cached_counter(BROKER_RECEIVED, "", || counter!(BROKER_RECEIVED))
 }
 pub fn delivery_latency() -> Histogram {
-    histogram!(DELIVERY_LATENCY)
+    cached_histogram(DELIVERY_LATENCY)
 }
 pub fn tls_handshake_failures() -> Counter {
-    counter!(TLS_HANDSHAKE_FAILURES)
+    cached_counter(TLS_HANDSHAKE_FAILURES, "", || counter!(TLS_HANDSHAKE_FAILURES))
 }
 pub fn connect_timeouts() -> Counter {
-    counter!(CONNECT_TIMEOUTS)
+    cached_counter(CONNECT_TIMEOUTS, "", || counter!(CONNECT_TIMEOUTS))
 }
 pub fn token_expirations() -> Counter {
-    counter!(TOKEN_EXPIRATIONS)
+    cached_counter(TOKEN_EXPIRATIONS, "", || counter!(TOKEN_EXPIRATIONS))
 }
 pub fn heartbeat_timeouts() -> Counter {
-    counter!(HEARTBEAT_TIMEOUTS)
+    cached_counter(HEARTBEAT_TIMEOUTS, "", || counter!(HEARTBEAT_TIMEOUTS))
 }
 pub fn slow_consumer_disconnects() -> Counter {
-    counter!(SLOW_CONSUMER_DISCONNECTS)
+    cached_counter(SLOW_CONSUMER_DISCONNECTS, "", || counter!(SLOW_CONSUMER_DISCONNECTS))
 }
 pub fn slow_consumer_drops() -> Counter {
-    counter!(SLOW_CONSUMER_DROPS)
+    cached_counter(SLOW_CONSUMER_DROPS, "", || counter!(SLOW_CONSUMER_DROPS))
 }
 pub fn ready() -> Gauge {
-    gauge!(READY)
+    cached_gauge(READY)
 }
 pub fn broker_up() -> Gauge {
-    gauge!(BROKER_UP)
+    cached_gauge(BROKER_UP)
 }
 pub fn broker_subscriptions() -> Gauge {
-    gauge!(BROKER_SUBSCRIPTIONS)
+    cached_gauge(BROKER_SUBSCRIPTIONS)
 }
 pub fn broker_malformed() -> Counter {
-    counter!(BROKER_MALFORMED)
+    cached_counter(BROKER_MALFORMED, "", || counter!(BROKER_MALFORMED))
 }
 pub fn broker_reconnects() -> Counter {
-    counter!(BROKER_RECONNECTS)
+    cached_counter(BROKER_RECONNECTS, "", || counter!(BROKER_RECONNECTS))
 }
 pub fn broker_resubscribes() -> Counter {
-    counter!(BROKER_RESUBSCRIBES)
+    cached_counter(BROKER_RESUBSCRIBES, "", || counter!(BROKER_RESUBSCRIBES))
 }
 /// `operation`: `publish`, `subscribe`, `unsubscribe`, `register`.
 pub fn broker_errors(operation: &'static str) -> Counter {
-    counter!(BROKER_ERRORS, "operation" => operation)
+    cached_counter(BROKER_ERRORS, operation, || counter!(BROKER_ERRORS, "operation" => operation))
 }
 pub fn cluster_nodes() -> Gauge {
-    gauge!(CLUSTER_NODES)
+    cached_gauge(CLUSTER_NODES)
 }
 /// `endpoint`: `publish`, `broadcast`, `nodes`; `status`: the HTTP status.
 pub fn api_requests(endpoint: &'static str, status: &'static str) -> Counter {
     counter!(API_REQUESTS, "endpoint" => endpoint, "status" => status)
 }
 pub fn gap_repairs() -> Counter {
-    counter!(GAP_REPAIRS)
+    cached_counter(GAP_REPAIRS, "", || counter!(GAP_REPAIRS))
 }
 pub fn gap_unrepaired() -> Counter {
-    counter!(GAP_UNREPAIRED)
+    cached_counter(GAP_UNREPAIRED, "", || counter!(GAP_UNREPAIRED))
 }
 /// `outcome`: `recovered` or `unrecoverable`.
 pub fn recoveries(outcome: &'static str) -> Counter {
-    counter!(RECOVERIES, "outcome" => outcome)
+    cached_counter(RECOVERIES, outcome, || counter!(RECOVERIES, "outcome" => outcome))
 }
 /// `outcome`: `resumed`, `expired` (unknown or used token), `refused` (another user).
 pub fn resumes(outcome: &'static str) -> Counter {
-    counter!(RESUMES, "outcome" => outcome)
+    cached_counter(RESUMES, outcome, || counter!(RESUMES, "outcome" => outcome))
 }

@@ -46,11 +46,18 @@ pub async fn run<W>(
     // Far off until a token sets it (`Liveness::expire_at`).
     let expiry = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
     tokio::pin!(expiry);
+    // Made once and re-armed only when they fire: a fresh waiter per wake-up
+    // would take the token's and the notifier's locks on every batch.
+    let closing = queue.closing();
+    tokio::pin!(closing);
+    let expiry_changed = liveness.expiry_changed();
+    tokio::pin!(expiry_changed);
     loop {
         tokio::select! {
             biased;
-            () = queue.closing() => break,
-            () = liveness.expiry_changed() => {
+            () = &mut closing => break,
+            () = &mut expiry_changed => {
+                expiry_changed.set(liveness.expiry_changed());
                 if let Some(at) = liveness.expires_at() {
                     expiry.as_mut().reset(at);
                 }
