@@ -20,6 +20,13 @@ async fn client(node: &TestNode, encoding: Encoding) -> Client {
     Client::connect(&node.ws_url(), Options::new(encoding)).await.expect("connect")
 }
 
+/// Publishes each number of `numbers` (as JSON) to `channel`, in order.
+async fn publish_numbers(publisher: &Client, channel: &str, numbers: impl IntoIterator<Item = u64>) {
+    for i in numbers {
+        publisher.publish(channel, i.to_string()).await.unwrap();
+    }
+}
+
 /// Reads publications until offset `last`, checking each comes once, in order.
 async fn offsets_through(client: &mut Client, mut next: u64, last: u64) {
     within("publications in offset order", async {
@@ -73,9 +80,7 @@ async fn a_client_away_while_1000_are_published_recovers_them_all() {
     let a = TestNode::start(redis_config(&redis, 2000)).await;
     let b = TestNode::start(redis_config(&redis, 2000)).await;
     let publisher = client(&b, Encoding::Protobuf).await;
-    for i in 0..5 {
-        publisher.publish("chat:away", format!("{i}")).await.unwrap();
-    }
+    publish_numbers(&publisher, "chat:away", 0..5).await;
     let mut away = client(&a, Encoding::Json).await;
     let at = away.subscribe("chat:away").await.unwrap();
     assert_eq!(at.offset, Some(5));
@@ -102,9 +107,7 @@ async fn a_client_away_while_1000_are_published_recovers_them_all() {
     assert_eq!(offsets, (7..=1006).collect::<Vec<u64>>());
     assert_eq!(&recovered.publications[0].data[..], br#"{"n":0}"#);
     // Live ones follow, with no gap and no duplicate at the seam.
-    for i in 0..10 {
-        publisher.publish("chat:away", format!("{i}")).await.unwrap();
-    }
+    publish_numbers(&publisher, "chat:away", 0..10).await;
     offsets_through(&mut back, 1007, 1016).await;
     b.wait_for_sample("switchyard_recoveries_total", "outcome=\"recovered\"", 1.0).await;
 }
@@ -115,9 +118,7 @@ async fn a_position_history_no_longer_holds_is_reported() {
     let publisher = client(&node, Encoding::Json).await;
     let mut subscriber = client(&node, Encoding::Json).await;
     let at = subscriber.subscribe("chat:busy").await.unwrap();
-    for i in 0..50 {
-        publisher.publish("chat:busy", format!("{i}")).await.unwrap();
-    }
+    publish_numbers(&publisher, "chat:busy", 0..50).await;
     offsets_through(&mut subscriber, 1, 50).await;
     subscriber.unsubscribe("chat:busy").await.unwrap();
     let request = SubscribeRequest {
@@ -151,9 +152,7 @@ async fn a_position_history_no_longer_holds_is_reported() {
 async fn the_history_command_pages_through_a_channel() {
     let node = TestNode::start(with_history(test_config(), "chat", 100)).await;
     let c = client(&node, Encoding::Protobuf).await;
-    for i in 1..=20 {
-        c.publish("chat:log", format!("{i}")).await.unwrap();
-    }
+    publish_numbers(&c, "chat:log", 1..=20).await;
     let newest = c.history("chat:log", None, 5).await.unwrap();
     let offsets =
         |h: &switchyard_client::v1::HistoryResult| h.publications.iter().map(|p| p.offset.unwrap()).collect::<Vec<_>>();
@@ -176,16 +175,12 @@ async fn killing_the_nodes_pubsub_connection_loses_nothing() {
     json.subscribe("chat:flow").await.unwrap();
     proto.subscribe("chat:flow").await.unwrap();
     let publisher = client(&b, Encoding::Json).await;
-    for i in 0..100 {
-        publisher.publish("chat:flow", format!("{i}")).await.unwrap();
-    }
+    publish_numbers(&publisher, "chat:flow", 0..100).await;
     // Cut the node's pub/sub connection and publish at once: whether that
     // publication beats the node's reconnect or not, it must arrive.
     let out = redis.script("CLIENT KILL TYPE pubsub\nFCALL switchyard_publish 1 chat:flow \"in the gap\"\n").await;
     assert_eq!(out.lines().next(), Some("1"), "one pub/sub connection killed: {out}");
-    for i in 0..100 {
-        publisher.publish("chat:flow", format!("{i}")).await.unwrap();
-    }
+    publish_numbers(&publisher, "chat:flow", 0..100).await;
     for subscriber in [&mut json, &mut proto] {
         offsets_through(subscriber, 1, 201).await;
     }
@@ -232,9 +227,7 @@ async fn after_redis_loses_the_history_the_new_epoch_arrives_from_offset_one() {
     let redis = RedisServer::start().await;
     let node = TestNode::start(redis_config(&redis, 100)).await;
     let publisher = client(&node, Encoding::Json).await;
-    for i in 0..5 {
-        publisher.publish("chat:lost", format!("{i}")).await.unwrap();
-    }
+    publish_numbers(&publisher, "chat:lost", 0..5).await;
     // Subscribed at offset 5 of the first epoch.
     let mut subscriber = client(&node, Encoding::Json).await;
     let at = subscriber.subscribe("chat:lost").await.unwrap();
@@ -245,9 +238,7 @@ async fn after_redis_loses_the_history_the_new_epoch_arrives_from_offset_one() {
     let first = publisher.publish("chat:lost", "\"new\"").await.unwrap();
     assert_eq!(first.offset, Some(1));
     assert_ne!(first.epoch, at.epoch);
-    for i in 2..=6 {
-        publisher.publish("chat:lost", format!("{i}")).await.unwrap();
-    }
+    publish_numbers(&publisher, "chat:lost", 2..=6).await;
     // Offsets 1..5 of the new epoch are not the ones the subscriber had.
     offsets_through(&mut subscriber, 1, 6).await;
 }
