@@ -6,7 +6,8 @@
 //! - missing fields take their proto3 default; unknown fields are ignored;
 //! - `optional` scalars, message fields and empty repeated fields are left out;
 //! - oneof cases are keyed by their field name (`{"subscribe": {...}}`);
-//! - `bytes data` carries a JSON value verbatim (see `src/json/raw.rs`);
+//! - `bytes data` and `bytes info` carry a JSON value verbatim (see
+//!   `src/json/raw.rs`); an empty `info` is left out;
 //! - `ClientFrame`/`ServerFrame` put `id` beside the oneof case
 //!   (`src/json/frame.rs`); `Publication` has its own mapping (`data` or
 //!   `data_b64`, `src/json/publication.rs`).
@@ -56,12 +57,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if in_real_oneof {
                     continue;
                 }
-                let attribute = if field.label() == Label::Repeated {
+                let is_map = field.label() == Label::Repeated
+                    && field.type_name().rsplit('.').next().is_some_and(|t| {
+                        message.nested_type.iter().any(|n| n.name() == t && n.options.as_ref().is_some_and(|o| o.map_entry()))
+                    });
+                let attribute = if is_map {
+                    None // a map is an object, written even when empty
+                } else if field.label() == Label::Repeated {
                     Some("#[serde(skip_serializing_if = \"Vec::is_empty\")]")
                 } else if field.proto3_optional() || field.r#type() == Type::Message {
                     Some("#[serde(skip_serializing_if = \"Option::is_none\")]")
                 } else if field.r#type() == Type::Bytes && field.name() == "data" {
                     Some("#[serde(with = \"crate::json::raw\")]")
+                } else if field.r#type() == Type::Bytes && field.name() == "info" {
+                    // A JSON value from a token, left out when there is none.
+                    Some("#[serde(with = \"crate::json::raw\", skip_serializing_if = \"bytes::Bytes::is_empty\")]")
                 } else {
                     None
                 };

@@ -1,17 +1,12 @@
-//! The Broker: the one door between a node and the rest of the cluster.
+//! The Broker: publications and control messages between the nodes, and
+//! channel history. The other kinds of shared state have traits of their
+//! own: [`crate::SessionStore`], [`crate::NodeRegistry`],
+//! [`crate::PresenceStore`].
 
-use crate::node_info::NodeInfo;
 use async_trait::async_trait;
 use std::time::Duration;
-use switchyard_proto::v1::Envelope;
-
-/// Where a publication landed in its channel's stream. Both fields are empty
-/// (`""`, 0) for channels that keep no history.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StreamPosition {
-    pub epoch: String,
-    pub offset: u64,
-}
+pub use switchyard_core::position::StreamPosition;
+use switchyard_proto::v1::{Control, Envelope};
 
 impl History {
     /// Whether publications that followed `since` are gone (another epoch,
@@ -68,6 +63,10 @@ pub trait PublicationSink: Send + Sync + 'static {
     /// Called once per publication, in the order the broker received them
     /// for that channel. Must not block: it fans out into bounded queues.
     fn deliver(&self, envelope: Envelope);
+
+    /// Called once per control message ([`Broker::send_control`]), on every
+    /// node, in the order the broker received them. Must not block.
+    fn control(&self, message: Control);
 }
 
 /// A node's link to the other nodes.
@@ -101,25 +100,11 @@ pub trait Broker: Send + Sync + 'static {
         options: PublishOptions,
     ) -> Result<History, BrokerError>;
 
-    /// Stores a client session under `token` for `ttl`. With `update_only`,
-    /// only if it is still there: a session taken by a resume must not come
-    /// back from a late save of the connection it came from.
-    async fn save_session(
-        &self,
-        token: &str,
-        state: &[u8],
-        ttl: Duration,
-        update_only: bool,
-    ) -> Result<(), BrokerError>;
-
-    /// Takes (reads and deletes: a token works once) a stored session.
-    async fn take_session(&self, token: &str) -> Result<Option<Vec<u8>>, BrokerError>;
-
-    /// Records this node in the cluster registry until `info.expires_at`.
-    async fn register(&self, info: &NodeInfo) -> Result<(), BrokerError>;
-
-    /// The live nodes of the cluster registry.
-    async fn nodes(&self) -> Result<Vec<NodeInfo>, BrokerError>;
+    /// Sends a control message to one node (by name), or with `to` None to
+    /// every node of the cluster, this one included; returns once the
+    /// broker has it. At most once, like publications: a node that is not
+    /// listening at that moment misses it.
+    async fn send_control(&self, to: Option<&str>, message: Control) -> Result<(), BrokerError>;
 
     /// Whether the broker can be reached now (drives `/readyz`).
     fn is_ready(&self) -> bool;

@@ -3,26 +3,18 @@
 
 use crate::broker::{Broker, BrokerError, History, PublicationSink, PublishOptions, StreamPosition};
 use crate::history_memory::MemoryHistory;
-use crate::node_info::{NodeInfo, unix_seconds};
 use async_trait::async_trait;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use switchyard_proto::v1::Envelope;
-use tokio::time::Instant;
+use std::sync::Arc;
+use switchyard_proto::v1::{Control, Envelope};
 
 pub struct MemoryBroker {
     sink: Arc<dyn PublicationSink>,
-    /// The one node there is.
-    node: Mutex<Option<NodeInfo>>,
     history: MemoryHistory,
-    /// Saved client sessions and when they expire.
-    sessions: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
 }
 
 impl MemoryBroker {
     pub fn new(sink: Arc<dyn PublicationSink>) -> Self {
-        MemoryBroker { sink, node: Mutex::new(None), history: MemoryHistory::default(), sessions: Mutex::default() }
+        MemoryBroker { sink, history: MemoryHistory::default() }
     }
 }
 
@@ -57,35 +49,10 @@ impl Broker for MemoryBroker {
         Ok(self.history.read(channel, since, limit, options))
     }
 
-    async fn save_session(
-        &self,
-        token: &str,
-        state: &[u8],
-        ttl: Duration,
-        update_only: bool,
-    ) -> Result<(), BrokerError> {
-        let now = Instant::now();
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.retain(|_, (_, expires)| *expires > now);
-        if !update_only || sessions.contains_key(token) {
-            sessions.insert(token.to_owned(), (state.to_vec(), now + ttl));
-        }
+    async fn send_control(&self, _to: Option<&str>, message: Control) -> Result<(), BrokerError> {
+        // The one node there is: every message is for it.
+        self.sink.control(message);
         Ok(())
-    }
-
-    async fn take_session(&self, token: &str) -> Result<Option<Vec<u8>>, BrokerError> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(sessions.remove(token).filter(|(_, expires)| *expires > Instant::now()).map(|(state, _)| state))
-    }
-
-    async fn register(&self, info: &NodeInfo) -> Result<(), BrokerError> {
-        *self.node.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.clone());
-        Ok(())
-    }
-
-    async fn nodes(&self) -> Result<Vec<NodeInfo>, BrokerError> {
-        let node = self.node.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        Ok(node.into_iter().filter(|n| n.is_live(unix_seconds())).collect())
     }
 
     fn is_ready(&self) -> bool {
@@ -101,6 +68,7 @@ impl Broker for MemoryBroker {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+    use std::time::Duration;
 
     #[derive(Default)]
     struct Collect(Mutex<Vec<Envelope>>);
@@ -108,6 +76,7 @@ mod tests {
         fn deliver(&self, envelope: Envelope) {
             self.0.lock().unwrap().push(envelope);
         }
+        fn control(&self, _message: Control) {}
     }
 
     fn history_options() -> PublishOptions {
@@ -162,20 +131,6 @@ mod tests {
         let second = broker.publish(envelope("b"), options).await.unwrap();
         assert_ne!(second.epoch, first.epoch);
         assert_eq!(second.offset, 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn sessions_are_single_use_and_expire() {
-        let broker = MemoryBroker::new(Arc::new(Collect::default()));
-        broker.save_session("t1", b"state", Duration::from_secs(120), false).await.unwrap();
-        assert_eq!(broker.take_session("t1").await.unwrap().as_deref(), Some(&b"state"[..]));
-        assert_eq!(broker.take_session("t1").await.unwrap(), None);
-        // A late save does not bring a taken session back.
-        broker.save_session("t1", b"late", Duration::from_secs(120), true).await.unwrap();
-        assert_eq!(broker.take_session("t1").await.unwrap(), None);
-        broker.save_session("t2", b"state", Duration::from_secs(120), false).await.unwrap();
-        tokio::time::advance(Duration::from_secs(121)).await;
-        assert_eq!(broker.take_session("t2").await.unwrap(), None);
     }
 
     #[tokio::test]

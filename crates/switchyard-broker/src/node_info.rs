@@ -1,7 +1,6 @@
 //! What a node says about itself in the cluster registry.
 
 use serde::{Deserialize, Serialize};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One gateway node, as registered (`GET /api/nodes`, `switchyard nodes`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,7 +31,4 @@ impl NodeInfo {
     }
 }
 
-/// Unix seconds now.
-pub fn unix_seconds() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
+pub use switchyard_core::clock::unix_seconds;

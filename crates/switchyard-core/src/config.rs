@@ -76,6 +76,16 @@ pub struct BrokerConfig {
     /// entry expires after three times this. Default: `5s`.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
+    /// How long a presence entry lives unless its node refreshes it (every
+    /// third of it): the longest a client of a node that died stays in
+    /// presence, and the latest its `leave` comes. Default: `60s`.
+    #[serde(with = "humantime_serde")]
+    pub presence_ttl: Duration,
+    /// How long a cluster-wide survey (`POST /api/channels`) waits for the
+    /// nodes' answers; nodes that do not answer in time are left out.
+    /// Default: `1s`.
+    #[serde(with = "humantime_serde")]
+    pub survey_timeout: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -88,6 +98,8 @@ impl Default for BrokerConfig {
             tls_cert_file: None,
             tls_key_file: None,
             heartbeat_interval: Duration::from_secs(5),
+            presence_ttl: Duration::from_secs(60),
+            survey_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -224,6 +236,18 @@ pub struct LimitsConfig {
     /// opening TCP (slow handshakes are dropped). Default: `10s`.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// New connections one client address may open per second, on
+    /// average (a token bucket); upgrades over it get HTTP 429. 0 = no
+    /// limit. Off by default: behind a load balancer every client has the
+    /// balancer's address unless `trusted_proxy_header` is set. Default: 0.
+    pub connects_per_second_per_ip: u32,
+    /// Connections one address may open at once above that rate.
+    /// Default: 50.
+    pub connects_burst_per_ip: u32,
+    /// Open connections one user (a token's `sub`) may hold on this node;
+    /// a further `connect` gets error 106 and close 4009. Anonymous clients
+    /// are not counted. 0 = no limit. Default: 0.
+    pub max_connections_per_user: usize,
 }
 
 impl Default for LimitsConfig {
@@ -235,6 +259,9 @@ impl Default for LimitsConfig {
             trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
             handshake_timeout: Duration::from_secs(10),
+            connects_per_second_per_ip: 0,
+            connects_burst_per_ip: 50,
+            max_connections_per_user: 0,
         }
     }
 }
@@ -337,6 +364,12 @@ pub struct NamespaceConfig {
     pub history_meta_ttl: Duration,
     /// See [`SlowConsumerPolicy`]. Default: `disconnect`.
     pub slow_consumer: SlowConsumerPolicy,
+    /// Whether the cluster keeps who is subscribed to each channel (the
+    /// `presence` and `presence_stats` commands). Default: `false`.
+    pub presence: bool,
+    /// Whether subscribers get a `join` when a client subscribes and a
+    /// `leave` when it goes. Default: `false`.
+    pub join_leave: bool,
 }
 
 impl Default for NamespaceConfig {
@@ -348,6 +381,8 @@ impl Default for NamespaceConfig {
             history_ttl: Duration::ZERO,
             history_meta_ttl: Duration::from_secs(24 * 3600),
             slow_consumer: SlowConsumerPolicy::Disconnect,
+            presence: false,
+            join_leave: false,
         }
     }
 }
@@ -355,6 +390,12 @@ impl Default for NamespaceConfig {
 impl NamespaceConfig {
     pub fn keeps_history(&self) -> bool {
         self.history_size > 0
+    }
+
+    /// Whether subscribers are entered in presence: for `presence`, and for
+    /// `join_leave`, whose leaves (of a node that died, too) come from it.
+    pub fn tracks_presence(&self) -> bool {
+        self.presence || self.join_leave
     }
 }
 
@@ -434,6 +475,15 @@ impl Config {
                 "broker.tls_key_file",
                 "set both broker.tls_cert_file and broker.tls_key_file, or neither",
             ));
+        }
+        if self.broker.presence_ttl < Duration::from_secs(1) {
+            return Err(problem("broker.presence_ttl", "must be at least 1s"));
+        }
+        if self.broker.survey_timeout.is_zero() {
+            return Err(problem("broker.survey_timeout", "must be more than 0s"));
+        }
+        if self.limits.connects_per_second_per_ip > 0 && self.limits.connects_burst_per_ip == 0 {
+            return Err(problem("limits.connects_burst_per_ip", "must be at least 1 when connects_per_second_per_ip is set"));
         }
         if self.broker.heartbeat_interval.is_zero() {
             return Err(problem("broker.heartbeat_interval", "must be more than 0s"));

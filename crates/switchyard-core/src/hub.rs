@@ -13,6 +13,7 @@ use crate::codes::CloseCode;
 use crate::config::SlowConsumerPolicy;
 use crate::metric;
 use crate::outbound::{Close, OutFrame, Outbound, PushError};
+use crate::position::StreamPosition;
 use crate::protocol::Protocol;
 use crate::wsframe;
 use bytes::Bytes;
@@ -21,7 +22,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::RwLock;
 use switchyard_proto::json;
-use switchyard_proto::v1::{Envelope, Publication, ServerFrame, server_frame};
+use switchyard_proto::v1::{ClientInfo, Envelope, MemberEvent, Publication, ServerFrame, server_frame};
 
 /// Identifies a connection on this node.
 pub type ConnId = u64;
@@ -40,21 +41,7 @@ pub struct Subscriber {
     /// Publications of this epoch up to this offset reached the subscriber
     /// another way (its subscribe reply, recovery): skip them. Only within
     /// the epoch: after history is lost, offsets start again from 1.
-    pub delivered_through: Option<Box<Position>>,
-}
-
-/// A place in a channel's history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Position {
-    pub epoch: String,
-    pub offset: u64,
-}
-
-impl Position {
-    /// Whether `envelope` is at or before this position, in the same epoch.
-    fn covers(&self, envelope: &Envelope) -> bool {
-        envelope.offset > 0 && envelope.offset <= self.offset && envelope.epoch == self.epoch
-    }
+    pub delivered_through: Option<Box<StreamPosition>>,
 }
 
 impl Subscriber {
@@ -69,7 +56,7 @@ impl Subscriber {
 struct Recovering {
     subscriber: Subscriber,
     /// With the position of each, to drop what recovery delivered already.
-    held: Vec<(Position, OutFrame)>,
+    held: Vec<(StreamPosition, OutFrame)>,
 }
 
 struct ChannelSubscribers {
@@ -225,7 +212,7 @@ impl Hub {
     /// reply, recovered publications), then what was held for it past
     /// `through` (same epoch and not after it are dropped), and from then on
     /// delivers live. Returns false if it is no longer subscribed.
-    pub fn finish_recovery(&self, channel: &str, conn: ConnId, head: Vec<OutFrame>, through: Option<Position>) -> bool {
+    pub fn finish_recovery(&self, channel: &str, conn: ConnId, head: Vec<OutFrame>, through: Option<StreamPosition>) -> bool {
         let mut shard = self.shard(channel).write().unwrap_or_else(|e| e.into_inner());
         let Some(entry) = shard.get_mut(channel) else { return false };
         let Some(Recovering { mut subscriber, held }) =
@@ -237,9 +224,7 @@ impl Hub {
         let mut delivered = through;
         let mut frames = head;
         for (position, frame) in held {
-            let seen = delivered
-                .as_ref()
-                .is_some_and(|d| position.offset > 0 && position.epoch == d.epoch && position.offset <= d.offset);
+            let seen = delivered.as_ref().is_some_and(|d| d.covers_position(&position.epoch, position.offset));
             if !seen {
                 if position.offset > 0 {
                     delivered = Some(position);
@@ -272,6 +257,22 @@ impl Hub {
             .sum()
     }
 
+    /// The channels whose name starts with `prefix`, with their local
+    /// subscribers.
+    pub fn channels_with_prefix(&self, prefix: &str) -> Vec<(String, usize)> {
+        let mut channels = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            channels.extend(
+                shard
+                    .iter()
+                    .filter(|(name, _)| name.starts_with(prefix))
+                    .map(|(name, c)| (name.to_string(), c.subscribers.len() + c.recovering_count)),
+            );
+        }
+        channels
+    }
+
     /// Channels with at least one local subscriber.
     pub fn channel_count(&self) -> usize {
         self.shards.iter().map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len()).sum()
@@ -283,7 +284,7 @@ impl Hub {
         let Some(entry) = shard.get(envelope.channel.as_str()) else {
             return Fanout::default();
         };
-        let frame = ServerFrame { id: 0, message: Some(server_frame::Message::Pub(publication(envelope))) };
+        let frame = ServerFrame { id: 0, message: Some(push_message(envelope)) };
         let json_frame = (entry.json > 0).then(|| wsframe::text(&json::encode_server_frame(&frame)));
         let protobuf_frame = (entry.protobuf > 0).then(|| wsframe::binary(&frame.encode_to_vec()));
         let frame_for = |protocol: Protocol| -> OutFrame {
@@ -304,7 +305,7 @@ impl Hub {
                     }
                     continue;
                 }
-                let position = Position { epoch: envelope.epoch.clone(), offset: envelope.offset };
+                let position = StreamPosition::of(envelope);
                 r.held.push((position, frame_for(r.subscriber.protocol)));
                 fanout.queued += 1;
             }
@@ -335,6 +336,17 @@ impl Hub {
             metric::slow_consumer_drops().increment(fanout.dropped as u64);
         }
         fanout
+    }
+}
+
+/// What an Envelope is for a subscriber: a publication, or a presence
+/// event (`join`, `leave`) of a `join_leave` namespace.
+fn push_message(envelope: &Envelope) -> server_frame::Message {
+    let event = |info: &ClientInfo| MemberEvent { channel: envelope.channel.clone(), info: Some(info.clone()) };
+    match (&envelope.join, &envelope.leave) {
+        (Some(info), _) => server_frame::Message::Join(event(info)),
+        (None, Some(info)) => server_frame::Message::Leave(event(info)),
+        (None, None) => server_frame::Message::Pub(publication(envelope)),
     }
 }
 
@@ -435,7 +447,7 @@ mod tests {
         let mut batch = Vec::new();
         assert!(tokio::time::timeout(std::time::Duration::ZERO, queue.recv_many(&mut batch, 10)).await.is_err());
         let head = vec![OutFrame::control(Bytes::from_static(b"reply"))];
-        assert!(hub.finish_recovery("chat:x", 7, head, Some(Position { epoch: "e".into(), offset: 4 })));
+        assert!(hub.finish_recovery("chat:x", 7, head, Some(StreamPosition::new("e", 4))));
         hub.broadcast(&at(5)); // a duplicate now: skipped
         hub.broadcast(&at(6));
         queue.recv_many(&mut batch, 10).await;
@@ -454,7 +466,7 @@ mod tests {
         // Held during recovery: the old epoch's 9, then the new epoch's 1.
         hub.broadcast(&at("old", 9));
         hub.broadcast(&at("new", 1));
-        let through = Some(Position { epoch: "old".into(), offset: 9 });
+        let through = Some(StreamPosition::new("old", 9));
         assert!(hub.finish_recovery("chat:x", 7, Vec::new(), through));
         // Live, in the new epoch: 1 again is a duplicate, 2 and 3 are not,
         // although the old epoch had reached 9.

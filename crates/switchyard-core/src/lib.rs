@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`channel`]: channel names, namespaces and user channels.
+//! - [`position`]: a place in a channel's history (epoch, offset).
+//! - [`clock`]: Unix time in the units the protocol uses.
 //! - [`codes`]: the error codes of replies and the close codes of connections.
 //! - [`config`]: the configuration tree, its defaults and its validation.
 //! - [`protocol`]: the two encodings a connection may speak.
@@ -11,11 +13,13 @@
 //! - [`metric`]: the names and help of every metric, in one place.
 
 pub mod channel;
+pub mod clock;
 pub mod codes;
 pub mod config;
 pub mod hub;
 pub mod metric;
 pub mod outbound;
+pub mod position;
 pub mod protocol;
 pub mod wsframe;
 pub mod wsread;

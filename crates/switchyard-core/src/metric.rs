@@ -43,6 +43,11 @@ pub const GAP_UNREPAIRED: &str = "switchyard_broker_gap_unrepaired_total";
 pub const RECOVERIES: &str = "switchyard_recoveries_total";
 pub const RESUMES: &str = "switchyard_session_resumes_total";
 pub const API_REQUESTS: &str = "switchyard_api_requests_total";
+pub const PRESENCE_MEMBERS: &str = "switchyard_presence_members";
+pub const PRESENCE_REFRESH_ERRORS: &str = "switchyard_presence_refresh_errors_total";
+pub const CONTROL_RECEIVED: &str = "switchyard_control_received_total";
+pub const CONTROL_DROPPED: &str = "switchyard_control_dropped_total";
+pub const USER_OPERATIONS: &str = "switchyard_user_operations_total";
 
 /// Buckets of the latency histogram, in seconds: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] =
@@ -143,6 +148,14 @@ pub fn describe() {
     describe_counter!(RECOVERIES, "Subscribes with recover, by outcome: recovered or not.");
     describe_counter!(RESUMES, "connect.resume attempts, by outcome: resumed, expired, refused.");
     describe_counter!(API_REQUESTS, "HTTP API requests, by endpoint and status.");
+    describe_gauge!(PRESENCE_MEMBERS, "Presence entries this node keeps fresh: its clients on presence channels.");
+    describe_counter!(PRESENCE_REFRESH_ERRORS, "Channels whose presence entries could not be refreshed in one round.");
+    describe_counter!(CONTROL_RECEIVED, "Control messages (user operations, surveys) received, by kind.");
+    describe_counter!(CONTROL_DROPPED, "Control messages dropped because this node's control queue was full.");
+    describe_counter!(
+        USER_OPERATIONS,
+        "User operations applied to connections of this node, by kind (subscribe, unsubscribe, disconnect)."
+    );
     // Register the unlabelled series so that they are rendered (at zero)
     // from the start, not only after their first event.
     for counter in [
@@ -162,7 +175,8 @@ pub fn describe() {
     for counter in [broker_malformed(), broker_reconnects(), broker_resubscribes(), gap_repairs(), gap_unrepaired()] {
         counter.increment(0);
     }
-    for gauge in [connections(), subscriptions(), channels(), broker_subscriptions()] {
+    control_dropped().increment(0);
+    for gauge in [connections(), subscriptions(), channels(), broker_subscriptions(), presence_members()] {
         gauge.increment(0.0);
     }
 }
@@ -279,4 +293,23 @@ pub fn recoveries(outcome: &'static str) -> Counter {
 /// `outcome`: `resumed`, `expired` (unknown or used token), `refused` (another user).
 pub fn resumes(outcome: &'static str) -> Counter {
     cached_counter(RESUMES, outcome, || counter!(RESUMES, "outcome" => outcome))
+}
+/// Presence entries kept by this node.
+pub fn presence_members() -> Gauge {
+    cached_gauge(PRESENCE_MEMBERS)
+}
+pub fn presence_refresh_errors() -> Counter {
+    cached_counter(PRESENCE_REFRESH_ERRORS, "", || counter!(PRESENCE_REFRESH_ERRORS))
+}
+/// `kind`: `subscribe_user`, `unsubscribe_user`, `disconnect_user`,
+/// `channels_request`, `channels_reply`.
+pub fn control_received(kind: &'static str) -> Counter {
+    cached_counter(CONTROL_RECEIVED, kind, || counter!(CONTROL_RECEIVED, "kind" => kind))
+}
+pub fn control_dropped() -> Counter {
+    cached_counter(CONTROL_DROPPED, "", || counter!(CONTROL_DROPPED))
+}
+/// `kind`: `subscribe`, `unsubscribe`, `disconnect`.
+pub fn user_operations(kind: &'static str) -> Counter {
+    cached_counter(USER_OPERATIONS, kind, || counter!(USER_OPERATIONS, "kind" => kind))
 }

@@ -36,6 +36,9 @@ pub enum Close {
     /// The server closes: a `disconnect` push, then a close frame, both
     /// with this code.
     Server(CloseCode),
+    /// The server closes, and its `disconnect` push (with a reason of its
+    /// own) is queued already: only the close frame follows.
+    Announced(CloseCode),
     /// The peer sent a close frame (with this code, if any): echo it.
     Peer(Option<u16>),
     /// The socket is gone (end of stream, I/O error): write nothing more.

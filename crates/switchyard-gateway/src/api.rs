@@ -1,15 +1,17 @@
 //! The HTTP API, for backends that would rather not talk to Redis:
-//! `POST /api/publish`, `POST /api/broadcast`, `GET /api/history`,
-//! `GET /api/nodes`.
+//! `POST /api/publish`, `/api/broadcast`, `/api/presence`,
+//! `/api/presence_stats`, `/api/channels`, `/api/subscribe`,
+//! `/api/unsubscribe`, `/api/disconnect`; `GET /api/history`,
+//! `/api/nodes`. Each translates JSON into a call of the command layer.
 //!
 //! Off unless `api.key` is set; every request carries
 //! `Authorization: apikey <key>`, compared in constant time. Answers are
 //! `{"result": ...}` or `{"error": {"code", "message"}}` with the protocol's
 //! error codes.
 
+use crate::command::{Refusal, history, presence, publish, users};
 use crate::node::Node;
-use crate::node::publish_options;
-use crate::session::unix_micros;
+use crate::query;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
@@ -19,49 +21,29 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq as _;
-use switchyard_broker::{BrokerError, StreamPosition};
-use switchyard_core::channel::Channel;
+use switchyard_broker::StreamPosition;
 use switchyard_core::codes::ErrorCode;
 use switchyard_core::metric;
-use switchyard_proto::v1::Envelope;
 
 /// Most channels in one broadcast.
 const MAX_BROADCAST: usize = 1000;
 
 type Body = Full<Bytes>;
 
-struct ApiError {
-    status: StatusCode,
-    code: ErrorCode,
-    message: String,
-}
-
-impl ApiError {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        let status = match code {
-            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::NotAvailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::LimitExceeded => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
-            ErrorCode::UnknownCommand => StatusCode::NOT_FOUND,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError { status, code, message: message.into() }
-    }
-
-    fn body(&self) -> Value {
-        json!({"error": {"code": self.code.code(), "message": self.message}})
+fn status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::NotAvailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::LimitExceeded => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorCode::UnknownCommand => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
     }
 }
 
-impl From<BrokerError> for ApiError {
-    fn from(error: BrokerError) -> Self {
-        match error {
-            BrokerError::Unavailable(m) => ApiError::new(ErrorCode::NotAvailable, m),
-            BrokerError::Internal(m) => ApiError::new(ErrorCode::Internal, m),
-        }
-    }
+fn error_body(refusal: &Refusal) -> Value {
+    json!({"error": {"code": refusal.code.code(), "message": refusal.message}})
 }
 
 #[derive(Deserialize)]
@@ -78,67 +60,142 @@ struct BroadcastBody<'a> {
     data: &'a RawValue,
 }
 
+#[derive(Deserialize)]
+struct ChannelBody {
+    channel: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ChannelsBody {
+    prefix: String,
+}
+
+#[derive(Deserialize)]
+struct UserChannelBody {
+    user: String,
+    channel: String,
+}
+
+#[derive(Deserialize)]
+struct DisconnectBody {
+    user: String,
+    #[serde(default)]
+    code: Option<u32>,
+    #[serde(default)]
+    reason: String,
+}
+
 /// Serves `/api/...`; `None` when the API is off (the caller answers 404).
 pub async fn handle(req: Request<Incoming>, node: &Node) -> Option<Response<Body>> {
     let key = node.config.api.key.as_deref()?;
     let endpoint = match (req.method(), req.uri().path()) {
         (&Method::POST, "/api/publish") => "publish",
         (&Method::POST, "/api/broadcast") => "broadcast",
+        (&Method::POST, "/api/presence") => "presence",
+        (&Method::POST, "/api/presence_stats") => "presence_stats",
+        (&Method::POST, "/api/channels") => "channels",
+        (&Method::POST, "/api/subscribe") => "subscribe",
+        (&Method::POST, "/api/unsubscribe") => "unsubscribe",
+        (&Method::POST, "/api/disconnect") => "disconnect",
         (&Method::GET, "/api/nodes") => "nodes",
         (&Method::GET, "/api/history") => "history",
-        _ => return Some(answer("other", Err(ApiError::new(ErrorCode::UnknownCommand, "no such API endpoint")))),
+        _ => {
+            let refusal = Refusal::new(ErrorCode::UnknownCommand, "no such API endpoint");
+            return Some(answer("other", Err(refusal)));
+        }
     };
     let result = match authorized(&req, key) {
         Err(e) => Err(e),
-        Ok(()) => match endpoint {
-            "publish" => publish(req, node).await,
-            "broadcast" => broadcast(req, node).await,
-            "history" => history(&req, node).await,
-            _ => nodes(node).await,
-        },
+        Ok(()) => run(endpoint, req, node).await,
     };
     Some(answer(endpoint, result))
 }
 
-fn authorized(req: &Request<Incoming>, key: &str) -> Result<(), ApiError> {
-    let given = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("apikey "));
-    match given {
-        Some(given) if bool::from(given.as_bytes().ct_eq(key.as_bytes())) => Ok(()),
-        _ => Err(ApiError::new(ErrorCode::Unauthorized, "missing or wrong API key (Authorization: apikey <key>)")),
+async fn run(endpoint: &str, req: Request<Incoming>, node: &Node) -> Result<Value, Refusal> {
+    match endpoint {
+        "history" => history(&req, node).await,
+        "nodes" => nodes(node).await,
+        _ => {
+            let bytes = body(req, node).await?;
+            match endpoint {
+                "publish" => {
+                    let body: PublishBody<'_> = parse(&bytes)?;
+                    let data = Bytes::copy_from_slice(body.data.get().as_bytes());
+                    Ok(position_json(&publish::publish(node, &body.channel, data, None).await?))
+                }
+                "broadcast" => broadcast(&bytes, node).await,
+                "presence" => {
+                    let body: ChannelBody = parse(&bytes)?;
+                    Ok(serde_json::to_value(presence::presence(node, &body.channel).await?).unwrap_or_default())
+                }
+                "presence_stats" => {
+                    let body: ChannelBody = parse(&bytes)?;
+                    Ok(serde_json::to_value(presence::presence_stats(node, &body.channel).await?).unwrap_or_default())
+                }
+                "channels" => {
+                    let body: ChannelsBody = if bytes.is_empty() { ChannelsBody::default() } else { parse(&bytes)? };
+                    let channels = users::channels(node, &body.prefix).await?;
+                    let channels: serde_json::Map<String, Value> =
+                        channels.into_iter().map(|(c, n)| (c, json!({"num_clients": n}))).collect();
+                    Ok(json!({"channels": channels}))
+                }
+                "subscribe" => {
+                    let body: UserChannelBody = parse(&bytes)?;
+                    users::subscribe_user(node, &body.user, &body.channel).await?;
+                    Ok(json!({}))
+                }
+                "unsubscribe" => {
+                    let body: UserChannelBody = parse(&bytes)?;
+                    users::unsubscribe_user(node, &body.user, &body.channel).await?;
+                    Ok(json!({}))
+                }
+                _ => {
+                    let body: DisconnectBody = parse(&bytes)?;
+                    users::disconnect_user(node, &body.user, body.code, &body.reason).await?;
+                    Ok(json!({}))
+                }
+            }
+        }
     }
 }
 
-async fn body(req: Request<Incoming>, node: &Node) -> Result<Bytes, ApiError> {
+fn authorized(req: &Request<Incoming>, key: &str) -> Result<(), Refusal> {
+    let given = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("apikey "));
+    match given {
+        Some(given) if bool::from(given.as_bytes().ct_eq(key.as_bytes())) => Ok(()),
+        _ => Err(Refusal::new(ErrorCode::Unauthorized, "missing or wrong API key (Authorization: apikey <key>)")),
+    }
+}
+
+async fn body(req: Request<Incoming>, node: &Node) -> Result<Bytes, Refusal> {
     // A broadcast may name many channels; the data is bounded like a client's.
     let limit = node.config.client.max_message_size + MAX_BROADCAST * 260;
     match Limited::new(req.into_body(), limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::new(ErrorCode::LimitExceeded, format!("body over {limit} bytes")))
+            Err(Refusal::new(ErrorCode::LimitExceeded, format!("body over {limit} bytes")))
         }
-        Err(e) => Err(ApiError::new(ErrorCode::BadRequest, format!("cannot read the body: {e}"))),
+        Err(e) => Err(Refusal::new(ErrorCode::BadRequest, format!("cannot read the body: {e}"))),
     }
 }
 
-async fn publish(req: Request<Incoming>, node: &Node) -> Result<Value, ApiError> {
-    let bytes = body(req, node).await?;
-    let body: PublishBody<'_> = serde_json::from_slice(&bytes).map_err(bad_json)?;
-    let position = publish_one(node, &body.channel, body.data).await?;
-    Ok(position_json(&position))
+fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Refusal> {
+    serde_json::from_slice(bytes).map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("invalid body: {e}")))
 }
 
-async fn broadcast(req: Request<Incoming>, node: &Node) -> Result<Value, ApiError> {
-    let bytes = body(req, node).await?;
-    let body: BroadcastBody<'_> = serde_json::from_slice(&bytes).map_err(bad_json)?;
+async fn broadcast(bytes: &[u8], node: &Node) -> Result<Value, Refusal> {
+    let body: BroadcastBody<'_> = parse(bytes)?;
     if body.channels.is_empty() || body.channels.len() > MAX_BROADCAST {
-        return Err(ApiError::new(ErrorCode::BadRequest, format!("channels: 1 to {MAX_BROADCAST} names")));
+        return Err(Refusal::new(ErrorCode::BadRequest, format!("channels: 1 to {MAX_BROADCAST} names")));
     }
+    let data = Bytes::copy_from_slice(body.data.get().as_bytes());
     let mut responses = Vec::with_capacity(body.channels.len());
     for channel in &body.channels {
-        responses.push(match publish_one(node, channel, body.data).await {
+        responses.push(match publish::publish(node, channel, data.clone(), None).await {
             Ok(position) => json!({"channel": channel, "result": position_json(&position)}),
             Err(e) => {
-                let mut error = e.body();
+                let mut error = error_body(&e);
                 error["channel"] = json!(channel);
                 error
             }
@@ -150,42 +207,23 @@ async fn broadcast(req: Request<Incoming>, node: &Node) -> Result<Value, ApiErro
 /// `GET /api/history?channel=C[&epoch=E&offset=N][&limit=L]`: the
 /// publications after (E, N), or the newest L. 112 when history no longer
 /// holds what follows (E, N).
-async fn history(req: &Request<Incoming>, node: &Node) -> Result<Value, ApiError> {
-    let query = req.uri().query().unwrap_or("");
-    let param =
-        |name: &str| query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v);
-    let channel = param("channel").ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "channel is required"))?;
-    let parsed = Channel::parse(channel).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
-    let namespace = node.config.namespace(parsed.namespace()).ok_or_else(|| {
-        ApiError::new(ErrorCode::UnknownChannel, format!("unknown namespace `{}`", parsed.namespace()))
-    })?;
-    if !namespace.keeps_history() {
-        return Err(ApiError::new(ErrorCode::BadRequest, "this channel's namespace keeps no history"));
-    }
-    let number = |name: &str| -> Result<Option<u64>, ApiError> {
-        param(name)
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| ApiError::new(ErrorCode::BadRequest, format!("{name}: not a number")))
-            })
+async fn history(req: &Request<Incoming>, node: &Node) -> Result<Value, Refusal> {
+    let query = req.uri().query();
+    let channel =
+        query::param(query, "channel").ok_or_else(|| Refusal::new(ErrorCode::BadRequest, "channel is required"))?;
+    let number = |name: &str| -> Result<Option<u64>, Refusal> {
+        query::param(query, name)
+            .map(|v| v.parse::<u64>().map_err(|_| Refusal::new(ErrorCode::BadRequest, format!("{name}: not a number"))))
             .transpose()
     };
-    let limit = number("limit")?.map_or(namespace.history_size, |l| (l as usize).clamp(1, namespace.history_size));
-    let since =
-        number("offset")?.map(|offset| StreamPosition { epoch: param("epoch").unwrap_or("").to_owned(), offset });
-    let history = node.broker.history(channel, since.as_ref(), limit, publish_options(namespace)).await?;
-    if since.as_ref().is_some_and(|s| history.lost_after(s)) {
-        return Err(ApiError::new(ErrorCode::Unrecoverable, ErrorCode::Unrecoverable.message()));
-    }
-    let publications: Vec<Value> = history
-        .publications
-        .iter()
-        .map(|e| serde_json::to_value(switchyard_core::hub::publication(e)).unwrap_or_default())
-        .collect();
-    Ok(json!({"publications": publications, "epoch": history.position.epoch, "offset": history.position.offset}))
+    let limit = number("limit")?.unwrap_or(0) as usize;
+    let since = number("offset")?.map(|offset| StreamPosition::new(query::param(query, "epoch").unwrap_or(""), offset));
+    let result = history::history(node, channel, since, limit).await?;
+    Ok(serde_json::to_value(result).unwrap_or_default())
 }
 
-async fn nodes(node: &Node) -> Result<Value, ApiError> {
-    let nodes = node.broker.nodes().await?;
+async fn nodes(node: &Node) -> Result<Value, Refusal> {
+    let nodes = node.stores.registry.nodes().await?;
     let nodes: Vec<Value> = nodes
         .into_iter()
         .map(|n| {
@@ -198,36 +236,14 @@ async fn nodes(node: &Node) -> Result<Value, ApiError> {
     Ok(json!({"nodes": nodes}))
 }
 
-async fn publish_one(node: &Node, channel: &str, data: &RawValue) -> Result<StreamPosition, ApiError> {
-    let parsed = Channel::parse(channel).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
-    let namespace = node.config.namespace(parsed.namespace()).ok_or_else(|| {
-        ApiError::new(ErrorCode::UnknownChannel, format!("unknown namespace `{}`", parsed.namespace()))
-    })?;
-    let envelope = Envelope {
-        channel: channel.to_owned(),
-        data: Bytes::copy_from_slice(data.get().as_bytes()),
-        published_at_us: unix_micros(),
-        origin_node: node.name.clone(),
-        ..Default::default()
-    };
-    let options = publish_options(namespace);
-    let position = node.broker.publish(envelope, options).await?;
-    metric::broker_published().increment(1);
-    Ok(position)
-}
-
 fn position_json(position: &StreamPosition) -> Value {
     json!({"epoch": position.epoch, "offset": position.offset})
 }
 
-fn bad_json(error: serde_json::Error) -> ApiError {
-    ApiError::new(ErrorCode::BadRequest, format!("invalid body: {error}"))
-}
-
-fn answer(endpoint: &'static str, result: Result<Value, ApiError>) -> Response<Body> {
+fn answer(endpoint: &'static str, result: Result<Value, Refusal>) -> Response<Body> {
     let (status, body) = match result {
         Ok(result) => (StatusCode::OK, json!({ "result": result })),
-        Err(e) => (e.status, e.body()),
+        Err(e) => (status(e.code), error_body(&e)),
     };
     metric::api_requests(endpoint, status_label(status)).increment(1);
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));

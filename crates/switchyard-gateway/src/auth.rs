@@ -25,6 +25,9 @@ pub struct Identity {
     pub channels: Option<Vec<String>>,
     /// Public information about the user (`info` claim).
     pub info: Option<serde_json::Value>,
+    /// Channels the connection is subscribed to at connect, by the server
+    /// (`subs` claim).
+    pub subs: Vec<String>,
 }
 
 impl Identity {
@@ -57,6 +60,8 @@ struct Claims {
     channels: Option<Vec<String>>,
     #[serde(default)]
     info: Option<serde_json::Value>,
+    #[serde(default)]
+    subs: Vec<String>,
     /// In subscription tokens: the channel they open.
     #[serde(default)]
     channel: Option<String>,
@@ -121,7 +126,13 @@ impl Authenticator {
             return if self.allow_anonymous { Ok(Identity::default()) } else { Err(AuthError::TokenRequired) };
         }
         let claims = self.decode(token)?;
-        Ok(Identity { user: claims.sub, expires_at: Some(claims.exp), channels: claims.channels, info: claims.info })
+        Ok(Identity {
+            user: claims.sub,
+            expires_at: Some(claims.exp),
+            channels: claims.channels,
+            info: claims.info,
+            subs: claims.subs,
+        })
     }
 
     /// Whether `token` is a subscription token of `user` for `channel`.

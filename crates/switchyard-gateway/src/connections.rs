@@ -1,10 +1,12 @@
 //! The live connections of a node: counted against the node's limit before
-//! the upgrade, and reachable for the drain.
+//! the upgrade, reachable for the drain, and indexed by user so that a user
+//! operation costs the connections of that user, not a scan.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use crate::command::ServerOp;
 use switchyard_core::hub::ConnId;
 use switchyard_core::metric;
 use switchyard_core::outbound::Outbound;
@@ -22,6 +24,27 @@ struct Inner {
     /// Permits per client address, while `max_per_ip` is set.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     open: Mutex<HashMap<ConnId, Outbound>>,
+    /// Where each user's sessions take server operations, by user.
+    users: Mutex<HashMap<String, HashMap<ConnId, tokio::sync::mpsc::Sender<ServerOp>>>>,
+}
+
+/// A session's entry in the index by user; leaves it when dropped.
+pub struct UserRegistration {
+    inner: Arc<Inner>,
+    user: String,
+    id: ConnId,
+}
+
+impl Drop for UserRegistration {
+    fn drop(&mut self) {
+        let mut users = self.inner.users.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sessions) = users.get_mut(&self.user) {
+            sessions.remove(&self.id);
+            if sessions.is_empty() {
+                users.remove(&self.user);
+            }
+        }
+    }
 }
 
 /// Why there is no place for another connection.
@@ -77,6 +100,7 @@ impl Connections {
                 permits: AtomicUsize::new(0),
                 per_ip: Mutex::new(HashMap::new()),
                 open: Mutex::new(HashMap::new()),
+                users: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -106,6 +130,41 @@ impl Connections {
         metric::connections().increment(1.0);
         metric::connections_accepted().increment(1);
         Registration { inner: self.inner.clone(), id }
+    }
+
+    /// Enters session `id` of `user` in the index, unless the user holds
+    /// `max` sessions on this node already (0: no limit).
+    pub fn register_user(
+        &self,
+        user: &str,
+        id: ConnId,
+        ops: tokio::sync::mpsc::Sender<ServerOp>,
+        max: usize,
+    ) -> Option<UserRegistration> {
+        let mut users = self.inner.users.lock().unwrap_or_else(|e| e.into_inner());
+        let sessions = users.entry(user.to_owned()).or_default();
+        if max > 0 && sessions.len() >= max && !sessions.contains_key(&id) {
+            return None;
+        }
+        sessions.insert(id, ops);
+        Some(UserRegistration { inner: self.inner.clone(), user: user.to_owned(), id })
+    }
+
+    /// Hands an operation to every session of `user` on this node; a
+    /// session whose queue of operations is full misses it (counted).
+    pub fn to_user(&self, user: &str, op: impl Fn() -> ServerOp) -> usize {
+        let targets: Vec<_> = {
+            let users = self.inner.users.lock().unwrap_or_else(|e| e.into_inner());
+            users.get(user).map(|sessions| sessions.values().cloned().collect()).unwrap_or_default()
+        };
+        let mut handed = 0;
+        for target in targets {
+            match target.try_send(op()) {
+                Ok(()) => handed += 1,
+                Err(_) => metric::control_dropped().increment(1),
+            }
+        }
+        handed
     }
 
     /// Open connections.

@@ -6,9 +6,12 @@
 //! - [`server`]: the accept loop and HTTP routes (`/ws`, `/metrics`,
 //!   `/healthz`, `/readyz`), and [`server::serve`], the entry point.
 //! - [`connections`]: the live connections of this node and the limit.
-//! - [`session`]: one WebSocket connection: reader, commands, writer.
+//! - [`command`]: the command layer: the rules of every command, for every
+//!   entry point (WebSocket sessions, the HTTP API, the control channel).
+//! - [`session`]: one WebSocket connection: reader, handler, writer.
 //! - [`codec`]: client frames in and server frames out, per encoding.
-//! - [`api`]: the HTTP API (`/api/publish`, `/api/broadcast`, `/api/nodes`).
+//! - [`api`]: the HTTP API (publish, history, presence, user operations,
+//!   channels, nodes).
 //! - [`auth`]: who a connecting client is.
 //! - [`origin`]: which browser origins may connect.
 //! - [`registry`]: this node's heartbeat in the cluster registry.
@@ -16,16 +19,19 @@
 //! - [`tls`]: TLS on the public listener, reloaded when its files change.
 //! - [`metrics`]: the Prometheus recorder and its upkeep.
 //! - [`probe`]: a one-shot HTTP GET, for health checks without curl.
+//! - [`query`]: query strings of HTTP requests.
 
 pub mod api;
 pub mod auth;
 pub mod codec;
+pub mod command;
 pub mod connections;
 pub mod drain;
 pub mod metrics;
 pub mod node;
 pub mod origin;
 pub mod probe;
+pub mod query;
 pub mod registry;
 pub mod server;
 pub mod session;

@@ -76,7 +76,7 @@ impl RedisArgs {
         };
         // Namespaces matter only to loading the function library, which
         // these commands leave to the gateways.
-        Ok(RedisSettings { target, prefix: self.prefix, tls: RedisTls { ca, client: None }, namespaces: Vec::new() })
+        Ok(RedisSettings { target, prefix: self.prefix, tls: RedisTls { ca, client: None }, namespaces: Vec::new(), node: String::new() })
     }
 }
 
@@ -194,7 +194,7 @@ async fn run(config: switchyard_core::config::Config) -> anyhow::Result<()> {
         node = %node.name,
         listen = %public.local_addr()?,
         internal = %internal.as_ref().and_then(|l| l.local_addr().ok()).map_or("none".to_owned(), |a| a.to_string()),
-        broker = node.broker.kind(),
+        broker = node.stores.broker.kind(),
         "switchyard is up: WebSocket at /ws"
     );
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;

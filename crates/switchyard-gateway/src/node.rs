@@ -1,26 +1,42 @@
 //! What one node shares between its connections.
 
 use crate::auth::Authenticator;
+use crate::command::presence::LocalPresence;
+use crate::command::users::Surveys;
 use crate::connections::Connections;
 use crate::tls::Tls;
 use governor::clock::QuantaClock;
-use std::sync::Arc;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use switchyard_broker::{
-    Broker, BrokerError, MemoryBroker, PublicationSink, PublishOptions, RedisBroker, RedisSettings, RedisTarget,
-    RedisTls,
-};
+use std::sync::{Arc, Mutex};
+use switchyard_broker::{BrokerError, PublicationSink, PublishOptions, RedisSettings, RedisTarget, RedisTls, Stores};
 use switchyard_core::config::{Config, NamespaceConfig};
 use switchyard_core::hub::{ConnId, Hub};
 use switchyard_core::metric;
-use switchyard_proto::v1::Envelope;
+use switchyard_proto::v1::{Control, Envelope};
+use tokio::sync::mpsc;
+
+/// Control messages waiting for the node's control task, at most; more
+/// are dropped and counted (the broker must never wait on a node).
+const CONTROL_QUEUE: usize = 1024;
 
 /// One gateway node: its config, subscriptions, broker and connections.
 pub struct Node {
     pub config: Arc<Config>,
     pub hub: Arc<Hub>,
-    pub broker: Arc<dyn Broker>,
+    /// What the node shares with the cluster: broker, sessions, registry,
+    /// presence.
+    pub stores: Stores,
     pub connections: Connections,
+    /// This node's own presence entries, kept fresh while its clients stay.
+    pub presence: LocalPresence,
+    /// Cluster-wide surveys this node is waiting on.
+    pub surveys: Surveys,
+    /// Control messages from the broker, taken by the control task once
+    /// the node serves.
+    control: Mutex<Option<mpsc::Receiver<Control>>>,
     pub auth: Authenticator,
     /// TLS for the public listener, when `tls.cert` and `tls.key` are set.
     pub tls: Option<Arc<Tls>>,
@@ -30,17 +46,30 @@ pub struct Node {
     /// node: creating a clock probes the CPU (`cpuid`), which in a virtual
     /// machine cost more than the rest of accepting a connection.
     pub rate_clock: QuantaClock,
+    /// New connections per client address (`limits.connects_per_second_per_ip`),
+    /// when set.
+    pub connect_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     next_conn: AtomicU64,
     draining: AtomicBool,
 }
 
-/// Hands the broker's publications to the hub.
-struct HubSink(Arc<Hub>);
+/// Hands the broker's publications to the hub, and its control messages
+/// to the node's control task.
+struct NodeSink {
+    hub: Arc<Hub>,
+    control: mpsc::Sender<Control>,
+}
 
-impl PublicationSink for HubSink {
+impl PublicationSink for NodeSink {
     fn deliver(&self, envelope: Envelope) {
         metric::broker_received().increment(1);
-        self.0.broadcast(&envelope);
+        self.hub.broadcast(&envelope);
+    }
+
+    fn control(&self, message: Control) {
+        if self.control.try_send(message).is_err() {
+            metric::control_dropped().increment(1);
+        }
     }
 }
 
@@ -56,7 +85,7 @@ pub enum StartError {
 }
 
 /// The Redis broker's settings, if the config names a Redis.
-pub fn redis_settings(config: &Config) -> Result<Option<RedisSettings>, BrokerError> {
+pub fn redis_settings(config: &Config, node: &str) -> Result<Option<RedisSettings>, BrokerError> {
     let broker = &config.broker;
     let namespaces = config.namespaces.iter().map(|(name, ns)| (name.clone(), publish_options(ns))).collect();
     let target = match (&broker.redis_url, broker.redis_cluster.is_empty()) {
@@ -74,7 +103,7 @@ pub fn redis_settings(config: &Config) -> Result<Option<RedisSettings>, BrokerEr
             _ => None,
         },
     };
-    Ok(Some(RedisSettings { target, prefix: broker.prefix.clone(), tls, namespaces }))
+    Ok(Some(RedisSettings { target, prefix: broker.prefix.clone(), tls, namespaces, node: node.to_owned() }))
 }
 
 /// How the broker keeps the channels of a namespace.
@@ -95,37 +124,42 @@ impl Node {
             (Some(cert), Some(key)) => Some(Arc::new(Tls::new(cert, key).map_err(StartError::Tls)?)),
             _ => None,
         };
-        let hub = Arc::new(Hub::new());
-        let sink = Arc::new(HubSink(hub.clone()));
-        let broker: Arc<dyn Broker> = match redis_settings(&config)? {
-            Some(settings) => Arc::new(RedisBroker::connect(settings, sink).await?),
-            None => Arc::new(MemoryBroker::new(sink)),
-        };
-        Ok(Node::new(config, auth, tls, hub, broker))
-    }
-
-    /// A node on a broker that delivers into `hub`.
-    pub fn new(
-        config: Config,
-        auth: Authenticator,
-        tls: Option<Arc<Tls>>,
-        hub: Arc<Hub>,
-        broker: Arc<dyn Broker>,
-    ) -> Arc<Node> {
         let name = config.node_name.clone().unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+        let hub = Arc::new(Hub::new());
+        let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let sink = Arc::new(NodeSink { hub: hub.clone(), control });
+        let stores = match redis_settings(&config, &name)? {
+            Some(settings) => Stores::redis(settings, sink).await?,
+            None => Stores::memory(sink),
+        };
         let (max_connections, max_per_ip) = (config.limits.max_connections, config.limits.max_connections_per_ip);
-        Arc::new(Node {
+        let rate_clock = QuantaClock::default();
+        let connect_limiter = NonZeroU32::new(config.limits.connects_per_second_per_ip).map(|rate| {
+            let burst = NonZeroU32::new(config.limits.connects_burst_per_ip).unwrap_or(NonZeroU32::MIN);
+            RateLimiter::new(Quota::per_second(rate).allow_burst(burst), Default::default(), rate_clock.clone())
+        });
+        Ok(Arc::new(Node {
             auth,
             tls,
             config: Arc::new(config),
             hub,
-            broker,
+            stores,
             connections: Connections::new(max_connections, max_per_ip),
+            presence: LocalPresence::default(),
+            surveys: Surveys::default(),
+            control: Mutex::new(Some(control_rx)),
             name,
-            rate_clock: QuantaClock::default(),
+            rate_clock,
+            connect_limiter,
             next_conn: AtomicU64::new(1),
             draining: AtomicBool::new(false),
-        })
+        }))
+    }
+
+    /// The control messages from the broker; the first caller (the node's
+    /// control task) gets them.
+    pub fn take_control(&self) -> Option<mpsc::Receiver<Control>> {
+        self.control.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     pub fn next_conn_id(&self) -> ConnId {
@@ -134,7 +168,7 @@ impl Node {
 
     /// Whether the node accepts connections: not draining, broker reachable.
     pub fn is_ready(&self) -> bool {
-        !self.is_draining() && self.broker.is_ready()
+        !self.is_draining() && self.stores.broker.is_ready()
     }
 
     pub fn is_draining(&self) -> bool {

@@ -18,6 +18,11 @@ pub async fn heartbeat(node: Arc<Node>, address: String, stop: CancellationToken
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        if let Some(limiter) = &node.connect_limiter {
+            // Addresses whose bucket is full again hold no memory.
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
         let now = unix_seconds();
         let info = NodeInfo {
             name: node.name.clone(),
@@ -30,11 +35,11 @@ pub async fn heartbeat(node: Arc<Node>, address: String, stop: CancellationToken
             updated_at: now,
             expires_at: now + 3 * every.as_secs().max(1),
         };
-        if let Err(e) = node.broker.register(&info).await {
+        if let Err(e) = node.stores.registry.register(&info).await {
             debug!(error = %e, "cannot refresh the registry entry");
             continue;
         }
-        if let Ok(nodes) = node.broker.nodes().await {
+        if let Ok(nodes) = node.stores.registry.nodes().await {
             metric::cluster_nodes().set(nodes.len() as f64);
         }
     }

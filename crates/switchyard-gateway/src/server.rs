@@ -7,6 +7,8 @@ use crate::metrics as recorder;
 use crate::node::Node;
 use crate::origin;
 use crate::registry;
+use crate::command;
+use crate::query;
 use crate::session::{self, Speaks};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -76,6 +78,8 @@ pub async fn serve(
 
     let stop_heartbeat = CancellationToken::new();
     tokio::spawn(registry::heartbeat(node.clone(), address, stop_heartbeat.clone()));
+    tokio::spawn(command::presence::keep_fresh(node.clone(), stop_heartbeat.clone()));
+    tokio::spawn(command::users::listen(node.clone(), stop_internal.clone()));
     if let Some(tls) = node.tls.clone() {
         tokio::spawn(tls.watch(node.config.tls.reload_interval, stop_heartbeat.clone()));
     }
@@ -208,8 +212,8 @@ async fn route(
 fn readiness(node: &Node) -> Response<Body> {
     if node.is_draining() {
         text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-    } else if !node.broker.is_ready() {
-        text(StatusCode::SERVICE_UNAVAILABLE, format!("{} broker unreachable\n", node.broker.kind()))
+    } else if !node.stores.broker.is_ready() {
+        text(StatusCode::SERVICE_UNAVAILABLE, format!("{} broker unreachable\n", node.stores.broker.kind()))
     } else {
         text(StatusCode::OK, "ready\n")
     }
@@ -258,7 +262,14 @@ fn upgrade(
         },
     };
     let negotiated = offered.is_some();
-    let permit = match node.connections.try_permit(client_ip(&req, peer, limits)) {
+    let ip = client_ip(&req, peer, limits);
+    if let Some(limiter) = &node.connect_limiter
+        && limiter.check_key(&ip).is_err()
+    {
+        metric::connections_refused("connect_rate").increment(1);
+        return text(StatusCode::TOO_MANY_REQUESTS, "too many new connections from this address\n");
+    }
+    let permit = match node.connections.try_permit(ip) {
         Ok(permit) => permit,
         Err(NoRoom::Node) => {
             metric::connections_refused("limit").increment(1);
@@ -297,9 +308,7 @@ fn upgrade(
 /// A connect token in the upgrade request: the configured query parameter,
 /// else the configured cookie.
 fn upgrade_token(req: &Request<Incoming>, auth: &AuthConfig) -> Option<String> {
-    let from_query = auth.token_query_param.as_ref().and_then(|name| {
-        req.uri().query()?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| k == name).map(|(_, v)| v)
-    });
+    let from_query = auth.token_query_param.as_ref().and_then(|name| query::param(req.uri().query(), name));
     let from_cookie = || {
         let name = auth.token_cookie.as_ref()?;
         req.headers()

@@ -164,7 +164,7 @@ proptest! {
             data: Bytes::from(data),
             offset,
             epoch: offset.map(|_| "e".to_owned()),
-            info: Some(ClientInfo { client: "x".into(), user }),
+            info: Some(ClientInfo { client: "x".into(), user, ..Default::default() }),
         };
         let text = server(0, Message::Pub(publication.clone()));
         let decoded = json::decode_server_frame(&text).unwrap();

@@ -186,6 +186,16 @@ impl PubSub {
         }
     }
 
+    /// Listens to one plain (not sharded) pub/sub channel: on a Cluster,
+    /// its messages reach every node of the cluster, whichever published.
+    /// Restored by the driver after a reconnect like the others.
+    pub async fn listen(&mut self, name: &str) -> redis::RedisResult<()> {
+        match self {
+            PubSub::Standalone(c) => c.subscribe(name).await,
+            PubSub::Cluster(c) => c.subscribe(name).await,
+        }
+    }
+
     /// A round trip, which also makes a dropped connection reconnect.
     pub async fn ping(&mut self) -> redis::RedisResult<()> {
         let cmd = redis::cmd("PING");

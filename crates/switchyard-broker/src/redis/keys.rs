@@ -35,6 +35,33 @@ impl Keys {
         format!("{}:session:{token}", self.prefix)
     }
 
+    /// A channel's presence: a hash of members by client id, and a sorted
+    /// set of the same clients scored by when their entry expires (Redis
+    /// 7.0 hash fields cannot expire by themselves).
+    pub fn presence(&self, channel: &str) -> (String, String) {
+        let base = self.pubsub(channel);
+        (format!("{base}:presence"), format!("{base}:presence:exp"))
+    }
+
+    /// The pub/sub channel every node listens to for [`Control`] messages
+    /// (user operations). Plain pub/sub on a Redis Cluster too: it must
+    /// reach every node, whichever shard a backend's `FCALL` ran on.
+    ///
+    /// [`Control`]: switchyard_proto::v1::Control
+    pub fn control(&self) -> String {
+        format!("{}:control", self.prefix)
+    }
+
+    /// Whether a pub/sub name is the control channel or a node's own.
+    pub fn is_control(&self, name: &str) -> bool {
+        name.strip_prefix(self.prefix.as_str()).and_then(|r| r.strip_prefix(":control")).is_some_and(|r| r.is_empty() || r.starts_with(':'))
+    }
+
+    /// One node's own control channel, for answers meant for it alone.
+    pub fn node_control(&self, node: &str) -> String {
+        format!("{}:control:{node}", self.prefix)
+    }
+
     /// The hash of live gateway nodes (one field per node).
     pub fn nodes(&self) -> String {
         format!("{}:{{nodes}}", self.prefix)
@@ -52,5 +79,10 @@ mod tests {
         assert_eq!(keys.channel_of("switchyard:{chat:room1}"), Some("chat:room1"));
         assert_eq!(keys.channel_of("other:{x}"), None);
         assert_eq!(keys.nodes(), "switchyard:{nodes}");
+        assert_eq!(keys.control(), "switchyard:control");
+        assert_eq!(keys.channel_of(&keys.control()), None);
+        let (members, expiry) = keys.presence("chat:r1");
+        assert_eq!(members, "switchyard:{chat:r1}:presence");
+        assert_eq!(expiry, "switchyard:{chat:r1}:presence:exp");
     }
 }

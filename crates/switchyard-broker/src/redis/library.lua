@@ -4,7 +4,7 @@
 --   FCALL switchyard_publish 1 <channel> <payload>
 -- The gateway fills in the two settings below when it loads the library.
 
-local VERSION = 3
+local VERSION = 4
 local PREFIX = '@PREFIX@'      -- broker.prefix: pub/sub names are PREFIX:{channel}
 local PUBLISH = '@PUBLISH@'    -- PUBLISH on one Redis, SPUBLISH on a Redis Cluster
 
@@ -151,6 +151,160 @@ local function history(keys, args)
   return out
 end
 
+-- Presence: per channel, a hash of members (client id -> encoded
+-- ClientInfo) and a sorted set of the same client ids scored by when their
+-- entry expires (ms). Both keys are in the channel's slot.
+local function presence_names(channel)
+  local base = PREFIX .. ':{' .. channel .. '}'
+  return base, base .. ':presence', base .. ':presence:exp'
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- A join (field 9) or leave (field 10) event to the channel's subscribers.
+local function announce(pubsub, channel, field, member)
+  redis.call(PUBLISH, pubsub, bytes_field(1, channel) .. varint_field(5, now_us()) .. bytes_field(field, member))
+end
+
+-- Removes the channel's expired entries, announcing each as a leave.
+local function sweep(channel, announcing)
+  local pubsub, members, expiry = presence_names(channel)
+  local now = now_ms()
+  local expired = redis.call('ZRANGEBYSCORE', expiry, '-inf', now)
+  for _, client in ipairs(expired) do
+    local member = redis.call('HGET', members, client)
+    if member then
+      redis.call('HDEL', members, client)
+      if announcing then announce(pubsub, channel, 10, member) end
+    end
+  end
+  if #expired > 0 then
+    redis.call('ZREMRANGEBYSCORE', expiry, '-inf', now)
+  end
+end
+
+local function presence_usage(name, rest)
+  return redis.error_reply('ERR usage: FCALL ' .. name .. ' 1 <channel> ' .. rest)
+end
+
+-- FCALL switchyard_presence_add 1 <channel> <ttl ms> <announce 0|1> <client> <member> [<client> <member> ...]
+-- Adds or refreshes members until now + ttl; a member that was not there
+-- is announced as a join.
+local function presence_add(keys, args)
+  local channel, ttl = keys[1], tonumber(args[1])
+  if not check_channel(channel) or ttl == nil or ttl <= 0 or #args < 4 or #args % 2 ~= 0 then
+    return presence_usage('switchyard_presence_add', '<ttl ms> <announce 0|1> <client> <member> ...')
+  end
+  local announcing = args[2] == '1'
+  sweep(channel, announcing)
+  local pubsub, members, expiry = presence_names(channel)
+  local expires = now_ms() + ttl
+  for i = 3, #args, 2 do
+    local client, member = args[i], args[i + 1]
+    local new = redis.call('HSET', members, client, member)
+    redis.call('ZADD', expiry, expires, client)
+    if new == 1 and announcing then announce(pubsub, channel, 9, member) end
+  end
+  -- The keys outlive their entries, so that an expired entry is found and
+  -- announced by a sweep rather than vanishing with its key.
+  for _, key in ipairs({members, expiry}) do
+    if redis.call('PTTL', key) < 2 * ttl then
+      redis.call('PEXPIRE', key, 2 * ttl)
+    end
+  end
+  return (#args - 2) / 2
+end
+
+-- FCALL switchyard_presence_refresh 1 <channel> <ttl ms> <announce 0|1> <client> [<client> ...]
+-- Extends the entries that are there until now + ttl; returns the clients
+-- that were not (their node adds them again if they are still there).
+local function presence_refresh(keys, args)
+  local channel, ttl = keys[1], tonumber(args[1])
+  if not check_channel(channel) or ttl == nil or ttl <= 0 or #args < 3 then
+    return presence_usage('switchyard_presence_refresh', '<ttl ms> <announce 0|1> <client> ...')
+  end
+  sweep(channel, args[2] == '1')
+  local _, members, expiry = presence_names(channel)
+  local expires = now_ms() + ttl
+  local missing = {}
+  for i = 3, #args do
+    if redis.call('ZADD', expiry, 'XX', 'CH', expires, args[i]) == 0 and redis.call('ZSCORE', expiry, args[i]) == false then
+      missing[#missing + 1] = args[i]
+    end
+  end
+  for _, key in ipairs({members, expiry}) do
+    if redis.call('PTTL', key) < 2 * ttl then
+      redis.call('PEXPIRE', key, 2 * ttl)
+    end
+  end
+  return missing
+end
+
+-- FCALL switchyard_presence_remove 1 <channel> <client> <announce 0|1>
+local function presence_remove(keys, args)
+  local channel, client = keys[1], args[1]
+  if not check_channel(channel) or client == nil then
+    return presence_usage('switchyard_presence_remove', '<client> <announce 0|1>')
+  end
+  local pubsub, members, expiry = presence_names(channel)
+  local member = redis.call('HGET', members, client)
+  if not member then return 0 end
+  redis.call('HDEL', members, client)
+  redis.call('ZREM', expiry, client)
+  if args[2] == '1' then announce(pubsub, channel, 10, member) end
+  return 1
+end
+
+-- FCALL switchyard_presence_get 1 <channel> <announce 0|1>
+-- The live members (encoded ClientInfo), after sweeping expired ones.
+local function presence_get(keys, args)
+  local channel = keys[1]
+  if not check_channel(channel) then
+    return presence_usage('switchyard_presence_get', '<announce 0|1>')
+  end
+  sweep(channel, args[1] == '1')
+  local _, members = presence_names(channel)
+  return redis.call('HVALS', members)
+end
+
+-- User operations: a Control message (cluster.proto) on the control
+-- channel, which every node listens to. Returns how many nodes got it.
+local CONTROL = PREFIX .. ':control'
+
+local function check_user(user)
+  return user ~= nil and #user > 0 and #user <= 255
+end
+
+-- FCALL switchyard_subscribe_user 0 <user> <channel>
+local function subscribe_user(_, args)
+  if not check_user(args[1]) or not check_channel(args[2]) then
+    return redis.error_reply('ERR usage: FCALL switchyard_subscribe_user 0 <user> <channel>')
+  end
+  return redis.call('PUBLISH', CONTROL, bytes_field(1, bytes_field(1, args[1]) .. bytes_field(2, args[2])))
+end
+
+-- FCALL switchyard_unsubscribe_user 0 <user> <channel>
+local function unsubscribe_user(_, args)
+  if not check_user(args[1]) or not check_channel(args[2]) then
+    return redis.error_reply('ERR usage: FCALL switchyard_unsubscribe_user 0 <user> <channel>')
+  end
+  return redis.call('PUBLISH', CONTROL, bytes_field(2, bytes_field(1, args[1]) .. bytes_field(2, args[2])))
+end
+
+-- FCALL switchyard_disconnect_user 0 <user> [code] [reason]
+local function disconnect_user(_, args)
+  local code = tonumber(args[2] or '0')
+  if not check_user(args[1]) or code == nil or code < 0 or code > 4999 or code ~= math.floor(code) then
+    return redis.error_reply('ERR usage: FCALL switchyard_disconnect_user 0 <user> [code] [reason]')
+  end
+  local body = bytes_field(1, args[1]) .. varint_field(2, code)
+  if args[3] then body = body .. bytes_field(3, args[3]) end
+  return redis.call('PUBLISH', CONTROL, bytes_field(3, body))
+end
+
 local function version()
   return VERSION
 end
@@ -158,4 +312,11 @@ end
 redis.register_function('switchyard_publish', publish)
 redis.register_function('switchyard_publish_envelope', publish_envelope)
 redis.register_function('switchyard_history', history)
+redis.register_function('switchyard_presence_add', presence_add)
+redis.register_function('switchyard_presence_refresh', presence_refresh)
+redis.register_function('switchyard_presence_remove', presence_remove)
+redis.register_function('switchyard_presence_get', presence_get)
+redis.register_function('switchyard_subscribe_user', subscribe_user)
+redis.register_function('switchyard_unsubscribe_user', unsubscribe_user)
+redis.register_function('switchyard_disconnect_user', disconnect_user)
 redis.register_function{function_name = 'switchyard_version', callback = version, flags = {'no-writes'}}

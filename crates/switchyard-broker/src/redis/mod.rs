@@ -15,11 +15,16 @@ mod health;
 mod history;
 pub mod keys;
 pub mod library;
+mod presence;
 mod pushes;
 mod registry;
+mod sessions;
 mod subscriptions;
 
 pub use connection::{RedisTarget, RedisTls};
+pub use presence::RedisPresence;
+pub use registry::RedisRegistry;
+pub use sessions::RedisSessions;
 
 use crate::broker::{Broker, BrokerError, History, PublicationSink, PublishOptions, StreamPosition};
 use crate::node_info::NodeInfo;
@@ -30,10 +35,9 @@ use prost::Message as _;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use subscriptions::Request;
 use switchyard_core::metric;
-use switchyard_proto::v1::Envelope;
+use switchyard_proto::v1::{Control, Envelope};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -48,6 +52,8 @@ pub struct RedisSettings {
     /// Each namespace's history settings, baked into the function library
     /// so that backends' `FCALL`s keep history too.
     pub namespaces: Vec<(String, PublishOptions)>,
+    /// This node's name: it listens to its own control channel.
+    pub node: String,
 }
 
 /// State shared by the broker and its tasks.
@@ -88,9 +94,12 @@ impl RedisBroker {
         let mut commands = Commands::connect(&settings.target, &settings.tls).await.map_err(unavailable)?;
         library::load(&mut commands, &settings.prefix, sharded, &settings.namespaces).await.map_err(unavailable)?;
         let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let pubsub = PubSub::connect(&settings.target, &settings.tls, push_tx).await.map_err(unavailable)?;
+        let mut pubsub = PubSub::connect(&settings.target, &settings.tls, push_tx).await.map_err(unavailable)?;
+        let keys = Keys::new(&settings.prefix);
+        pubsub.listen(&keys.control()).await.map_err(unavailable)?;
+        pubsub.listen(&keys.node_control(&settings.node)).await.map_err(unavailable)?;
         let shared = Arc::new(Shared {
-            keys: Keys::new(&settings.prefix),
+            keys,
             channels: Mutex::new(HashSet::new()),
             ready: AtomicBool::new(true),
             lost: AtomicBool::new(false),
@@ -116,6 +125,21 @@ impl RedisBroker {
         rx.await.map_err(|_| BrokerError::Internal("broker stopped".into()))?
     }
 
+    /// The session store on this broker's Redis connection.
+    pub fn sessions(&self) -> RedisSessions {
+        RedisSessions { commands: self.commands.clone(), keys: self.shared.keys.clone() }
+    }
+
+    /// The node registry on this broker's Redis connection.
+    pub fn registry(&self) -> RedisRegistry {
+        RedisRegistry { commands: self.commands.clone(), keys: self.shared.keys.clone() }
+    }
+
+    /// Presence on this broker's Redis connection.
+    pub fn presence(&self) -> RedisPresence {
+        RedisPresence { commands: self.commands.clone() }
+    }
+
     async fn load_library(&self) -> Result<(), BrokerError> {
         let mut conn = self.commands.clone();
         let sharded = self.settings.target.is_cluster();
@@ -136,7 +160,7 @@ impl RedisBroker {
 
 /// A Redis error as the gateway reports it: unreachable (try again, 108)
 /// or anything else (100).
-fn unavailable(error: redis::RedisError) -> BrokerError {
+pub(crate) fn unavailable(error: redis::RedisError) -> BrokerError {
     if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() || error.is_connection_refusal() {
         BrokerError::Unavailable(error.to_string())
     } else {
@@ -196,43 +220,21 @@ impl Broker for RedisBroker {
         })
     }
 
-    async fn save_session(
-        &self,
-        token: &str,
-        state: &[u8],
-        ttl: Duration,
-        update_only: bool,
-    ) -> Result<(), BrokerError> {
+    async fn send_control(&self, to: Option<&str>, message: Control) -> Result<(), BrokerError> {
         let mut conn = self.commands.clone();
-        let ttl_ms = ttl.as_millis().max(1) as u64;
-        let mut set = redis::cmd("SET");
-        set.arg(self.shared.keys.session(token)).arg(state).arg("PX").arg(ttl_ms);
-        if update_only {
-            set.arg("XX");
-        }
-        // With XX, a missing key answers nil: not an error.
-        set.query_async::<Option<String>>(&mut conn).await.map(|_| ()).map_err(|e| {
-            metric::broker_errors("session").increment(1);
-            unavailable(e)
-        })
-    }
-
-    async fn take_session(&self, token: &str) -> Result<Option<Vec<u8>>, BrokerError> {
-        let mut conn = self.commands.clone();
-        redis::cmd("GETDEL").arg(self.shared.keys.session(token)).query_async(&mut conn).await.map_err(unavailable)
-    }
-
-    async fn register(&self, info: &NodeInfo) -> Result<(), BrokerError> {
-        let mut conn = self.commands.clone();
-        registry::register(&mut conn, &self.shared.keys, info).await.map_err(|e| {
-            metric::broker_errors("register").increment(1);
-            unavailable(e)
-        })
-    }
-
-    async fn nodes(&self) -> Result<Vec<NodeInfo>, BrokerError> {
-        let mut conn = self.commands.clone();
-        registry::nodes(&mut conn, &self.shared.keys).await.map_err(unavailable)
+        let name = match to {
+            Some(node) => self.shared.keys.node_control(node),
+            None => self.shared.keys.control(),
+        };
+        redis::cmd("PUBLISH")
+            .arg(name)
+            .arg(message.encode_to_vec())
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| {
+                metric::broker_errors("control").increment(1);
+                unavailable(e)
+            })
     }
 
     fn is_ready(&self) -> bool {

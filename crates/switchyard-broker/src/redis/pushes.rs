@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use switchyard_core::metric;
-use switchyard_proto::v1::Envelope;
+use switchyard_proto::v1::{Control, Envelope};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -53,8 +53,19 @@ pub async fn run(
             PushKind::Message | PushKind::SMessage => {
                 let mut data = push.data.into_iter();
                 let (Some(name), Some(payload)) = (data.next(), data.next()) else { continue };
-                match envelope(&shared, name, payload) {
-                    Ok(envelope) => deliver_in_order(&mut commands, &shared, sink.as_ref(), envelope).await,
+                let decoded = if text(&name).is_some_and(|n| shared.keys.is_control(&n)) {
+                    control(payload).map(|message| sink.control(message))
+                } else {
+                    match envelope(&shared, name, payload) {
+                        Ok(envelope) => {
+                            deliver_in_order(&mut commands, &shared, sink.as_ref(), envelope).await;
+                            Ok(())
+                        }
+                        Err(why) => Err(why),
+                    }
+                };
+                match decoded {
+                    Ok(()) => {}
                     Err(why) => {
                         metric::broker_malformed().increment(1);
                         if last_malformed_log.is_none_or(|t| t.elapsed() >= MALFORMED_LOG_EVERY) {
@@ -191,6 +202,16 @@ fn text(value: &Value) -> Option<String> {
         Value::SimpleString(s) => Some(s.clone()),
         _ => None,
     }
+}
+
+/// Decodes one control message.
+fn control(payload: Value) -> Result<Control, String> {
+    let Value::BulkString(payload) = payload else { return Err("the payload is not a bulk string".into()) };
+    let message = Control::decode(Bytes::from(payload)).map_err(|e| format!("not a Control message: {e}"))?;
+    if message.op.is_none() {
+        return Err("a Control message without an operation".into());
+    }
+    Ok(message)
 }
 
 /// Decodes one message; the channel comes from the pub/sub name, which

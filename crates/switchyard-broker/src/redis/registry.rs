@@ -3,10 +3,37 @@
 //! its own expiry: readers skip expired ones, and every heartbeat removes
 //! those that have been expired for a while.
 
+use super::connection::Commands;
 use super::keys::Keys;
+use super::unavailable;
+use crate::broker::BrokerError;
 use crate::node_info::{NodeInfo, unix_seconds};
+use crate::registry::NodeRegistry;
+use async_trait::async_trait;
 use redis::aio::ConnectionLike;
 use std::collections::HashMap;
+use switchyard_core::metric;
+
+pub struct RedisRegistry {
+    pub(super) commands: Commands,
+    pub(super) keys: Keys,
+}
+
+#[async_trait]
+impl NodeRegistry for RedisRegistry {
+    async fn register(&self, info: &NodeInfo) -> Result<(), BrokerError> {
+        let mut conn = self.commands.clone();
+        register(&mut conn, &self.keys, info).await.map_err(|e| {
+            metric::broker_errors("register").increment(1);
+            unavailable(e)
+        })
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, BrokerError> {
+        let mut conn = self.commands.clone();
+        nodes(&mut conn, &self.keys).await.map_err(unavailable)
+    }
+}
 
 /// Expired entries are removed this long after they expire.
 const FORGET_AFTER_SECONDS: u64 = 60;

@@ -1,10 +1,16 @@
 //! What a connection does with the messages the reader assembles: run the
 //! switchyard protocol, or (for conformance suites only) echo them.
 
-use super::commands::Session;
-use switchyard_core::outbound::{OutFrame, Outbound};
+use super::reader::Message;
+use crate::codec::{self, DecodeError};
+use crate::command::session::Admission;
+use crate::command::{ClientSession, Refusal, ServerOp};
+use switchyard_core::codes::CloseCode;
+use switchyard_core::outbound::{Close, OutFrame, Outbound};
 use switchyard_core::protocol::Protocol;
 use switchyard_core::wsframe;
+use tokio::sync::mpsc;
+use tracing::debug;
 
 /// What speaks on a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,32 +22,60 @@ pub enum Speaks {
 }
 
 pub enum Handler {
-    Session(Box<Session>),
+    Session(Box<ClientSession>),
     Echo(Outbound),
 }
 
 impl Handler {
-    pub fn outbound(&self) -> &Outbound {
-        match self {
-            Handler::Session(session) => session.outbound(),
-            Handler::Echo(outbound) => outbound,
+    /// Runs the messages of the reader and the server's operations, in the
+    /// order they come, until the reader is done.
+    pub async fn serve(&mut self, mut messages: mpsc::Receiver<Message>, mut ops: mpsc::Receiver<ServerOp>) {
+        loop {
+            tokio::select! {
+                message = messages.recv() => match message {
+                    Some(message) => self.on_message(&message.payload, message.is_text).await,
+                    None => return,
+                },
+                Some(op) = ops.recv() => {
+                    if let Handler::Session(session) = self {
+                        session.apply(op).await;
+                    }
+                }
+            }
         }
     }
 
-    pub fn is_closing(&self) -> bool {
-        self.outbound().closing().is_some()
-    }
-
     /// Handles one whole, valid message.
-    pub async fn on_message(&mut self, payload: &[u8], is_text: bool) {
+    async fn on_message(&mut self, payload: &[u8], is_text: bool) {
         match self {
-            Handler::Session(session) => session.handle_message(payload, is_text).await,
+            Handler::Session(session) => {
+                let admission = session.admit();
+                if admission == Admission::Closing {
+                    return;
+                }
+                let decoded = codec::decode(session.protocol(), payload, is_text);
+                if admission == Admission::Refused {
+                    let id = match &decoded {
+                        Ok(frame) => frame.id,
+                        Err(DecodeError::Reply { id, .. }) => *id,
+                        Err(DecodeError::Close(..)) => 0,
+                    };
+                    session.refuse_rate(id);
+                    return;
+                }
+                match decoded {
+                    Ok(frame) => session.handle(frame).await,
+                    Err(DecodeError::Close(code, why)) => {
+                        debug!(%why, "closing on a malformed message");
+                        session.outbound().close(Close::Server(code));
+                    }
+                    Err(DecodeError::Reply { id, code, message }) => session.refuse(id, &Refusal::new(code, message)),
+                }
+            }
             Handler::Echo(outbound) => {
                 let frame = if is_text { wsframe::text(payload) } else { wsframe::binary(payload) };
                 if outbound.push(OutFrame::control(frame)).is_err() {
-                    outbound.close(switchyard_core::outbound::Close::Server(
-                        switchyard_core::codes::CloseCode::SlowConsumer,
-                    ));
+                    outbound.close(Close::Server(CloseCode::SlowConsumer));
                 }
             }
         }

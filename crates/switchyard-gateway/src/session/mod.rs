@@ -1,21 +1,20 @@
 //! One WebSocket connection, from the upgrade to the close.
 //!
-//! Two tasks per connection: this one reads frames and runs commands in
-//! order; the writer ([`writer`]) owns the write half and is the only one to
-//! write, so pongs, replies, publications and close frames all go through
-//! the connection's outbound queue.
+//! Two tasks per connection: this one reads frames and, beside the reading,
+//! runs the client's commands and the server's operations in order (the
+//! command layer's [`ClientSession`]); the writer ([`writer`]) owns the
+//! write half and is the only one to write, so pongs, replies,
+//! publications and close frames all go through the connection's outbound
+//! queue.
 
-mod commands;
 mod handler;
-mod liveness;
+pub mod liveness;
 mod reader;
-mod saved;
 mod writer;
 
+use crate::command::ClientSession;
 use crate::connections::Permit;
 use crate::node::Node;
-use commands::Session;
-pub use commands::unix_micros;
 use handler::Handler;
 pub use handler::Speaks;
 use liveness::Liveness;
@@ -24,6 +23,12 @@ use switchyard_core::codes::CloseCode;
 use switchyard_core::metric;
 use switchyard_core::outbound::{Close, outbound};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+/// Whole messages read ahead of the commands being run, at most.
+const MESSAGES_AHEAD: usize = 4;
+/// Server operations (user operations) waiting for a session, at most.
+const OPS_QUEUE: usize = 64;
 
 /// Serves one upgraded connection until it closes.
 /// `token`: a connect token that came with the upgrade (query or cookie).
@@ -51,14 +56,20 @@ where
         // The drain took its list of connections before this one was in it.
         outbound.close(Close::Server(CloseCode::GoingAway));
     }
+    let (ops, ops_rx) = mpsc::channel(OPS_QUEUE);
     let mut handler = match protocol {
         Some(protocol) => {
-            let session = Session::new(node.clone(), id, protocol, outbound.clone(), liveness.clone(), token);
+            let session = ClientSession::new(node.clone(), id, protocol, outbound.clone(), liveness.clone(), token, ops);
             Handler::Session(Box::new(session))
         }
         None => Handler::Echo(outbound.clone()),
     };
-    let reading = reader::run(read, &mut handler, &liveness, config.client.max_message_size);
+    let (messages, messages_rx) = mpsc::channel(MESSAGES_AHEAD);
+    let reading = async {
+        let close = reader::run(read, messages, &outbound, &liveness, config.client.max_message_size).await;
+        outbound.close(close);
+    };
+    let serving = handler.serve(messages_rx, ops_rx);
     // Once a close is decided, the peer has `close_timeout` to answer it
     // before the socket is dropped.
     let teardown = async {
@@ -66,7 +77,7 @@ where
         tokio::time::sleep(config.client.close_timeout).await;
     };
     tokio::select! {
-        close = reading => { outbound.close(close); }
+        _ = async { tokio::join!(reading, serving) } => {}
         () = teardown => {}
     }
     if tokio::time::timeout(config.client.close_timeout, &mut writer).await.is_err() {
@@ -81,7 +92,7 @@ where
 /// away, `other` for peer codes outside the protocol's table.
 fn close_label(close: Option<Close>) -> &'static str {
     match close {
-        Some(Close::Server(code)) => code.label(),
+        Some(Close::Server(code) | Close::Announced(code)) => code.label(),
         Some(Close::Peer(None)) => "1005",
         Some(Close::Peer(Some(code))) => CloseCode::from_code(code).map_or("other", CloseCode::label),
         Some(Close::Dropped) | None => "1006",

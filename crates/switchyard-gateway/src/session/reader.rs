@@ -1,16 +1,23 @@
 //! Reads frames, reassembles messages and enforces the WebSocket rules above
 //! the frame ([`wsread`] checks each frame): the size of a reassembled
-//! message, UTF-8 of text, close frame payloads. Runs commands in order.
+//! message, UTF-8 of text, close frame payloads. Hands whole messages, in
+//! order, to the connection's handler.
 
-use super::handler::Handler;
 use super::liveness::Liveness;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use switchyard_core::codes::CloseCode;
 use switchyard_core::metric;
-use switchyard_core::outbound::{Close, OutFrame};
+use switchyard_core::outbound::{Close, OutFrame, Outbound};
 use switchyard_core::wsframe;
 use switchyard_core::wsread::{Frame, FrameError, FrameReader, Opcode};
 use tokio::io::AsyncRead;
+use tokio::sync::mpsc;
+
+/// One whole, valid message from the client.
+pub struct Message {
+    pub payload: Bytes,
+    pub is_text: bool,
+}
 
 /// A message being reassembled from fragments.
 struct Partial {
@@ -19,7 +26,15 @@ struct Partial {
 }
 
 /// Reads until the connection ends; returns how it ended.
-pub async fn run<R>(read: R, handler: &mut Handler, liveness: &Liveness, max_message_size: usize) -> Close
+/// Messages go to `messages`, a bounded queue: while the handler is busy
+/// the reader waits, and so does the client's socket.
+pub async fn run<R>(
+    read: R,
+    messages: mpsc::Sender<Message>,
+    outbound: &Outbound,
+    liveness: &Liveness,
+    max_message_size: usize,
+) -> Close
 where
     R: AsyncRead + Unpin,
 {
@@ -34,7 +49,7 @@ where
         };
         metric::bytes_received().increment(frame.payload.len() as u64);
         liveness.touch();
-        if handler.is_closing() {
+        if outbound.closing().is_some() {
             // A close is under way: wait for the peer's close frame (or the
             // teardown timeout) and run nothing more.
             if frame.opcode == Opcode::Close {
@@ -52,7 +67,9 @@ where
                     if is_text && is_invalid_utf8(&frame.payload) {
                         return Close::Server(CloseCode::InvalidPayload);
                     }
-                    handler.on_message(&frame.payload, is_text).await;
+                    if messages.send(Message { payload: frame.payload.freeze(), is_text }).await.is_err() {
+                        return Close::Dropped;
+                    }
                 } else {
                     partial = Some(Partial { is_text, payload: frame.payload });
                 }
@@ -70,14 +87,15 @@ where
                     if is_text && is_invalid_utf8(&payload) {
                         return Close::Server(CloseCode::InvalidPayload);
                     }
-                    handler.on_message(&payload, is_text).await;
+                    if messages.send(Message { payload: payload.freeze(), is_text }).await.is_err() {
+                        return Close::Dropped;
+                    }
                 }
             }
             Opcode::Ping => {
                 // A pong goes through the queue like every other frame; a full
                 // queue is handled by the slow-consumer logic of the pushes.
-                let _ =
-                    handler.outbound().push(OutFrame::control(wsframe::control(wsframe::OPCODE_PONG, &frame.payload)));
+                let _ = outbound.push(OutFrame::control(wsframe::control(wsframe::OPCODE_PONG, &frame.payload)));
             }
             Opcode::Pong => {}
             Opcode::Close => return peer_close(&frame),

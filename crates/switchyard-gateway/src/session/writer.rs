@@ -1,7 +1,7 @@
 //! The one writer of a connection: drains the outbound queue into vectored
 //! writes, sends heartbeats, and writes the close.
 
-use super::commands::unix_micros;
+use switchyard_core::clock::unix_micros;
 use super::liveness::Liveness;
 use crate::codec;
 use metrics::{Counter, Histogram};
@@ -113,12 +113,15 @@ pub async fn run<W>(
     let close = queue.close().expect("the loop ends on a close");
     batch.clear();
     match close {
-        Close::Server(code) => {
+        Close::Server(code) | Close::Announced(code) => {
             if code != CloseCode::SlowConsumer {
-                // What was queued before the close still goes out first.
+                // What was queued before the close still goes out first
+                // (with an announced close, its `disconnect` push).
                 queue.take_queued(&mut batch, usize::MAX);
             }
-            if let Some(protocol) = protocol {
+            if let Some(protocol) = protocol
+                && matches!(close, Close::Server(_))
+            {
                 batch.push(OutFrame::control(codec::disconnect(protocol, code)));
             }
             batch.push(OutFrame::control(wsframe::close(code.code(), code.reason())));

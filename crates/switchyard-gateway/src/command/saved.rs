@@ -2,6 +2,7 @@
 //! it was in each channel.
 
 use serde::{Deserialize, Serialize};
+use switchyard_broker::StreamPosition;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedSession {
@@ -14,11 +15,10 @@ pub struct SavedSession {
 pub struct SavedChannel {
     pub channel: String,
     /// For channels with history: the position the client has acked (or
-    /// was subscribed at). Replay starts after it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub epoch: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offset: Option<u64>,
+    /// was subscribed at). Replay starts after it. Stored as `epoch` and
+    /// `offset` beside `channel`, as sessions saved by earlier versions are.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub position: Option<StreamPosition>,
 }
 
 impl SavedSession {

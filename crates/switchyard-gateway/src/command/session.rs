@@ -1,0 +1,344 @@
+//! One client's protocol session, whatever carries it: its identity, its
+//! channels and positions, its command rate, and the dispatch of its
+//! commands. A transport hands it whole client frames (after
+//! [`ClientSession::admit`]) and server operations, and writes what lands in
+//! its outbound queue.
+
+use super::Refusal;
+use super::saved::{SavedChannel, SavedSession, new_token};
+use crate::auth::Identity;
+use crate::codec;
+use crate::connections::UserRegistration;
+use crate::node::Node;
+use crate::session::liveness::Liveness;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_broker::StreamPosition;
+use switchyard_core::codes::{CloseCode, ErrorCode};
+use switchyard_core::hub::ConnId;
+use switchyard_core::metric;
+use switchyard_core::outbound::{Close, OutFrame, Outbound};
+use switchyard_core::protocol::Protocol;
+use switchyard_proto::v1::client_frame::Command;
+use switchyard_proto::v1::{ClientFrame, ClientInfo, Disconnect, ServerFrame, server_frame};
+use tokio::time::Instant;
+use tracing::debug;
+
+/// A client that goes this long without a refused message is forgiven its
+/// earlier refusals.
+const REFUSALS_FORGIVEN_AFTER: Duration = Duration::from_secs(1);
+
+/// Acks are saved at most this often (subscription changes at once).
+const ACK_SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// What the server does to a connection on its own (user operations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerOp {
+    Subscribe(String),
+    Unsubscribe(String),
+    Disconnect { code: CloseCode, reason: String },
+}
+
+/// A channel this session is subscribed to.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Joined {
+    /// For channels with history: the position acked by the client (at
+    /// first, the one it subscribed at).
+    pub position: Option<StreamPosition>,
+    /// Whether this session has an entry in the channel's presence.
+    pub in_presence: bool,
+}
+
+/// The state of one client's protocol session.
+pub struct ClientSession {
+    pub(super) node: Arc<Node>,
+    pub(super) id: ConnId,
+    /// The id clients see: unique across nodes.
+    pub(super) client: String,
+    pub(super) protocol: Protocol,
+    pub(super) outbound: Outbound,
+    /// Set by `connect`, or implicitly by the first other command when
+    /// anonymous access is allowed.
+    pub(super) identity: Option<Identity>,
+    /// This session's entry in the node's index of connections by user
+    /// (for user operations); dropped with the session.
+    pub(super) user_registration: Option<UserRegistration>,
+    /// Where user operations for this session are sent.
+    pub(super) ops: tokio::sync::mpsc::Sender<ServerOp>,
+    /// This connection's resume token: its session is saved under it.
+    pub(super) token: String,
+    /// Whether the client was told `token` (in a connect reply): sessions
+    /// of clients that cannot resume are not saved.
+    pub(super) token_issued: bool,
+    pub(super) channels: HashMap<String, Joined>,
+    /// Acks not saved yet, and when the session was last saved.
+    unsaved_acks: bool,
+    last_saved: Option<Instant>,
+    /// Messages per second (`client.commands_per_second`, burst
+    /// `client.commands_burst`), counted before decoding.
+    limiter: DefaultDirectRateLimiter,
+    /// Messages refused by the limiter since the client last went a second
+    /// without a refusal; past the burst, it is closed with 4029.
+    refused: u32,
+    last_refused: Option<Instant>,
+    pub(super) liveness: Arc<Liveness>,
+    /// A connect token that came with the upgrade request (query parameter
+    /// or cookie), used when `connect` carries none.
+    pub(super) upgrade_token: Option<String>,
+}
+
+/// What [`ClientSession::admit`] decided about a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Within the rate: decode and run it.
+    Run,
+    /// Over the rate: do not run it; answer it with
+    /// [`ClientSession::refuse_rate`].
+    Refused,
+    /// Over the rate once too often: the connection is closing (4029).
+    Closing,
+}
+
+impl ClientSession {
+    pub fn new(
+        node: Arc<Node>,
+        id: ConnId,
+        protocol: Protocol,
+        outbound: Outbound,
+        liveness: Arc<Liveness>,
+        upgrade_token: Option<String>,
+        ops: tokio::sync::mpsc::Sender<ServerOp>,
+    ) -> Self {
+        let client = format!("{}-{id}", node.name);
+        let limits = &node.config.client;
+        let rate = NonZeroU32::new(limits.commands_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(limits.commands_burst).unwrap_or(NonZeroU32::MIN);
+        let limiter =
+            RateLimiter::direct_with_clock(Quota::per_second(rate).allow_burst(burst), node.rate_clock.clone());
+        ClientSession {
+            node,
+            id,
+            client,
+            protocol,
+            outbound,
+            identity: None,
+            user_registration: None,
+            ops,
+            token: new_token(),
+            token_issued: false,
+            channels: HashMap::new(),
+            unsaved_acks: false,
+            last_saved: None,
+            limiter,
+            refused: 0,
+            last_refused: None,
+            liveness,
+            upgrade_token,
+        }
+    }
+
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Counts one message from the client against its rate, before it is
+    /// decoded: every message counts, commands or not, well-formed or not.
+    pub fn admit(&mut self) -> Admission {
+        metric::messages_received().increment(1);
+        if self.limiter.check().is_ok() {
+            return Admission::Run;
+        }
+        if self.last_refused.is_some_and(|t| t.elapsed() >= REFUSALS_FORGIVEN_AFTER) {
+            self.refused = 0;
+        }
+        self.refused += 1;
+        self.last_refused = Some(Instant::now());
+        if self.refused > self.node.config.client.commands_burst {
+            self.outbound.close(Close::Server(CloseCode::RateLimited));
+            return Admission::Closing;
+        }
+        Admission::Refused
+    }
+
+    /// Answers a message refused by [`ClientSession::admit`] with 109 (a
+    /// push without an id, as for `ack`, gets nothing).
+    pub fn refuse_rate(&self, id: u32) {
+        if id != 0 {
+            self.send_error(id, &Refusal::plain(ErrorCode::TooManyRequests));
+        }
+    }
+
+    /// Runs one decoded client frame; every command with an id gets exactly
+    /// one reply.
+    pub async fn handle(&mut self, frame: ClientFrame) {
+        let id = frame.id;
+        let Some(command) = frame.command else {
+            self.send_error(id, &Refusal::new(ErrorCode::UnknownCommand, "unknown or missing command"));
+            return;
+        };
+        metric::commands(command_name(&command)).increment(1);
+        let needs_reply = !matches!(command, Command::Ack(_) | Command::Pong(_));
+        if needs_reply && id == 0 {
+            self.send_error(0, &Refusal::new(ErrorCode::BadRequest, "a command needs a positive id"));
+            return;
+        }
+        let result = match command {
+            Command::Connect(c) => self.connect(id, c).await,
+            other => match self.ensure_connected().await {
+                Err(refusal) => Err(refusal),
+                Ok(()) => match other {
+                    Command::Subscribe(s) => self.subscribe(id, s).await,
+                    Command::Unsubscribe(u) => self.unsubscribe(u).await,
+                    Command::Publish(p) => self.publish(p).await,
+                    Command::History(h) => self.history(h).await,
+                    Command::Refresh(r) => self.refresh(r),
+                    Command::Presence(p) => self.presence(p).await,
+                    Command::PresenceStats(p) => self.presence_stats(p).await,
+                    Command::Ack(a) => {
+                        self.ack(&a.channel, a.offset).await;
+                        return;
+                    }
+                    Command::Pong(_) => return,
+                    Command::Connect(_) => unreachable!("handled above"),
+                },
+            },
+        };
+        match result {
+            Ok(Some(message)) => self.send(ServerFrame { id, message: Some(message) }),
+            Ok(None) => {}
+            Err(refusal) => self.refuse(id, &refusal),
+        }
+    }
+
+    /// Answers `refusal` and closes where it says so.
+    pub fn refuse(&self, id: u32, refusal: &Refusal) {
+        self.send_error(id, refusal);
+        if let Some(code) = refusal.close {
+            self.outbound.close(Close::Server(code));
+        }
+    }
+
+    /// Runs an operation the server decided on (a user operation).
+    pub async fn apply(&mut self, op: ServerOp) {
+        match op {
+            ServerOp::Subscribe(channel) => {
+                metric::user_operations("subscribe").increment(1);
+                if let Err(refusal) = self.server_subscribe(&channel).await {
+                    debug!(client = %self.client, %channel, code = refusal.code.code(), "server-side subscribe failed");
+                }
+            }
+            ServerOp::Unsubscribe(channel) => {
+                metric::user_operations("unsubscribe").increment(1);
+                self.server_unsubscribe(&channel).await;
+            }
+            ServerOp::Disconnect { code, reason } => {
+                metric::user_operations("disconnect").increment(1);
+                let reason = if reason.is_empty() { code.reason().to_owned() } else { reason };
+                let disconnect = Disconnect { code: u32::from(code.code()), reason, reconnect: code.reconnect() };
+                self.send(ServerFrame { id: 0, message: Some(server_frame::Message::Disconnect(disconnect)) });
+                self.outbound.close(Close::Announced(code));
+            }
+        }
+    }
+
+    pub(super) fn user(&self) -> &str {
+        self.identity.as_ref().map_or("", |i| i.user.as_str())
+    }
+
+    /// Who this client is, as presence and publications show it.
+    pub(super) fn info(&self) -> ClientInfo {
+        let info = self.identity.as_ref().and_then(|i| i.info.as_ref()).map(|v| v.to_string()).unwrap_or_default();
+        ClientInfo { client: self.client.clone(), user: self.user().to_owned(), info: info.into() }
+    }
+
+    pub(super) async fn ack(&mut self, channel: &str, offset: u64) {
+        let Some(position) = self.channels.get_mut(channel).and_then(|j| j.position.as_mut()) else { return };
+        if offset > position.offset {
+            position.offset = offset;
+            self.unsaved_acks = true;
+        }
+        if self.last_saved.is_none_or(|t| t.elapsed() >= ACK_SAVE_EVERY) {
+            self.save().await;
+        }
+    }
+
+    /// Saves the session for `connect.resume` (best effort: a failure costs
+    /// the client a resume, not this connection).
+    pub(super) async fn save(&mut self) {
+        if !self.token_issued {
+            return;
+        }
+        let saved = SavedSession {
+            user: self.user().to_owned(),
+            channels: self
+                .channels
+                .iter()
+                .map(|(channel, joined)| SavedChannel { channel: channel.clone(), position: joined.position.clone() })
+                .collect(),
+        };
+        let ttl = self.node.config.client.session_ttl;
+        let update_only = self.last_saved.is_some();
+        match self.node.stores.sessions.save(&self.token, &saved.encode(), ttl, update_only).await {
+            Ok(()) => {
+                self.unsaved_acks = false;
+                self.last_saved = Some(Instant::now());
+            }
+            Err(e) => debug!(error = %e, "cannot save the session"),
+        }
+    }
+
+    pub(super) fn frame(&self, frame: ServerFrame) -> OutFrame {
+        OutFrame::control(codec::encode(self.protocol, &frame))
+    }
+
+    pub(super) fn queue(&self, frame: OutFrame) {
+        // A full queue closes the connection (slow consumer); nothing else to do.
+        if self.outbound.push(frame).is_err() {
+            self.outbound.close(Close::Server(CloseCode::SlowConsumer));
+        }
+    }
+
+    pub(super) fn send(&self, frame: ServerFrame) {
+        self.queue(self.frame(frame));
+    }
+
+    pub(super) fn send_error(&self, id: u32, refusal: &Refusal) {
+        metric::command_errors(refusal.code).increment(1);
+        self.queue(OutFrame::control(codec::error_reply(self.protocol, id, refusal.code, &refusal.message)));
+    }
+
+    /// Saves the session and leaves every channel; called once the
+    /// connection is closed.
+    pub async fn end(&mut self) {
+        if self.unsaved_acks || self.last_saved.is_none() {
+            self.save().await;
+        }
+        self.user_registration = None;
+        let channels: Vec<(String, Joined)> = self.channels.drain().collect();
+        for (channel, joined) in channels {
+            self.leave(&channel, joined.in_presence).await;
+        }
+    }
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Connect(_) => "connect",
+        Command::Subscribe(_) => "subscribe",
+        Command::Unsubscribe(_) => "unsubscribe",
+        Command::Publish(_) => "publish",
+        Command::History(_) => "history",
+        Command::Refresh(_) => "refresh",
+        Command::Ack(_) => "ack",
+        Command::Pong(_) => "pong",
+        Command::Presence(_) => "presence",
+        Command::PresenceStats(_) => "presence_stats",
+    }
+}

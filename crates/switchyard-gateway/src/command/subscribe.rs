@@ -1,0 +1,229 @@
+//! `subscribe` (with `recover`), `unsubscribe`, and the subscriptions the
+//! server makes on its own (`subs` claim, user operations), which the
+//! client learns of by `sub` and `unsub` pushes.
+
+use super::presence;
+use super::session::{ClientSession, Joined};
+use super::{Refusal, Reply, resolve};
+use crate::node::publish_options;
+use switchyard_broker::StreamPosition;
+use switchyard_core::channel::Channel;
+use switchyard_core::codes::ErrorCode;
+use switchyard_core::config::{NamespaceConfig, SubscribePermission};
+use switchyard_core::hub::{self, Subscribed, Subscriber, Unsubscribed};
+use switchyard_core::metric;
+use switchyard_proto::v1::{
+    Publication, ServerFrame, ServerSubscribe, ServerUnsubscribe, SubscribeRequest, SubscribeResult,
+    UnsubscribeRequest, UnsubscribeResult, server_frame,
+};
+use tracing::debug;
+
+/// A channel just joined: where it stands, and what was recovered.
+pub(super) struct Joining {
+    /// For channels with history.
+    pub position: Option<StreamPosition>,
+    pub recovered: Option<bool>,
+    pub publications: Vec<Publication>,
+    /// Whether the hub holds live publications for this subscriber until
+    /// [`switchyard_core::hub::Hub::finish_recovery`].
+    pub held: bool,
+}
+
+/// A publication as a push frame.
+pub(super) fn push(publication: Publication) -> ServerFrame {
+    ServerFrame { id: 0, message: Some(server_frame::Message::Pub(publication)) }
+}
+
+impl ClientSession {
+    pub(super) async fn subscribe(&mut self, id: u32, request: SubscribeRequest) -> Reply {
+        let (channel, namespace) = resolve(&self.node, &request.channel)?;
+        self.check_user_channel(&channel)?;
+        self.check_subscribe_permission(&channel, namespace, &request.token)?;
+        if self.channels.contains_key(channel.as_str()) {
+            return Err(Refusal::plain(ErrorCode::AlreadySubscribed));
+        }
+        if self.channels.len() >= self.node.config.client.max_channels {
+            return Err(Refusal::new(ErrorCode::LimitExceeded, "too many channels on this connection"));
+        }
+        let since = request.recover.then_some(StreamPosition::new(request.epoch, request.offset));
+        let name = channel.as_str().to_owned();
+        let joining = self.join(&name, since, false).await?;
+        self.save().await;
+        let result = match &joining.position {
+            None => SubscribeResult::default(),
+            Some(position) => SubscribeResult {
+                epoch: Some(position.epoch.clone()),
+                offset: Some(position.offset),
+                recovered: joining.recovered,
+                publications: joining.publications,
+            },
+        };
+        let reply = ServerFrame { id, message: Some(server_frame::Message::Subscribe(result)) };
+        if !joining.held {
+            return Ok(reply.message);
+        }
+        let reply = self.frame(reply);
+        self.node.hub.finish_recovery(&name, self.id, vec![reply], joining.position);
+        Ok(None)
+    }
+
+    pub(super) async fn unsubscribe(&mut self, request: UnsubscribeRequest) -> Reply {
+        let (channel, _) = resolve(&self.node, &request.channel)?;
+        if let Some(joined) = self.channels.remove(channel.as_str()) {
+            self.leave(channel.as_str(), joined.in_presence).await;
+            self.save().await;
+        }
+        Ok(Some(server_frame::Message::Unsubscribe(UnsubscribeResult {})))
+    }
+
+    /// Subscribes this connection to `name` on the server's decision: no
+    /// permission checks (the token or the backend decided), the channel
+    /// limit still holds. The client gets a `sub` push before the first
+    /// `pub`. Already subscribed: nothing happens.
+    pub(super) async fn server_subscribe(&mut self, name: &str) -> Result<(), Refusal> {
+        let (channel, _) = resolve(&self.node, name)?;
+        if self.channels.contains_key(channel.as_str()) {
+            return Ok(());
+        }
+        if self.channels.len() >= self.node.config.client.max_channels {
+            return Err(Refusal::new(ErrorCode::LimitExceeded, "too many channels on this connection"));
+        }
+        let joining = self.join(name, None, true).await?;
+        let sub = ServerSubscribe {
+            channel: name.to_owned(),
+            epoch: joining.position.as_ref().map(|p| p.epoch.clone()),
+            offset: joining.position.as_ref().map(|p| p.offset),
+        };
+        let head = vec![self.frame(ServerFrame { id: 0, message: Some(server_frame::Message::Sub(sub)) })];
+        self.node.hub.finish_recovery(name, self.id, head, joining.position);
+        self.save().await;
+        Ok(())
+    }
+
+    /// Unsubscribes this connection from `name` on the server's decision;
+    /// the client gets an `unsub` push after the last `pub`.
+    pub(super) async fn server_unsubscribe(&mut self, name: &str) {
+        let Some(joined) = self.channels.remove(name) else { return };
+        self.leave(name, joined.in_presence).await;
+        let unsub = ServerUnsubscribe { channel: name.to_owned() };
+        self.send(ServerFrame { id: 0, message: Some(server_frame::Message::Unsub(unsub)) });
+        self.save().await;
+    }
+
+    /// Subscribes to `name` on this node and, if it is the node's first
+    /// subscriber, in the broker; enters presence where the namespace
+    /// tracks it. In a namespace with history or join/leave (or with
+    /// `hold`), live publications are held by the hub until the caller's
+    /// [`switchyard_core::hub::Hub::finish_recovery`]; the channel's
+    /// position is read after the broker subscription is in place, so
+    /// nothing falls between what is recovered and what comes live.
+    pub(super) async fn join(
+        &mut self,
+        name: &str,
+        since: Option<StreamPosition>,
+        hold: bool,
+    ) -> Result<Joining, Refusal> {
+        let node = self.node.clone();
+        let (_, namespace) = resolve(&node, name)?;
+        let history = namespace.keeps_history();
+        let held = history || hold || namespace.join_leave;
+        let subscriber = Subscriber::new(self.protocol, self.outbound.clone());
+        match node.hub.subscribe(name, self.id, subscriber, namespace.slow_consumer, held) {
+            Subscribed::First => {
+                if let Err(e) = node.stores.broker.subscribe(&[name.to_owned()]).await {
+                    node.hub.unsubscribe(name, self.id);
+                    return Err(e.into());
+                }
+            }
+            Subscribed::Joined => {}
+            Subscribed::Already => return Err(Refusal::plain(ErrorCode::AlreadySubscribed)),
+        }
+        let mut joining = Joining { position: None, recovered: None, publications: Vec::new(), held };
+        if history {
+            let limit = if since.is_some() { namespace.history_size } else { 1 };
+            let read = node.stores.broker.history(name, since.as_ref(), limit, publish_options(namespace)).await;
+            let history = match read {
+                Ok(history) => history,
+                Err(e) => {
+                    self.leave(name, false).await;
+                    return Err(e.into());
+                }
+            };
+            if since.is_some() {
+                joining.recovered = Some(history.complete);
+                metric::recoveries(if history.complete { "recovered" } else { "unrecoverable" }).increment(1);
+                if history.complete {
+                    joining.publications = history.publications.iter().map(hub::publication).collect();
+                }
+            }
+            joining.position = Some(history.position);
+        }
+        let in_presence = namespace.tracks_presence();
+        if in_presence && let Err(refusal) = presence::enter(&node, name, namespace, self.info()).await {
+            self.leave(name, false).await;
+            return Err(refusal);
+        }
+        self.channels.insert(name.to_owned(), Joined { position: joining.position.clone(), in_presence });
+        Ok(joining)
+    }
+
+    /// Leaves `channel` on this node (and in the broker, if it was the
+    /// last local subscriber), and its presence.
+    pub(super) async fn leave(&self, channel: &str, in_presence: bool) {
+        if self.node.hub.unsubscribe(channel, self.id) == Unsubscribed::Last
+            && let Err(e) = self.node.stores.broker.unsubscribe(&[channel.to_owned()]).await
+        {
+            debug!(%channel, error = %e, "broker unsubscribe failed");
+        }
+        if in_presence && let Ok((_, namespace)) = resolve(&self.node, channel) {
+            presence::exit(&self.node, channel, namespace, &self.client).await;
+        }
+    }
+
+    /// A user channel (`name#user`) is for its user alone, and a token
+    /// with a `channels` claim opens only the channels it names.
+    pub(super) fn check_user_channel(&self, channel: &Channel<'_>) -> Result<(), Refusal> {
+        match channel.user() {
+            Some(owner) if owner.is_empty() || owner != self.user() => {
+                return Err(Refusal::plain(ErrorCode::PermissionDenied));
+            }
+            _ => {}
+        }
+        if self.identity.as_ref().is_some_and(|i| !i.may_use(channel.as_str())) {
+            return Err(Refusal::new(ErrorCode::PermissionDenied, "the token does not allow this channel"));
+        }
+        Ok(())
+    }
+
+    /// The namespace's `subscribe` permission.
+    fn check_subscribe_permission(
+        &self,
+        channel: &Channel<'_>,
+        namespace: &NamespaceConfig,
+        token: &str,
+    ) -> Result<(), Refusal> {
+        match namespace.subscribe {
+            SubscribePermission::All => Ok(()),
+            SubscribePermission::Authenticated if self.user().is_empty() => {
+                Err(Refusal::new(ErrorCode::PermissionDenied, "this namespace is for authenticated clients"))
+            }
+            SubscribePermission::Authenticated => Ok(()),
+            SubscribePermission::Token => self
+                .node
+                .auth
+                .check_subscription(token, self.user(), channel.as_str())
+                .map_err(|e| Refusal::new(ErrorCode::PermissionDenied, format!("subscription token: {e}"))),
+        }
+    }
+
+    /// Whether this client may see who is in `name`: it is subscribed, or
+    /// it could subscribe without a subscription token.
+    pub(super) fn check_may_subscribe(&self, name: &str) -> Result<(), Refusal> {
+        let (channel, namespace) = resolve(&self.node, name)?;
+        if self.channels.contains_key(name) {
+            return Ok(());
+        }
+        self.check_user_channel(&channel)?;
+        self.check_subscribe_permission(&channel, namespace, "")
+    }
+}
