@@ -59,7 +59,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 let is_map = field.label() == Label::Repeated
                     && field.type_name().rsplit('.').next().is_some_and(|t| {
-                        message.nested_type.iter().any(|n| n.name() == t && n.options.as_ref().is_some_and(|o| o.map_entry()))
+                        message
+                            .nested_type
+                            .iter()
+                            .any(|n| n.name() == t && n.options.as_ref().is_some_and(|o| o.map_entry()))
                     });
                 let attribute = if is_map {
                     None // a map is an object, written even when empty

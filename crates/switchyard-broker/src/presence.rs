@@ -22,8 +22,13 @@ use switchyard_proto::v1::ClientInfo;
 pub trait PresenceStore: Send + Sync + 'static {
     /// Adds `members` to `channel`, or refreshes them, each until `ttl`
     /// from now. Expired entries of the channel are removed first.
-    async fn add(&self, channel: &str, members: &[ClientInfo], ttl: Duration, announce: bool)
-    -> Result<(), BrokerError>;
+    async fn add(
+        &self,
+        channel: &str,
+        members: &[ClientInfo],
+        ttl: Duration,
+        announce: bool,
+    ) -> Result<(), BrokerError>;
 
     /// Extends the entries of `clients` that are still there until `ttl`
     /// from now, after removing expired entries; returns the clients whose

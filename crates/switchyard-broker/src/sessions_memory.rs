@@ -31,3 +31,19 @@ impl SessionStore for MemorySessions {
         Ok(sessions.remove(token).filter(|(_, expires)| *expires > Instant::now()).map(|(state, _)| state))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn sessions_expire() {
+        let sessions = MemorySessions::default();
+        sessions.save("t", b"state", Duration::from_secs(120), false).await.unwrap();
+        tokio::time::advance(Duration::from_secs(119)).await;
+        sessions.save("u", b"state", Duration::from_secs(120), false).await.unwrap();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(sessions.take("t").await.unwrap(), None);
+        assert_eq!(sessions.take("u").await.unwrap().as_deref(), Some(&b"state"[..]));
+    }
+}

@@ -12,9 +12,9 @@ use switchyard_proto::json;
 use switchyard_proto::v1::client_frame::Command;
 use switchyard_proto::v1::server_frame::Message;
 use switchyard_proto::v1::{
-    AckRequest, ClientFrame, ConnectRequest, ConnectResult, Disconnect, HistoryRequest, HistoryResult, Pong,
-    Publication, PublishRequest, PublishResult, ServerFrame, StreamPosition, SubscribeRequest, SubscribeResult,
-    UnsubscribeRequest,
+    AckRequest, ClientFrame, ConnectRequest, ConnectResult, Disconnect, HistoryRequest, HistoryResult, MemberEvent,
+    Pong, Publication, PublishRequest, PublishResult, ServerFrame, ServerSubscribe, ServerUnsubscribe, StreamPosition,
+    SubscribeRequest, SubscribeResult, UnsubscribeRequest,
 };
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -64,6 +64,14 @@ pub enum Event {
     Ping,
     /// The `disconnect` push that comes before a server's close frame.
     Disconnect(Disconnect),
+    /// Someone subscribed to a channel of a `join_leave` namespace.
+    Join(MemberEvent),
+    /// Someone left a channel of a `join_leave` namespace.
+    Leave(MemberEvent),
+    /// The server subscribed this connection to a channel.
+    Subscribed(ServerSubscribe),
+    /// The server unsubscribed this connection from a channel.
+    Unsubscribed(ServerUnsubscribe),
     /// The connection is closed: the close frame's code and reason, or
     /// `None` when the socket ended without one.
     Closed(Option<(u16, String)>),
@@ -190,14 +198,13 @@ impl Client {
         None
     }
 
-    /// The next publication, skipping pings.
+    /// The next publication, skipping every other push.
     pub async fn next_publication(&mut self) -> Result<Publication, ClientError> {
         loop {
             match self.next_event().await {
                 Some(Event::Publication(p)) => return Ok(p),
-                Some(Event::Ping) => continue,
-                Some(Event::Disconnect(_)) => continue,
                 Some(Event::Closed(_)) | None => return Err(ClientError::Closed),
+                Some(_) => continue,
             }
         }
     }
@@ -325,6 +332,10 @@ async fn dispatch(
             Event::Ping
         }
         Message::Disconnect(d) => Event::Disconnect(d),
+        Message::Join(j) => Event::Join(j),
+        Message::Leave(l) => Event::Leave(l),
+        Message::Sub(s) => Event::Subscribed(s),
+        Message::Unsub(u) => Event::Unsubscribed(u),
         // An error without an id answers a frame the server could not read.
         Message::Error(e) => {
             tracing::debug!(code = e.code, message = %e.message, "error push");

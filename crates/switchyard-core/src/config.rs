@@ -483,7 +483,10 @@ impl Config {
             return Err(problem("broker.survey_timeout", "must be more than 0s"));
         }
         if self.limits.connects_per_second_per_ip > 0 && self.limits.connects_burst_per_ip == 0 {
-            return Err(problem("limits.connects_burst_per_ip", "must be at least 1 when connects_per_second_per_ip is set"));
+            return Err(problem(
+                "limits.connects_burst_per_ip",
+                "must be at least 1 when connects_per_second_per_ip is set",
+            ));
         }
         if self.broker.heartbeat_interval.is_zero() {
             return Err(problem("broker.heartbeat_interval", "must be more than 0s"));

@@ -212,7 +212,13 @@ impl Hub {
     /// reply, recovered publications), then what was held for it past
     /// `through` (same epoch and not after it are dropped), and from then on
     /// delivers live. Returns false if it is no longer subscribed.
-    pub fn finish_recovery(&self, channel: &str, conn: ConnId, head: Vec<OutFrame>, through: Option<StreamPosition>) -> bool {
+    pub fn finish_recovery(
+        &self,
+        channel: &str,
+        conn: ConnId,
+        head: Vec<OutFrame>,
+        through: Option<StreamPosition>,
+    ) -> bool {
         let mut shard = self.shard(channel).write().unwrap_or_else(|e| e.into_inner());
         let Some(entry) = shard.get_mut(channel) else { return false };
         let Some(Recovering { mut subscriber, held }) =

@@ -2,11 +2,11 @@
 //! the upgrade, reachable for the drain, and indexed by user so that a user
 //! operation costs the connections of that user, not a scan.
 
+use crate::command::ServerOp;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use crate::command::ServerOp;
 use switchyard_core::hub::ConnId;
 use switchyard_core::metric;
 use switchyard_core::outbound::Outbound;

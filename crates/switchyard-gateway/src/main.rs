@@ -76,7 +76,13 @@ impl RedisArgs {
         };
         // Namespaces matter only to loading the function library, which
         // these commands leave to the gateways.
-        Ok(RedisSettings { target, prefix: self.prefix, tls: RedisTls { ca, client: None }, namespaces: Vec::new(), node: String::new() })
+        Ok(RedisSettings {
+            target,
+            prefix: self.prefix,
+            tls: RedisTls { ca, client: None },
+            namespaces: Vec::new(),
+            node: String::new(),
+        })
     }
 }
 

@@ -1,14 +1,14 @@
 //! The accept loop and the HTTP routes of a node.
 
 use crate::api;
+use crate::command;
 use crate::connections::NoRoom;
 use crate::drain;
 use crate::metrics as recorder;
 use crate::node::Node;
 use crate::origin;
-use crate::registry;
-use crate::command;
 use crate::query;
+use crate::registry;
 use crate::session::{self, Speaks};
 use bytes::Bytes;
 use http_body_util::Full;

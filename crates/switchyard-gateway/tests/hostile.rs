@@ -196,3 +196,61 @@ async fn connections_per_address_are_limited_behind_a_trusted_proxy() {
     .await;
     node.wait_for_sample("switchyard_connections_refused_total", "reason=\"ip_limit\"", 1.0).await;
 }
+
+#[tokio::test]
+async fn a_flood_of_unknown_commands_is_rate_limited_like_any_other() {
+    let mut config = test_config();
+    config.client.commands_per_second = 100;
+    config.client.commands_burst = 200;
+    let node = TestNode::start(config).await;
+    let mut calm = Bystander::new(&node).await;
+    let mut ws = socket(&node).await;
+    let (mut unknown, mut limited) = (0, 0);
+    for id in 1..=2_000 {
+        if raw::send_text(&mut ws, &format!("{{\"id\": {id}, \"frobnicate\": {{}}}}")).await.is_err() {
+            break;
+        }
+    }
+    let (code, replies) = within("the close", raw::until_close(&mut ws)).await;
+    for reply in &replies {
+        if reply.contains("\"code\":104") {
+            unknown += 1;
+        } else if reply.contains("\"code\":109") {
+            limited += 1;
+        }
+    }
+    assert_eq!(code, Some(4029), "a client that keeps going is closed");
+    assert!(unknown < 2_000, "not every unknown command was run: {unknown}");
+    assert!(limited >= 1, "the messages over the rate are refused with 109");
+    calm.still_served("a flood of unknown commands").await;
+    node.wait_for_sample("switchyard_connections_closed_total", "code=\"4029\"", 1.0).await;
+    node.wait_for_sample("switchyard_command_errors_total", "code=\"109\"", 1.0).await;
+}
+
+#[tokio::test]
+async fn new_connections_per_address_are_rate_limited() {
+    let mut config = test_config();
+    config.limits.connects_per_second_per_ip = 1;
+    config.limits.connects_burst_per_ip = 3;
+    config.limits.trusted_proxy_header = Some("x-forwarded-for".into());
+    config.limits.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let node = TestNode::start(config).await;
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+    let mut kept = Vec::new();
+    let mut refused = 0;
+    // Far over the burst, in far less than the seconds it takes to refill.
+    for _ in 0..30 {
+        match raw::connect_with(node.addr, &from("198.51.100.7")).await {
+            Ok(ws) => kept.push(ws),
+            Err(fastwebsockets::WebSocketError::InvalidStatusCode(429)) => refused += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert!(kept.len() >= 3, "the burst passes: {}", kept.len());
+    assert!(refused >= 1, "the rest get 429");
+    // Another address is not affected.
+    let mut other = raw::connect_with(node.addr, &from("203.0.113.9")).await.unwrap();
+    raw::send_text(&mut other, "{\"id\": 1, \"connect\": {}}").await.unwrap();
+    assert!(matches!(raw::next(&mut other).await, Seen::Message(m) if m.starts_with(b"{\"id\":1,\"connect\"")));
+    node.wait_for_sample("switchyard_connections_refused_total", "reason=\"connect_rate\"", refused as f64).await;
+}

@@ -30,6 +30,19 @@ where
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// `POST path` of the HTTP API on `addr` with `Authorization: apikey <key>`
+/// and a JSON body: the status and the parsed answer.
+pub async fn api(addr: SocketAddr, key: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let request = Request::post(path)
+        .header("host", addr.to_string())
+        .header("authorization", format!("apikey {key}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::from(body.to_string())))
+        .expect("request");
+    let (status, text) = self::request(addr, request).await.expect("the API answers");
+    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} answered {text}: {e}")))
+}
+
 /// The value of the sample `name{labels}` in Prometheus text, where `labels`
 /// is the exact label set as rendered (`code="4008"`), or empty for none.
 /// Absent samples read as 0, as counters that never moved are not rendered.

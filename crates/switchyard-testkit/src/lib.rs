@@ -11,6 +11,7 @@
 //! - [`http`]: plain HTTP GETs and Prometheus text parsing.
 //! - [`raw`]: raw WebSocket connections that can send anything.
 //! - [`redis`]: real `redis-server`s: one, or a 3-master Cluster.
+//! - [`token`]: HS256 connect tokens.
 
 pub mod follower;
 pub mod http;
@@ -18,6 +19,7 @@ pub mod node;
 pub mod process;
 pub mod raw;
 pub mod redis;
+pub mod token;
 
 pub use node::{TestNode, test_config, with_history};
 pub use process::GatewayProcess;

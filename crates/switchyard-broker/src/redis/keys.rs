@@ -54,7 +54,9 @@ impl Keys {
 
     /// Whether a pub/sub name is the control channel or a node's own.
     pub fn is_control(&self, name: &str) -> bool {
-        name.strip_prefix(self.prefix.as_str()).and_then(|r| r.strip_prefix(":control")).is_some_and(|r| r.is_empty() || r.starts_with(':'))
+        name.strip_prefix(self.prefix.as_str())
+            .and_then(|r| r.strip_prefix(":control"))
+            .is_some_and(|r| r.is_empty() || r.starts_with(':'))
     }
 
     /// One node's own control channel, for answers meant for it alone.

@@ -226,15 +226,10 @@ impl Broker for RedisBroker {
             Some(node) => self.shared.keys.node_control(node),
             None => self.shared.keys.control(),
         };
-        redis::cmd("PUBLISH")
-            .arg(name)
-            .arg(message.encode_to_vec())
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| {
-                metric::broker_errors("control").increment(1);
-                unavailable(e)
-            })
+        redis::cmd("PUBLISH").arg(name).arg(message.encode_to_vec()).query_async::<()>(&mut conn).await.map_err(|e| {
+            metric::broker_errors("control").increment(1);
+            unavailable(e)
+        })
     }
 
     fn is_ready(&self) -> bool {

@@ -66,7 +66,11 @@ impl PresenceStore for RedisPresence {
             return Ok(Vec::new());
         }
         let mut cmd = redis::cmd("FCALL");
-        cmd.arg("switchyard_presence_refresh").arg(1).arg(channel).arg(ttl.as_millis().max(1) as u64).arg(flag(announce));
+        cmd.arg("switchyard_presence_refresh")
+            .arg(1)
+            .arg(channel)
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg(flag(announce));
         cmd.arg(clients);
         self.call(&cmd).await
     }

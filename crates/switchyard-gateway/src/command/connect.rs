@@ -140,7 +140,12 @@ impl ClientSession {
             let registration = self
                 .node
                 .connections
-                .register_user(&identity.user, self.id, self.ops.clone(), self.node.config.limits.max_connections_per_user)
+                .register_user(
+                    &identity.user,
+                    self.id,
+                    self.ops.clone(),
+                    self.node.config.limits.max_connections_per_user,
+                )
                 .ok_or_else(|| {
                     metric::connections_refused("user_limit").increment(1);
                     Refusal::new(ErrorCode::LimitExceeded, "too many connections for this user")
@@ -183,4 +188,3 @@ impl ClientSession {
         Ok(Some(server_frame::Message::Refresh(RefreshResult { expires_in: expires_in as u32 })))
     }
 }
-

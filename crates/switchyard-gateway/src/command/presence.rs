@@ -64,7 +64,7 @@ pub async fn enter(node: &Node, channel: &str, namespace: &NamespaceConfig, memb
     // Local first: a refresh round must not miss an entry that is in the store.
     node.presence.insert(channel, member.clone());
     let ttl = node.config.broker.presence_ttl;
-    if let Err(e) = node.stores.presence.add(channel, &[member.clone()], ttl, namespace.join_leave).await {
+    if let Err(e) = node.stores.presence.add(channel, std::slice::from_ref(&member), ttl, namespace.join_leave).await {
         node.presence.remove(channel, &member.client);
         return Err(e.into());
     }

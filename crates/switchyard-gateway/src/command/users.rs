@@ -48,8 +48,11 @@ pub async fn disconnect_user(node: &Node, user: &str, code: Option<u32>, reason:
     check_user(user)?;
     let code = close_code(code.unwrap_or(0))
         .ok_or_else(|| Refusal::new(ErrorCode::BadRequest, "code: a close code of the protocol's table"))?;
-    let op =
-        Op::DisconnectUser(UserDisconnect { user: user.to_owned(), code: u32::from(code.code()), reason: reason.into() });
+    let op = Op::DisconnectUser(UserDisconnect {
+        user: user.to_owned(),
+        code: u32::from(code.code()),
+        reason: reason.into(),
+    });
     Ok(node.stores.broker.send_control(None, Control { op: Some(op) }).await?)
 }
 

@@ -17,6 +17,12 @@ pub struct Liveness {
     expiry_changed: Notify,
 }
 
+impl Default for Liveness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Liveness {
     pub fn new() -> Self {
         Liveness {

@@ -59,7 +59,8 @@ where
     let (ops, ops_rx) = mpsc::channel(OPS_QUEUE);
     let mut handler = match protocol {
         Some(protocol) => {
-            let session = ClientSession::new(node.clone(), id, protocol, outbound.clone(), liveness.clone(), token, ops);
+            let session =
+                ClientSession::new(node.clone(), id, protocol, outbound.clone(), liveness.clone(), token, ops);
             Handler::Session(Box::new(session))
         }
         None => Handler::Echo(outbound.clone()),

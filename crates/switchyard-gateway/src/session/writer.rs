@@ -1,12 +1,12 @@
 //! The one writer of a connection: drains the outbound queue into vectored
 //! writes, sends heartbeats, and writes the close.
 
-use switchyard_core::clock::unix_micros;
 use super::liveness::Liveness;
 use crate::codec;
 use metrics::{Counter, Histogram};
 use std::io::IoSlice;
 use std::sync::Arc;
+use switchyard_core::clock::unix_micros;
 use switchyard_core::codes::CloseCode;
 use switchyard_core::config::Config;
 use switchyard_core::metric;
@@ -114,9 +114,10 @@ pub async fn run<W>(
     batch.clear();
     match close {
         Close::Server(code) | Close::Announced(code) => {
-            if code != CloseCode::SlowConsumer {
+            if code != CloseCode::SlowConsumer || matches!(close, Close::Announced(_)) {
                 // What was queued before the close still goes out first
-                // (with an announced close, its `disconnect` push).
+                // (with an announced close, its `disconnect` push); a slow
+                // consumer's backlog is dropped.
                 queue.take_queued(&mut batch, usize::MAX);
             }
             if let Some(protocol) = protocol
