@@ -4,6 +4,7 @@
 //! with `--publish-url` across nodes, with `--stalled-percent` slow
 //! consumers), `channels` (a personal and a group channel per client, with
 //! churn), `idle` (connection storm, then memory per idle connection), and
+//! `presence` and `join-leave` (presence at scale across two nodes), and
 //! `chart` (an SVG of p99 against rate from broadcast reports).
 //!
 //! One publisher sends `--rate` publications per second in 1 ms ticks, each
@@ -29,6 +30,7 @@ mod connection;
 mod cpu;
 mod idle;
 mod measurement;
+mod presence;
 mod progress;
 mod publishing;
 mod report;
@@ -68,6 +70,13 @@ pub enum Scenario {
     /// `--connections` clients connect and subscribe as fast as they can,
     /// then idle for `--hold`: connect rate and memory per connection.
     Idle,
+    /// `--connections` members on a presence channel over `--url` and
+    /// `--publish-url`; `presence` answers timed for `--duration`.
+    Presence,
+    /// `--connections` members on a join/leave channel over two nodes;
+    /// `--rate` subscribe/unsubscribe cycles; deliveries and broker
+    /// messages per event (`--scrape`).
+    JoinLeave,
     /// Draws the broadcast reports given as arguments into an SVG chart
     /// (`--chart`) of p99 latency against offered rate.
     Chart,
@@ -188,6 +197,17 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Chart => return chart::run(&args.reports, &args.title, &args.chart),
         Scenario::Compare => return compare::run(&args.reports, &args.reference),
         _ => {}
+    }
+    if matches!(args.scenario, Scenario::Presence | Scenario::JoinLeave) {
+        let report = match args.scenario {
+            Scenario::Presence => presence::presence(&args).await?,
+            _ => presence::join_leave(&args).await?,
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+        }
+        return Ok(());
     }
     if args.scenario == Scenario::Idle {
         let idle_args = idle::IdleArgs {

@@ -142,8 +142,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         FrameReader { io, buf: BytesMut::new(), max_payload, read_size: MIN_READ }
     }
 
-    /// The next frame. Cancel-safe only between frames: bytes already read
-    /// stay in the buffer.
+    /// The next frame. Cancel-safe: its one await is a read into the
+    /// reader's own buffer, so bytes already read stay there for the next
+    /// call.
     pub async fn read_frame(&mut self) -> Result<Frame, FrameError> {
         loop {
             if let Some(frame) = parse(&mut self.buf, self.max_payload)? {

@@ -202,7 +202,8 @@ async fn redis_auth_and_acl_users_work() {
     // A password for the default user, and an ACL user with its own and
     // no more rights than docs/redis.md says a gateway needs.
     let acl = "~* &switchyard:* +@connection +@pubsub +fcall +fcall_ro +function|load +time +hset +hgetall +hdel \
-               +set +getdel +hget +hmget +hincrby +xadd +xrange +xrevrange +pexpire +del";
+               +set +getdel +hget +hmget +hincrby +hvals +xadd +xrange +xrevrange +pexpire +pttl +del +zadd +zrem \
+               +zscore +zrangebyscore +zremrangebyscore";
     let mut args = vec!["--requirepass", "default-pass", "--user", "gateway", "on", ">gateway-pass"];
     args.extend(acl.split(' '));
     let redis = RedisServer::start_with_args(&args).await;
@@ -213,6 +214,8 @@ async fn redis_auth_and_acl_users_work() {
         let history_channel = format!("chat:secure{i}");
         let mut config = with_history(test_config(), "chat", 10);
         config.broker.redis_url = Some(url.clone());
+        let room = switchyard_core::config::NamespaceConfig { presence: true, join_leave: true, ..Default::default() };
+        config.namespaces.insert("room".into(), room);
         let node = TestNode::start(config).await;
         let mut subscriber = client(&node, Encoding::Json).await;
         subscriber.connect_command("").await.unwrap();
@@ -225,6 +228,14 @@ async fn redis_auth_and_acl_users_work() {
         let p = within("the history publication", subscriber.next_publication()).await.unwrap();
         assert_eq!(p.offset, Some(1));
         assert_eq!(subscriber.history(&history_channel, None, 5).await.unwrap().publications.len(), 1);
+        // Presence, its refresh and its announcements.
+        subscriber.subscribe("room:r").await.unwrap();
+        let presence = switchyard_proto::v1::PresenceRequest { channel: "room:r".into() };
+        let reply = subscriber.command(switchyard_proto::v1::client_frame::Command::Presence(presence)).await;
+        assert!(matches!(reply, Ok(switchyard_proto::v1::server_frame::Message::Presence(p)) if p.clients.len() == 1));
+        switchyard_gateway::command::presence::refresh_all(&node.node, std::time::Duration::from_secs(60)).await;
+        subscriber.unsubscribe("room:r").await.unwrap();
+        assert_eq!(sample(&node.metrics().await, "switchyard_broker_errors_total", "operation=\"presence\""), 0.0);
         // Sessions are saved before replies: none failed for want of a right.
         let metrics = node.metrics().await;
         assert_eq!(sample(&metrics, "switchyard_broker_errors_total", "operation=\"session\""), 0.0, "{url}");

@@ -1,7 +1,6 @@
 //! What a connection does with the messages the reader assembles: run the
 //! switchyard protocol, or (for conformance suites only) echo them.
 
-use super::reader::Message;
 use crate::codec::{self, DecodeError};
 use crate::command::session::Admission;
 use crate::command::{ClientSession, Refusal, ServerOp};
@@ -9,7 +8,6 @@ use switchyard_core::codes::CloseCode;
 use switchyard_core::outbound::{Close, OutFrame, Outbound};
 use switchyard_core::protocol::Protocol;
 use switchyard_core::wsframe;
-use tokio::sync::mpsc;
 use tracing::debug;
 
 /// What speaks on a connection.
@@ -27,26 +25,26 @@ pub enum Handler {
 }
 
 impl Handler {
-    /// Runs the messages of the reader and the server's operations, in the
-    /// order they come, until the reader is done.
-    pub async fn serve(&mut self, mut messages: mpsc::Receiver<Message>, mut ops: mpsc::Receiver<ServerOp>) {
-        loop {
-            tokio::select! {
-                message = messages.recv() => match message {
-                    Some(message) => self.on_message(&message.payload, message.is_text).await,
-                    None => return,
-                },
-                Some(op) = ops.recv() => {
-                    if let Handler::Session(session) = self {
-                        session.apply(op).await;
-                    }
-                }
-            }
+    pub fn outbound(&self) -> &Outbound {
+        match self {
+            Handler::Session(session) => session.outbound(),
+            Handler::Echo(outbound) => outbound,
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.outbound().closing().is_some()
+    }
+
+    /// Runs an operation the server decided on for this connection.
+    pub async fn apply(&mut self, op: ServerOp) {
+        if let Handler::Session(session) = self {
+            session.apply(op).await;
         }
     }
 
     /// Handles one whole, valid message.
-    async fn on_message(&mut self, payload: &[u8], is_text: bool) {
+    pub async fn on_message(&mut self, payload: &[u8], is_text: bool) {
         match self {
             Handler::Session(session) => {
                 let admission = session.admit();

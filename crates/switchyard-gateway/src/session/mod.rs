@@ -1,11 +1,11 @@
 //! One WebSocket connection, from the upgrade to the close.
 //!
-//! Two tasks per connection: this one reads frames and, beside the reading,
-//! runs the client's commands and the server's operations in order (the
-//! command layer's [`ClientSession`]); the writer ([`writer`]) owns the
-//! write half and is the only one to write, so pongs, replies,
-//! publications and close frames all go through the connection's outbound
-//! queue.
+//! Two tasks per connection: this one reads frames and runs the client's
+//! commands and, between them, the server's operations for this
+//! connection, in order (the command layer's [`ClientSession`]); the writer
+//! ([`writer`]) owns the write half and is the only one to write, so pongs,
+//! replies, publications and close frames all go through the connection's
+//! outbound queue.
 
 mod handler;
 pub mod liveness;
@@ -25,8 +25,6 @@ use switchyard_core::outbound::{Close, outbound};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-/// Whole messages read ahead of the commands being run, at most.
-const MESSAGES_AHEAD: usize = 4;
 /// Server operations (user operations) waiting for a session, at most.
 const OPS_QUEUE: usize = 64;
 
@@ -56,7 +54,7 @@ where
         // The drain took its list of connections before this one was in it.
         outbound.close(Close::Server(CloseCode::GoingAway));
     }
-    let (ops, ops_rx) = mpsc::channel(OPS_QUEUE);
+    let (ops, mut ops_rx) = mpsc::channel(OPS_QUEUE);
     let mut handler = match protocol {
         Some(protocol) => {
             let session =
@@ -65,12 +63,7 @@ where
         }
         None => Handler::Echo(outbound.clone()),
     };
-    let (messages, messages_rx) = mpsc::channel(MESSAGES_AHEAD);
-    let reading = async {
-        let close = reader::run(read, messages, &outbound, &liveness, config.client.max_message_size).await;
-        outbound.close(close);
-    };
-    let serving = handler.serve(messages_rx, ops_rx);
+    let reading = reader::run(read, &mut handler, &mut ops_rx, &liveness, config.client.max_message_size);
     // Once a close is decided, the peer has `close_timeout` to answer it
     // before the socket is dropped.
     let teardown = async {
@@ -78,7 +71,7 @@ where
         tokio::time::sleep(config.client.close_timeout).await;
     };
     tokio::select! {
-        _ = async { tokio::join!(reading, serving) } => {}
+        close = reading => { outbound.close(close); }
         () = teardown => {}
     }
     if tokio::time::timeout(config.client.close_timeout, &mut writer).await.is_err() {

@@ -1,23 +1,20 @@
 //! Reads frames, reassembles messages and enforces the WebSocket rules above
 //! the frame ([`wsread`] checks each frame): the size of a reassembled
-//! message, UTF-8 of text, close frame payloads. Hands whole messages, in
-//! order, to the connection's handler.
+//! message, UTF-8 of text, close frame payloads. Runs whole messages, in
+//! order, through the connection's handler, and between them the server's
+//! operations for this connection.
 
+use super::handler::Handler;
 use super::liveness::Liveness;
-use bytes::{Bytes, BytesMut};
+use crate::command::ServerOp;
+use bytes::BytesMut;
 use switchyard_core::codes::CloseCode;
 use switchyard_core::metric;
-use switchyard_core::outbound::{Close, OutFrame, Outbound};
+use switchyard_core::outbound::{Close, OutFrame};
 use switchyard_core::wsframe;
 use switchyard_core::wsread::{Frame, FrameError, FrameReader, Opcode};
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
-
-/// One whole, valid message from the client.
-pub struct Message {
-    pub payload: Bytes,
-    pub is_text: bool,
-}
 
 /// A message being reassembled from fragments.
 struct Partial {
@@ -26,12 +23,13 @@ struct Partial {
 }
 
 /// Reads until the connection ends; returns how it ended.
-/// Messages go to `messages`, a bounded queue: while the handler is busy
-/// the reader waits, and so does the client's socket.
+/// Messages run inline, one after the other: while the handler is busy
+/// the reader waits, and so does the client's socket. A burst of messages
+/// runs in one go, so what they publish reaches the writers together.
 pub async fn run<R>(
     read: R,
-    messages: mpsc::Sender<Message>,
-    outbound: &Outbound,
+    handler: &mut Handler,
+    ops: &mut mpsc::Receiver<ServerOp>,
     liveness: &Liveness,
     max_message_size: usize,
 ) -> Close
@@ -41,7 +39,16 @@ where
     let mut frames = FrameReader::new(read, max_message_size);
     let mut partial: Option<Partial> = None;
     loop {
-        let frame = match frames.read_frame().await {
+        // `read_frame` is cancel-safe (bytes read stay in its buffer), so an
+        // operation may come between two frames, or in the middle of one.
+        let read = tokio::select! {
+            read = frames.read_frame() => read,
+            Some(op) = ops.recv() => {
+                handler.apply(op).await;
+                continue;
+            }
+        };
+        let frame = match read {
             Ok(frame) => frame,
             Err(FrameError::Protocol) => return Close::Server(CloseCode::ProtocolError),
             Err(FrameError::TooBig) => return Close::Server(CloseCode::MessageTooBig),
@@ -49,7 +56,7 @@ where
         };
         metric::bytes_received().increment(frame.payload.len() as u64);
         liveness.touch();
-        if outbound.closing().is_some() {
+        if handler.is_closing() {
             // A close is under way: wait for the peer's close frame (or the
             // teardown timeout) and run nothing more.
             if frame.opcode == Opcode::Close {
@@ -67,9 +74,7 @@ where
                     if is_text && is_invalid_utf8(&frame.payload) {
                         return Close::Server(CloseCode::InvalidPayload);
                     }
-                    if messages.send(Message { payload: frame.payload.freeze(), is_text }).await.is_err() {
-                        return Close::Dropped;
-                    }
+                    handler.on_message(&frame.payload, is_text).await;
                 } else {
                     partial = Some(Partial { is_text, payload: frame.payload });
                 }
@@ -87,15 +92,14 @@ where
                     if is_text && is_invalid_utf8(&payload) {
                         return Close::Server(CloseCode::InvalidPayload);
                     }
-                    if messages.send(Message { payload: payload.freeze(), is_text }).await.is_err() {
-                        return Close::Dropped;
-                    }
+                    handler.on_message(&payload, is_text).await;
                 }
             }
             Opcode::Ping => {
                 // A pong goes through the queue like every other frame; a full
                 // queue is handled by the slow-consumer logic of the pushes.
-                let _ = outbound.push(OutFrame::control(wsframe::control(wsframe::OPCODE_PONG, &frame.payload)));
+                let _ =
+                    handler.outbound().push(OutFrame::control(wsframe::control(wsframe::OPCODE_PONG, &frame.payload)));
             }
             Opcode::Pong => {}
             Opcode::Close => return peer_close(&frame),
