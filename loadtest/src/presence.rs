@@ -131,7 +131,7 @@ pub async fn presence(args: &Args) -> anyhow::Result<Value> {
         let which = id as usize % askers.len();
         let (reader, writer) = &mut askers[which];
         let channel = &args.channel;
-        let is_stats = id % 10 == 0;
+        let is_stats = id.is_multiple_of(10);
         let command = if is_stats {
             format!("\"presence_stats\":{{\"channel\":\"{channel}\"}}")
         } else {
