@@ -49,10 +49,11 @@ wait_port() {
 # $PING_INTERVAL when that is set (idle.sh sets 5s, so that idle figures
 # include heartbeats). Further environment comes from the caller.
 start_switchyard() {
+  local binary=${SWITCHYARD_BINARY:-target/release/switchyard}
   SWITCHYARD_CLIENT__COMMANDS_PER_SECOND=100000000 SWITCHYARD_CLIENT__COMMANDS_BURST=100000000 \
     SWITCHYARD_CLIENT__MAX_QUEUE_BYTES="${MAX_QUEUE_BYTES:-67108864}" SWITCHYARD_CLIENT__PING_INTERVAL="${PING_INTERVAL:-25s}" \
     SWITCHYARD_API_KEY=loadtest RUST_LOG=warn \
-    taskset -c 0 target/release/switchyard serve --listen "127.0.0.1:$1" --internal-listen "127.0.0.1:$(($1 + 500))" \
+    taskset -c 0 "$binary" serve --listen "127.0.0.1:$1" --internal-listen "127.0.0.1:$(($1 + 500))" \
     >"$out/switchyard-$1.log" 2>&1 &
 }
 
@@ -67,6 +68,8 @@ start_redis() {
 # publisher connect, the generator's --target, and switchyard's metrics
 # listeners (comma-separated; "-" for peers).
 #   switchyard        one node, in-memory broker
+#   switchyard-before the same with the binary $BEFORE (an earlier build,
+#                     for before/after runs of a change)
 #   switchyard-redis  two nodes over one Redis: subscribers on the second,
 #                     the publisher on the first (scenario 3)
 #   bare              bare-broadcast, the ceiling of our stack
@@ -79,6 +82,12 @@ start_server() {
   case "$name" in
     switchyard)
       start_switchyard "$port"
+      wait_port "$port"
+      echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-json" \
+        "127.0.0.1:$((port + 500))" ;;
+    switchyard-before)
+      [ -x "${BEFORE:-}" ] || { echo "switchyard-before needs BEFORE=<an earlier switchyard binary>" >&2; return 1; }
+      SWITCHYARD_BINARY=$BEFORE start_switchyard "$port"
       wait_port "$port"
       echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-json" \
         "127.0.0.1:$((port + 500))" ;;

@@ -1,7 +1,8 @@
 // Socket.IO with the Redis adapter: the cluster peer. Every process runs
 // this on its own port over the same Redis; a `publish` event from any
 // client goes to every other client on every process, a `publish_to` event
-// to the clients in one room.
+// to the clients in one room; a `presence` event is answered with the
+// sockets of a room on every process (`fetchSockets`).
 //   node socketio-broadcast.js 127.0.0.1 9300 redis://127.0.0.1:6379
 const http = require("http");
 const { Server } = require("socket.io");
@@ -36,6 +37,12 @@ async function main() {
       if (typeof ack === "function") ack();
     });
     socket.on("publish_to", (room, m) => io.to(room).emit("m", m));
+    // Who is in a room, on every process (the presence scenario): the
+    // adapter asks the other processes through Redis and waits for them.
+    socket.on("presence", async (room, ack) => {
+      const sockets = await io.in(room).fetchSockets();
+      if (typeof ack === "function") ack(sockets.map((s) => ({ id: s.id, data: s.data })));
+    });
   });
   // Bound to one address: `io.listen(port)` would take every interface.
   server.listen(port, host, () => console.error(`socket.io on ws://${host}:${port}/socket.io/`));

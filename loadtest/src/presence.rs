@@ -6,7 +6,9 @@
 //! `--duration` one client per node asks `presence` (and every tenth time
 //! `presence_stats`) in a closed loop, alternating nodes; each answer is
 //! timed from the request's write to the reply's last byte, and checked to
-//! list every member.
+//! list every member. With `--target socket-io` the members join a room
+//! and the question is a `presence` event that the peer answers with
+//! `io.in(room).fetchSockets()` across its processes.
 //!
 //! `join-leave`: `--connections` members subscribe to `--channel` (a
 //! namespace with `join_leave = true`), half on each node; then one client
@@ -33,9 +35,10 @@ fn member(mut reader: Reader, mut writer: Writer, events: Arc<AtomicU64>) -> tok
                 OpCode::Text if frame.payload.starts_with(b"{\"join\"") || frame.payload.starts_with(b"{\"leave\"") => {
                     events.fetch_add(1, Ordering::Relaxed);
                 }
-                OpCode::Text if &frame.payload[..] == b"{\"ping\":{}}" => {
-                    let pong = Frame::text(Payload::Borrowed(b"{\"pong\":{}}"));
-                    if writer.write_frame(pong).await.is_err() {
+                OpCode::Text if &frame.payload[..] == b"{\"ping\":{}}" || &frame.payload[..] == b"2" => {
+                    // switchyard's ping, or Engine.IO's.
+                    let pong: &[u8] = if &frame.payload[..] == b"2" { b"3" } else { b"{\"pong\":{}}" };
+                    if writer.write_frame(Frame::text(Payload::Borrowed(pong))).await.is_err() {
                         return;
                     }
                 }
@@ -56,6 +59,7 @@ fn member(mut reader: Reader, mut writer: Writer, events: Arc<AtomicU64>) -> tok
 /// at a time; returns their tasks and their event counter.
 async fn members(
     urls: &[String],
+    target: Target,
     channel: &str,
     count: usize,
     concurrency: usize,
@@ -72,7 +76,7 @@ async fn members(
         }
         let url = urls[i % urls.len()].clone();
         let channels = vec![channel.to_owned()];
-        joining.spawn(async move { connection::connect(&url, Target::SwitchyardJson, &channels).await });
+        joining.spawn(async move { connection::connect(&url, target, &channels).await });
     }
     while let Some(joined) = joining.join_next().await {
         let (reader, writer) = joined??;
@@ -84,14 +88,22 @@ async fn members(
 /// Sends one command and waits for the reply with its id.
 async fn ask(reader: &mut Reader, writer: &mut Writer, id: u64, command: &str) -> anyhow::Result<Vec<u8>> {
     let text = format!("{{\"id\":{id},{command}}}");
+    request(reader, writer, text, format!("{{\"id\":{id},")).await
+}
+
+/// Writes `text` and waits for the text frame that starts with `prefix`
+/// (answering Engine.IO pings meanwhile).
+async fn request(reader: &mut Reader, writer: &mut Writer, text: String, prefix: String) -> anyhow::Result<Vec<u8>> {
     writer.write_frame(Frame::text(Payload::Owned(text.into_bytes()))).await?;
-    let prefix = format!("{{\"id\":{id},");
     let mut ignore = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
     loop {
         let frame = reader.read_frame(&mut ignore).await?;
         match frame.opcode {
             OpCode::Text if frame.payload.starts_with(prefix.as_bytes()) => return Ok(frame.payload.to_vec()),
-            OpCode::Close => anyhow::bail!("closed while waiting for reply {id}"),
+            OpCode::Text if &frame.payload[..] == b"2" => {
+                writer.write_frame(Frame::text(Payload::Borrowed(b"3"))).await?;
+            }
+            OpCode::Close => anyhow::bail!("closed while waiting for {prefix}"),
             _ => {}
         }
     }
@@ -116,11 +128,11 @@ fn quantiles(histogram: &Histogram<u64>) -> Value {
 pub async fn presence(args: &Args) -> anyhow::Result<Value> {
     let urls = urls(args);
     let started = Instant::now();
-    let (tasks, _) = members(&urls, &args.channel, args.connections, args.concurrency).await?;
+    let (tasks, _) = members(&urls, args.target, &args.channel, args.connections, args.concurrency).await?;
     let joined_in = started.elapsed();
     let mut askers = Vec::new();
     for url in &urls {
-        askers.push(connection::connect(url, Target::SwitchyardJson, &[]).await?);
+        askers.push(connection::connect(url, args.target, &[]).await?);
     }
     let mut presence = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut stats = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
@@ -131,6 +143,17 @@ pub async fn presence(args: &Args) -> anyhow::Result<Value> {
         let which = id as usize % askers.len();
         let (reader, writer) = &mut askers[which];
         let channel = &args.channel;
+        if args.target == Target::SocketIo {
+            // An event with ack id `id`; the ack is `43<id>[[<socket>...]]`.
+            let text = format!("42{id}[\"presence\",\"{channel}\"]");
+            let sent = Instant::now();
+            let reply = request(reader, writer, text, format!("43{id}")).await?;
+            presence.record((sent.elapsed().as_micros() as u64).max(1))?;
+            let reply: Value = serde_json::from_slice(&reply[2 + id.to_string().len()..])?;
+            let listed = reply[0].as_array().map_or(0, Vec::len);
+            anyhow::ensure!(listed == args.connections, "fetchSockets listed {listed} members");
+            continue;
+        }
         let is_stats = id.is_multiple_of(10);
         let command = if is_stats {
             format!("\"presence_stats\":{{\"channel\":\"{channel}\"}}")
@@ -157,6 +180,7 @@ pub async fn presence(args: &Args) -> anyhow::Result<Value> {
     Ok(json!({
         "scenario": "presence",
         "label": args.label,
+        "target": format!("{:?}", args.target),
         "members": args.connections,
         "nodes": urls.len(),
         "joined_in_s": joined_in.as_secs_f64(),
@@ -167,7 +191,7 @@ pub async fn presence(args: &Args) -> anyhow::Result<Value> {
 
 pub async fn join_leave(args: &Args) -> anyhow::Result<Value> {
     let urls = urls(args);
-    let (tasks, events) = members(&urls, &args.channel, args.connections, args.concurrency).await?;
+    let (tasks, events) = members(&urls, Target::SwitchyardJson, &args.channel, args.connections, args.concurrency).await?;
     // Every member gets its own join and those of members after it (more
     // where subscribes overlapped): wait until they stop coming.
     let members = args.connections as u64;
