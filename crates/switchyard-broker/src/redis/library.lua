@@ -278,20 +278,22 @@ local function check_user(user)
   return user ~= nil and #user > 0 and #user <= 255
 end
 
+-- A UserChannel operation (Control field 1: subscribe, 2: unsubscribe).
+local function user_channel_op(field, name, args)
+  if not check_user(args[1]) or not check_channel(args[2]) then
+    return redis.error_reply('ERR usage: FCALL ' .. name .. ' 0 <user> <channel>')
+  end
+  return redis.call('PUBLISH', CONTROL, bytes_field(field, bytes_field(1, args[1]) .. bytes_field(2, args[2])))
+end
+
 -- FCALL switchyard_subscribe_user 0 <user> <channel>
 local function subscribe_user(_, args)
-  if not check_user(args[1]) or not check_channel(args[2]) then
-    return redis.error_reply('ERR usage: FCALL switchyard_subscribe_user 0 <user> <channel>')
-  end
-  return redis.call('PUBLISH', CONTROL, bytes_field(1, bytes_field(1, args[1]) .. bytes_field(2, args[2])))
+  return user_channel_op(1, 'switchyard_subscribe_user', args)
 end
 
 -- FCALL switchyard_unsubscribe_user 0 <user> <channel>
 local function unsubscribe_user(_, args)
-  if not check_user(args[1]) or not check_channel(args[2]) then
-    return redis.error_reply('ERR usage: FCALL switchyard_unsubscribe_user 0 <user> <channel>')
-  end
-  return redis.call('PUBLISH', CONTROL, bytes_field(2, bytes_field(1, args[1]) .. bytes_field(2, args[2])))
+  return user_channel_op(2, 'switchyard_unsubscribe_user', args)
 end
 
 -- FCALL switchyard_disconnect_user 0 <user> [code] [reason]
