@@ -191,7 +191,8 @@ pub async fn presence(args: &Args) -> anyhow::Result<Value> {
 
 pub async fn join_leave(args: &Args) -> anyhow::Result<Value> {
     let urls = urls(args);
-    let (tasks, events) = members(&urls, Target::SwitchyardJson, &args.channel, args.connections, args.concurrency).await?;
+    let (tasks, events) =
+        members(&urls, Target::SwitchyardJson, &args.channel, args.connections, args.concurrency).await?;
     // Every member gets its own join and those of members after it (more
     // where subscribes overlapped): wait until they stop coming.
     let members = args.connections as u64;
