@@ -76,6 +76,49 @@ fn fixed_server_shapes_encode() {
 }
 
 #[test]
+fn presence_and_server_subscription_shapes() {
+    use switchyard_proto::v1::{
+        ClientFrame, ClientInfo, MemberEvent, PresenceResult, PresenceStatsResult, ServerSubscribe, ServerUnsubscribe,
+    };
+    let ada = ClientInfo { client: "n1-7".into(), user: "42".into(), info: Bytes::from_static(br#"{"name":"Ada"}"#) };
+    let anonymous = ClientInfo { client: "n1-8".into(), ..Default::default() };
+    let presence = PresenceResult { clients: [("n1-7".to_owned(), ada.clone())].into_iter().collect() };
+    assert_eq!(
+        server(8, Message::Presence(presence)),
+        r#"{"id":8,"presence":{"clients":{"n1-7":{"client":"n1-7","user":"42","info":{"name":"Ada"}}}}}"#
+    );
+    assert_eq!(server(8, Message::Presence(PresenceResult::default())), r#"{"id":8,"presence":{"clients":{}}}"#);
+    let stats = PresenceStatsResult { num_clients: 3, num_users: 2 };
+    assert_eq!(
+        server(9, Message::PresenceStats(stats)),
+        r#"{"id":9,"presence_stats":{"num_clients":3,"num_users":2}}"#
+    );
+    let join = MemberEvent { channel: "chat:r1".into(), info: Some(anonymous) };
+    assert_eq!(
+        server(0, Message::Join(join.clone())),
+        r#"{"join":{"channel":"chat:r1","info":{"client":"n1-8","user":""}}}"#
+    );
+    assert_eq!(
+        server(0, Message::Leave(join)),
+        r#"{"leave":{"channel":"chat:r1","info":{"client":"n1-8","user":""}}}"#
+    );
+    let sub = ServerSubscribe { channel: "news".into(), epoch: Some("e1".into()), offset: Some(41) };
+    assert_eq!(server(0, Message::Sub(sub)), r#"{"sub":{"channel":"news","epoch":"e1","offset":41}}"#);
+    let sub = ServerSubscribe { channel: "news".into(), ..Default::default() };
+    assert_eq!(server(0, Message::Sub(sub)), r#"{"sub":{"channel":"news"}}"#);
+    assert_eq!(
+        server(0, Message::Unsub(ServerUnsubscribe { channel: "news".into() })),
+        r#"{"unsub":{"channel":"news"}}"#
+    );
+    let frame: ClientFrame = json::decode_client_frame(r#"{"id": 8, "presence": {"channel": "chat:r1"}}"#).unwrap();
+    assert!(
+        matches!(frame.command, Some(switchyard_proto::v1::client_frame::Command::Presence(p)) if p.channel == "chat:r1")
+    );
+    let frame = json::decode_client_frame(r#"{"id": 9, "presence_stats": {"channel": "chat:r1"}}"#).unwrap();
+    assert!(matches!(frame.command, Some(switchyard_proto::v1::client_frame::Command::PresenceStats(_))));
+}
+
+#[test]
 fn binary_payloads_go_out_as_data_b64_and_come_back() {
     let publication = Publication { channel: "c".into(), data: Bytes::from_static(&[0, 255, 1]), ..Default::default() };
     let text = server(0, Message::Pub(publication.clone()));
