@@ -1,0 +1,115 @@
+// The protocol's frames in their JSON shape (docs/protocol.md), which is
+// also what the SDK works with internally; the protobuf codec converts to
+// and from it.
+
+/** Who published, or who joined or left: a client, its user, the token's `info`. */
+export interface ClientInfo {
+  client: string;
+  user: string;
+  info?: unknown;
+}
+
+/** A place in a channel's history. */
+export interface StreamPosition {
+  epoch: string;
+  offset: number;
+}
+
+/** A publication as delivered. */
+export interface Publication {
+  channel: string;
+  /** The published JSON value, or the bytes when the payload is not JSON. */
+  data: unknown;
+  /** For channels whose namespace keeps history. */
+  offset?: number;
+  epoch?: string;
+  info?: ClientInfo;
+}
+
+export interface ResumedChannel {
+  channel: string;
+  epoch: string;
+  offset: number;
+  recovered: boolean;
+}
+
+export interface ConnectResult {
+  client: string;
+  session: string;
+  ping_interval: number;
+  resumed?: boolean;
+  channels?: ResumedChannel[];
+  expires_in?: number;
+}
+
+export interface SubscribeResult {
+  epoch?: string;
+  offset?: number;
+  recovered?: boolean;
+  publications?: Publication[];
+}
+
+export interface HistoryResult {
+  publications: Publication[];
+  epoch: string;
+  offset: number;
+}
+
+export interface PresenceResult {
+  clients: Record<string, ClientInfo>;
+}
+
+export interface PresenceStatsResult {
+  num_clients: number;
+  num_users: number;
+}
+
+export interface Disconnect {
+  code: number;
+  reason: string;
+  reconnect: boolean;
+}
+
+/** A frame from the client. */
+export interface ClientFrame {
+  id?: number;
+  connect?: { token?: string; resume?: string };
+  subscribe?: { channel: string; recover?: boolean; epoch?: string; offset?: number; token?: string };
+  unsubscribe?: { channel: string };
+  publish?: { channel: string; data: unknown };
+  ack?: { channel: string; offset: number };
+  pong?: Record<string, never>;
+  history?: { channel: string; since?: StreamPosition; limit?: number };
+  refresh?: { token: string };
+  presence?: { channel: string };
+  presence_stats?: { channel: string };
+}
+
+/** A frame from the server: a reply (with the command's id) or a push. */
+export interface ServerFrame {
+  id?: number;
+  connect?: ConnectResult;
+  subscribe?: SubscribeResult;
+  unsubscribe?: Record<string, never>;
+  publish?: { epoch?: string; offset?: number };
+  error?: { code: number; message: string };
+  pub?: Publication;
+  ping?: Record<string, never>;
+  disconnect?: Disconnect;
+  history?: HistoryResult;
+  refresh?: { expires_in: number };
+  presence?: PresenceResult;
+  presence_stats?: PresenceStatsResult;
+  join?: { channel: string; info: ClientInfo };
+  leave?: { channel: string; info: ClientInfo };
+  sub?: { channel: string; epoch?: string; offset?: number };
+  unsub?: { channel: string };
+}
+
+/** Turns frames into WebSocket messages and back. */
+export interface Codec {
+  /** The `Sec-WebSocket-Protocol` it speaks. */
+  readonly subprotocol: string;
+  encode(frame: ClientFrame): string | Uint8Array;
+  decode(message: string | ArrayBuffer | Uint8Array): ServerFrame;
+}

@@ -1,0 +1,30 @@
+// The JSON encoding (`switchyard.v1.json`): one JSON object per text frame.
+
+import { fromBase64 } from "./base64.js";
+import type { ClientFrame, Codec, ServerFrame } from "./frames.js";
+
+export const jsonCodec: Codec = {
+  subprotocol: "switchyard.v1.json",
+
+  encode(frame: ClientFrame): string {
+    const data = frame.publish?.data;
+    if (data instanceof Uint8Array) {
+      throw new TypeError('the JSON encoding carries JSON values only: use encoding "protobuf" for bytes');
+    }
+    return JSON.stringify(frame);
+  },
+
+  decode(message: string | ArrayBuffer | Uint8Array): ServerFrame {
+    if (typeof message !== "string") throw new TypeError("a JSON connection got a binary frame");
+    const frame = JSON.parse(message) as ServerFrame;
+    const pubs = [frame.pub, ...(frame.subscribe?.publications ?? []), ...(frame.history?.publications ?? [])];
+    for (const pub of pubs) {
+      const raw = pub as { data_b64?: string; data?: unknown } | undefined;
+      if (raw?.data_b64 !== undefined) {
+        raw.data = fromBase64(raw.data_b64);
+        delete raw.data_b64;
+      }
+    }
+    return frame;
+  },
+};
