@@ -1,21 +1,22 @@
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
+const nodeAndBrowser = {
+  Buffer: "readonly",
+  console: "readonly",
+  process: "readonly",
+  setTimeout: "readonly",
+  clearTimeout: "readonly",
+  setInterval: "readonly",
+  window: "readonly",
+  document: "readonly",
+  URL: "readonly",
+  URLSearchParams: "readonly",
+};
+
 export default tseslint.config(
-  { ignores: ["dist/", "build/", "src/gen/", "node_modules/", "demo/vendor/"] },
+  { ignores: ["dist/", "build/", "src/gen/", "node_modules/"] },
   js.configs.recommended,
   ...tseslint.configs.strict,
-  {
-    files: ["**/*.mjs", "demo/**/*.js"],
-    languageOptions: {
-      globals: {
-        console: "readonly",
-        process: "readonly",
-        window: "readonly",
-        document: "readonly",
-        URL: "readonly",
-        URLSearchParams: "readonly",
-      },
-    },
-  },
+  { files: ["**/*.mjs", "**/*.js"], languageOptions: { globals: nodeAndBrowser } },
 );
