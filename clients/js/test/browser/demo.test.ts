@@ -1,0 +1,87 @@
+// The demo page in a real headless Chromium, through haproxy in front of
+// two `switchyard` nodes and Redis: publications from a backend's FCALL
+// reach it; the node it is on is SIGKILLed; it ends up on the other node,
+// says it is connected again, and has every offset once, in order.
+
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import { chromium } from "playwright-core";
+import { Haproxy, Node, Redis, fcall, killAll, until } from "../harness.js";
+
+after(killAll);
+
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+interface DemoState {
+  state: string;
+  ticker: number[];
+  chat: number[];
+  gaps: unknown[];
+  reconnects: number;
+  tickerReady?: boolean;
+}
+
+/** How many client connections a node holds (its /metrics). */
+async function connections(node: Node): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${node.port}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith("switchyard_connections "));
+  return Number(line?.split(" ")[1] ?? 0);
+}
+
+describe("the demo page in Chromium", () => {
+  it("rides out the death of its node with every offset once, in order", async () => {
+    const redis = await Redis.start();
+    const nodes = [await Node.start(redis), await Node.start(redis)];
+    const proxy = await Haproxy.start(nodes);
+    // @ts-expect-error: a plain ES module next to the page, without types.
+    const { serve } = (await import("../../../demo/serve.mjs")) as {
+      serve: (port: number) => Promise<{ server: { close(): void }; port: number }>;
+    };
+    const site = await serve(0);
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    try {
+      const page = await browser.newPage();
+      page.on("console", (m) => console.log("page:", m.text()));
+      await page.goto(`http://127.0.0.1:${site.port}/?ws=${encodeURIComponent(proxy.url)}`);
+      const demo = async () => (await page.evaluate("window.demo")) as DemoState;
+      await until("the page to subscribe", async () => (await demo())?.tickerReady === true);
+      await page.waitForSelector("#state.connected");
+
+      const total = 200;
+      for (let n = 1; n <= total; n++) {
+        fcall(redis, "ticker:demo", n);
+        if (n === 50) {
+          await until("the first fifty on the page", async () => (await demo()).ticker.length >= 50);
+          const counts = await Promise.all(nodes.map(connections));
+          const doomed = nodes[counts.indexOf(Math.max(...counts))];
+          doomed.kill();
+        }
+      }
+      await until(`offset ${total} on the page`, async () => (await demo()).ticker.at(-1) === total);
+      const state = await demo();
+      assert.deepEqual(
+        state.ticker,
+        Array.from({ length: total }, (_, i) => i + 1),
+      );
+      assert.deepEqual(state.gaps, []);
+      assert.equal(state.state, "connected");
+      assert.ok(state.reconnects >= 1, "it moved to the other node");
+      assert.equal(await page.textContent("#state"), "connected");
+      assert.equal(await page.textContent("#ticks"), String(total));
+    } finally {
+      await browser.close();
+      site.server.close();
+      proxy.process.kill("SIGKILL");
+    }
+  });
+});
