@@ -12,6 +12,7 @@ const nodeAndBrowser = {
   document: "readonly",
   URL: "readonly",
   URLSearchParams: "readonly",
+  fetch: "readonly",
 };
 
 export default tseslint.config(
