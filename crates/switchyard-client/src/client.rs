@@ -4,8 +4,12 @@ use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError};
 use http_body_util::Empty;
 use hyper::Request;
 use hyper::header::{CONNECTION, HOST, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use prost::Message as _;
+use rustls::pki_types::ServerName;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use switchyard_proto::json;
@@ -16,8 +20,10 @@ use switchyard_proto::v1::{
     Pong, Publication, PublishRequest, PublishResult, ServerFrame, ServerSubscribe, ServerUnsubscribe, StreamPosition,
     SubscribeRequest, SubscribeResult, UnsubscribeRequest,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::TlsConnector;
 
 /// The encoding to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,12 +54,47 @@ pub struct Options {
     /// Events buffered before the client stops reading the socket (and so
     /// lets the server see a slow reader). Default: 4096.
     pub event_buffer: usize,
+    /// TLS for `wss://` URLs. Default: rustls with the system's trusted
+    /// roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Options {
     pub fn new(encoding: Encoding) -> Self {
-        Options { encoding, answer_pings: true, answer_ws_pings: true, event_buffer: 4096 }
+        Options { encoding, answer_pings: true, answer_ws_pings: true, event_buffer: 4096, tls: None }
     }
+}
+
+/// rustls with the system's trusted roots, built once.
+fn system_tls() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            // rustls needs a process-wide crypto provider; the first install wins.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let mut roots = rustls::RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            let (added, ignored) = roots.add_parsable_certificates(found.certs);
+            tracing::debug!(added, ignored, errors = found.errors.len(), "system roots for wss://");
+            Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+        })
+        .clone()
+}
+
+type Upgrade = fastwebsockets::WebSocket<TokioIo<Upgraded>>;
+
+/// The WebSocket handshake over an open stream (TCP, or TLS over TCP).
+async fn handshake<S>(stream: S, request: Request<Empty<Bytes>>) -> Result<Upgrade, ClientError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (ws, _response) = fastwebsockets::handshake::client(&hyper_util::rt::TokioExecutor::new(), request, stream)
+        .await
+        .map_err(|e| match e {
+            WebSocketError::InvalidStatusCode(status) => ClientError::Refused(status),
+            other => ClientError::Handshake(other.to_string()),
+        })?;
+    Ok(ws)
 }
 
 /// What the server pushes.
@@ -89,10 +130,14 @@ pub struct Client {
 }
 
 impl Client {
-    /// Opens a WebSocket to `url` (`ws://host:port/ws`).
+    /// Opens a WebSocket to `url` (`ws://host:port/ws`, or `wss://` over
+    /// TLS with [`Options::tls`]).
     pub async fn connect(url: &str, options: Options) -> Result<Client, ClientError> {
-        let rest =
-            url.strip_prefix("ws://").ok_or_else(|| ClientError::Url(format!("{url}: only ws:// is supported")))?;
+        let (secure, rest) = match (url.strip_prefix("wss://"), url.strip_prefix("ws://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => return Err(ClientError::Url(format!("{url}: ws:// or wss:// URLs only"))),
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -110,12 +155,16 @@ impl Client {
             .header(SEC_WEBSOCKET_PROTOCOL, options.encoding.subprotocol())
             .body(Empty::<Bytes>::new())
             .map_err(|e| ClientError::Url(e.to_string()))?;
-        let (ws, _response) = fastwebsockets::handshake::client(&hyper_util::rt::TokioExecutor::new(), request, stream)
-            .await
-            .map_err(|e| match e {
-                WebSocketError::InvalidStatusCode(status) => ClientError::Refused(status),
-                other => ClientError::Handshake(other.to_string()),
-            })?;
+        let ws = if secure {
+            let config = options.tls.clone().unwrap_or_else(system_tls);
+            let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host);
+            let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+                .map_err(|e| ClientError::Url(format!("{host}: {e}")))?;
+            let stream = TlsConnector::from(config).connect(name, stream).await?;
+            handshake(stream, request).await?
+        } else {
+            handshake(stream, request).await?
+        };
         let encoding = options.encoding;
         let (read, write) = tokio::io::split(ws.into_inner());
         let (mut reader, mut writer) = fastwebsockets::after_handshake_split(read, write, Role::Client);

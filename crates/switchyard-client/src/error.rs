@@ -21,6 +21,9 @@ pub enum ClientError {
     Closed,
     #[error("unexpected reply")]
     UnexpectedReply,
+    /// No answer within the session's timeout.
+    #[error("timed out")]
+    Timeout,
 }
 
 impl ClientError {

@@ -244,3 +244,29 @@ async fn after_redis_loses_the_history_the_new_epoch_arrives_from_offset_one() {
     // Offsets 1..5 of the new epoch are not the ones the subscriber had.
     offsets_through(&mut subscriber, 1, 6).await;
 }
+
+/// Acks decide where a resume starts: what follows the acked offset is
+/// replayed, not only what follows the last delivered one.
+#[tokio::test]
+async fn a_resumed_session_replays_exactly_what_follows_the_acked_offset() {
+    let redis = RedisServer::start().await;
+    let a = TestNode::start(redis_config(&redis, 100)).await;
+    let b = TestNode::start(redis_config(&redis, 100)).await;
+    let mut first = client(&a, Encoding::Json).await;
+    let session = first.connect_command("").await.unwrap().session;
+    first.subscribe("chat:acked").await.unwrap();
+    let publisher = client(&b, Encoding::Json).await;
+    publish_numbers(&publisher, "chat:acked", 1..=10).await;
+    offsets_through(&mut first, 1, 10).await;
+    // Delivered through 10, acknowledged through 4.
+    first.ack("chat:acked", 4).await.unwrap();
+    first.close().await;
+
+    let mut resumed = client(&b, Encoding::Protobuf).await;
+    let request = switchyard_client::v1::ConnectRequest { token: String::new(), resume: session };
+    let reply = resumed.connect_with(request).await.unwrap();
+    assert_eq!(reply.resumed, Some(true));
+    assert_eq!(reply.channels.len(), 1);
+    publish_numbers(&publisher, "chat:acked", 11..=11).await;
+    offsets_through(&mut resumed, 5, 11).await;
+}
