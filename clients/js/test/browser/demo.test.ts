@@ -38,25 +38,57 @@ async function connections(node: Node): Promise<number> {
   return Number(line?.split(" ")[1] ?? 0);
 }
 
+async function openDemo(wsUrl: string) {
+  // @ts-expect-error: a plain ES module next to the page, without types.
+  const { serve } = (await import("../../../demo/serve.mjs")) as {
+    serve: (port: number) => Promise<{ server: { close(): void }; port: number }>;
+  };
+  const site = await serve(0);
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on("console", (m) => console.log("page:", m.text()));
+  await page.goto(`http://127.0.0.1:${site.port}/?ws=${encodeURIComponent(wsUrl)}`);
+  const demo = async () => (await page.evaluate("window.demo")) as DemoState;
+  await until("the page to subscribe", async () => (await demo())?.tickerReady === true);
+  await page.waitForSelector("#state.connected");
+  const close = async () => {
+    await browser.close();
+    site.server.close();
+  };
+  return { page, context, demo, close };
+}
+
 describe("the demo page in Chromium", () => {
+  it("goes offline and back without losing a tick", async () => {
+    const redis = await Redis.start();
+    const node = await Node.start(redis);
+    const { context, demo, close } = await openDemo(node.url);
+    try {
+      for (let n = 1; n <= 10; n++) fcall(redis, "ticker:demo", n);
+      await until("ten ticks", async () => (await demo()).ticker.length === 10);
+      await context.setOffline(true);
+      await until("the page to notice", async () => (await demo()).state === "connecting");
+      for (let n = 11; n <= 20; n++) fcall(redis, "ticker:demo", n);
+      await context.setOffline(false);
+      await until("tick 20", async () => (await demo()).ticker.at(-1) === 20);
+      const state = await demo();
+      assert.deepEqual(
+        state.ticker,
+        Array.from({ length: 20 }, (_, i) => i + 1),
+      );
+      assert.equal(state.state, "connected");
+    } finally {
+      await close();
+    }
+  });
+
   it("rides out the death of its node with every offset once, in order", async () => {
     const redis = await Redis.start();
     const nodes = [await Node.start(redis), await Node.start(redis)];
     const proxy = await Haproxy.start(nodes);
-    // @ts-expect-error: a plain ES module next to the page, without types.
-    const { serve } = (await import("../../../demo/serve.mjs")) as {
-      serve: (port: number) => Promise<{ server: { close(): void }; port: number }>;
-    };
-    const site = await serve(0);
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    const { page, demo, close } = await openDemo(proxy.url);
     try {
-      const page = await browser.newPage();
-      page.on("console", (m) => console.log("page:", m.text()));
-      await page.goto(`http://127.0.0.1:${site.port}/?ws=${encodeURIComponent(proxy.url)}`);
-      const demo = async () => (await page.evaluate("window.demo")) as DemoState;
-      await until("the page to subscribe", async () => (await demo())?.tickerReady === true);
-      await page.waitForSelector("#state.connected");
-
       const total = 200;
       for (let n = 1; n <= total; n++) {
         fcall(redis, "ticker:demo", n);
@@ -79,8 +111,7 @@ describe("the demo page in Chromium", () => {
       assert.equal(await page.textContent("#state"), "connected");
       assert.equal(await page.textContent("#ticks"), String(total));
     } finally {
-      await browser.close();
-      site.server.close();
+      await close();
       proxy.process.kill("SIGKILL");
     }
   });
