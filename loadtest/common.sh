@@ -68,6 +68,8 @@ start_redis() {
 # publisher connect, the generator's --target, and switchyard's metrics
 # listeners (comma-separated; "-" for peers).
 #   switchyard        one node, in-memory broker
+#   switchyard-sse    one node, subscribers over Server-Sent Events (the
+#                     fallback transport), the publisher over a WebSocket
 #   switchyard-before the same with the binary $BEFORE (an earlier build,
 #                     for before/after runs of a change)
 #   switchyard-redis  two nodes over one Redis: subscribers on the second,
@@ -84,6 +86,11 @@ start_server() {
       start_switchyard "$port"
       wait_port "$port"
       echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-json" \
+        "127.0.0.1:$((port + 500))" ;;
+    switchyard-sse)
+      start_switchyard "$port"
+      wait_port "$port"
+      echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-sse" \
         "127.0.0.1:$((port + 500))" ;;
     switchyard-before)
       [ -x "${BEFORE:-}" ] || { echo "switchyard-before needs BEFORE=<an earlier switchyard binary>" >&2; return 1; }

@@ -15,11 +15,19 @@ pub struct Audience {
     /// Connections that never read (slow consumers): held open, not timed.
     stalled: Vec<(Reader, Writer)>,
     delivered: Arc<AtomicU64>,
+    /// Stops the subscribers that read Server-Sent Events (no socket to close).
+    stop_streams: tokio::sync::watch::Sender<bool>,
 }
 
 impl Audience {
     pub fn new() -> Audience {
-        Audience { readers: Vec::new(), writers: Vec::new(), stalled: Vec::new(), delivered: Arc::default() }
+        Audience {
+            readers: Vec::new(),
+            writers: Vec::new(),
+            stalled: Vec::new(),
+            delivered: Arc::default(),
+            stop_streams: tokio::sync::watch::channel(false).0,
+        }
     }
 
     /// A subscriber that reads and times every delivery.
@@ -37,6 +45,13 @@ impl Audience {
             self.writers.resize_with(i + 1, || None);
         }
         self.writers[i].replace(writer)
+    }
+
+    /// A subscriber over Server-Sent Events on `channel`.
+    pub async fn add_stream(&mut self, url: &str, channel: &str) -> anyhow::Result<()> {
+        let stop = self.stop_streams.subscribe();
+        self.readers.push(connection::subscribe_sse(url, channel, self.delivered.clone(), stop).await?);
+        Ok(())
     }
 
     /// A subscriber that never reads.
@@ -68,8 +83,9 @@ impl Audience {
     /// Closes every subscriber; each reader ends on the server's close frame
     /// (or after 5 s) and hands back its histogram, merged here.
     pub async fn close(self) -> anyhow::Result<Histogram<u64>> {
-        let Audience { readers, mut writers, stalled, .. } = self;
+        let Audience { readers, mut writers, stalled, stop_streams, .. } = self;
         drop(stalled);
+        let _ = stop_streams.send(true);
         for writer in writers.iter_mut().flatten() {
             connection::close(writer).await;
         }

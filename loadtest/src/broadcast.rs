@@ -16,6 +16,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let stalled = (args.subscribers as f64 * args.stalled_percent / 100.0).round() as usize;
     let mut audience = Audience::new();
     for i in 0..args.subscribers {
+        if args.target == crate::Target::SwitchyardSse {
+            audience.add_stream(&args.url, &args.channel).await?;
+            continue;
+        }
         let (reader, writer) = connection::connect(&args.url, args.target, &channels).await?;
         if i < stalled {
             audience.add_stalled(reader, writer);

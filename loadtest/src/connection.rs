@@ -35,7 +35,9 @@ pub async fn connect(url: &str, target: Target, channels: &[String]) -> anyhow::
         .header("sec-websocket-key", fastwebsockets::handshake::generate_key())
         .header("sec-websocket-version", "13");
     match target {
-        Target::SwitchyardJson => request = request.header("sec-websocket-protocol", "switchyard.v1.json"),
+        Target::SwitchyardJson | Target::SwitchyardSse => {
+            request = request.header("sec-websocket-protocol", "switchyard.v1.json")
+        }
         Target::SwitchyardProto => request = request.header("sec-websocket-protocol", "switchyard.v1.proto"),
         Target::Plain | Target::SocketIo => {}
     }
@@ -67,11 +69,11 @@ pub async fn connect(url: &str, target: Target, channels: &[String]) -> anyhow::
                 }
             }
         }
-        Target::SwitchyardJson | Target::SwitchyardProto => {
+        Target::SwitchyardJson | Target::SwitchyardProto | Target::SwitchyardSse => {
             for (i, channel) in channels.iter().enumerate() {
                 let id = i as u8 + 1;
                 let frame = match target {
-                    Target::SwitchyardJson => Frame::text(Payload::Owned(
+                    Target::SwitchyardJson | Target::SwitchyardSse => Frame::text(Payload::Owned(
                         format!(r#"{{"id":{id},"subscribe":{{"channel":"{channel}"}}}}"#).into_bytes(),
                     )),
                     _ => Frame::binary(Payload::Owned(subscribe_protobuf(id, channel))),
@@ -193,7 +195,7 @@ impl Publisher {
             Target::Plain => payload.to_owned(),
             Target::SocketIo if self.rooms => format!(r#"42["publish_to","{channel}",{payload}]"#),
             Target::SocketIo => format!(r#"42["publish",{payload}]"#),
-            Target::SwitchyardJson | Target::SwitchyardProto => {
+            Target::SwitchyardJson | Target::SwitchyardProto | Target::SwitchyardSse => {
                 self.next_id += 1;
                 format!(r#"{{"id":{},"publish":{{"channel":"{channel}","data":{payload}}}}}"#, self.next_id)
             }
@@ -201,6 +203,62 @@ impl Publisher {
         self.writer.write_frame(Frame::text(Payload::Owned(text.into_bytes()))).await?;
         Ok(())
     }
+}
+
+/// A subscriber over Server-Sent Events: `GET /sse?channel=<channel>` on
+/// the host of `url` (a `ws://` URL), once its `sub` event came; then reads
+/// and times every `pub` event until `stop` turns true.
+pub async fn subscribe_sse(
+    url: &str,
+    channel: &str,
+    delivered: Arc<AtomicU64>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<JoinHandle<Histogram<u64>>> {
+    use http_body_util::BodyExt as _;
+    let rest = url.strip_prefix("ws://").ok_or_else(|| anyhow::anyhow!("{url}: only ws:// URLs"))?;
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let stream = TcpStream::connect(authority).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let request = Request::get(format!("/sse?channel={channel}"))
+        .header("host", authority)
+        .header("accept", "text/event-stream")
+        .body(Empty::<Bytes>::new())?;
+    let mut body = sender.send_request(request).await?.into_body();
+    let mut buffer: Vec<u8> = Vec::new();
+    // Until the subscription is in place.
+    loop {
+        let frame = body.frame().await.ok_or_else(|| anyhow::anyhow!("the stream ended"))??;
+        if let Ok(data) = frame.into_data() {
+            buffer.extend_from_slice(&data);
+        }
+        if buffer.windows(6).any(|w| w == b"\"sub\":") {
+            break;
+        }
+    }
+    buffer.clear();
+    Ok(tokio::spawn(async move {
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+        loop {
+            let frame = tokio::select! {
+                frame = body.frame() => frame,
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
+            let Some(Ok(frame)) = frame else { break };
+            let Ok(data) = frame.into_data() else { continue };
+            buffer.extend_from_slice(&data);
+            // Whole events only: what follows the last blank line waits.
+            let Some(end) = buffer.windows(2).rposition(|w| w == b"\n\n") else { continue };
+            for event in buffer[..end].split(|&b| b == b'\n').filter(|line| line.starts_with(b"data: {\"pub\"")) {
+                if let Some(sent) = stamp::read(event) {
+                    let _ = histogram.record(stamp::now_us().saturating_sub(sent).max(1));
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            buffer.drain(..end + 2);
+        }
+        histogram
+    }))
 }
 
 /// Asks the server to close (it answers with its own close frame, which

@@ -47,6 +47,9 @@ use std::time::Duration;
 pub enum Target {
     SwitchyardJson,
     SwitchyardProto,
+    /// Subscribers over Server-Sent Events (`GET /sse?channel=...`); the
+    /// publisher speaks JSON over a WebSocket.
+    SwitchyardSse,
     /// Peers that send every message a client sends to every other client.
     Plain,
     /// Socket.IO (Engine.IO v4 over WebSocket): publications are `publish`
@@ -56,7 +59,7 @@ pub enum Target {
 
 impl Target {
     pub fn is_switchyard(self) -> bool {
-        matches!(self, Target::SwitchyardJson | Target::SwitchyardProto)
+        matches!(self, Target::SwitchyardJson | Target::SwitchyardProto | Target::SwitchyardSse)
     }
 }
 

@@ -21,6 +21,7 @@ import type {
   StreamPosition,
 } from "./frames.js";
 import { jsonCodec } from "./json.js";
+import { SseSocket } from "./sse.js";
 import { Subscription, type SubscribeOptions, type SubscriptionHost } from "./subscription.js";
 
 export type ClientState = "disconnected" | "connecting" | "connected";
@@ -57,6 +58,11 @@ export interface ClientOptions {
   ackInterval?: number;
   /** A token is refreshed this long before it expires, at most (and at a third of its life at least), s. Default 30. */
   refreshBefore?: number;
+  /**
+   * Transports in order of preference. Default `["websocket", "sse"]`: Server-Sent
+   * Events (JSON, browsers) when a WebSocket cannot open.
+   */
+  transports?: ("websocket" | "sse")[];
 }
 
 export interface ClientEvents {
@@ -84,9 +90,16 @@ const OPEN = 1;
 
 export class Client extends Emitter<ClientEvents> {
   #urls: string[];
-  #options: Required<Omit<ClientOptions, "token" | "getToken" | "WebSocket" | "encoding">> & ClientOptions;
+  #options: Required<Omit<ClientOptions, "token" | "getToken" | "WebSocket" | "encoding" | "transports">> &
+    ClientOptions;
   #codec: Codec = jsonCodec;
   #codecReady?: Promise<void>;
+  /** This connection's codec: the SSE transport speaks JSON whatever the encoding. */
+  #wire: Codec = jsonCodec;
+  /** A WebSocket could not open before any ever did: use the fallback from now on. */
+  #fallback = false;
+  /** A WebSocket opened once: the network allows them, a failure is the server's. */
+  #websocketWorked = false;
   #state: ClientState = "disconnected";
   #ws?: WebSocketLike;
   #nextId = 1;
@@ -228,11 +241,17 @@ export class Client extends Emitter<ClientEvents> {
       return;
     }
     if (!this.#wanted) return;
-    const Ws = this.#options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (!Ws) throw new TypeError("no WebSocket: pass one in the options (e.g. the `ws` package)");
+    const transports = this.#options.transports ?? ["websocket", "sse"];
+    const global = globalThis as { WebSocket?: WebSocketConstructor; EventSource?: unknown };
+    const Ws = this.#options.WebSocket ?? global.WebSocket;
+    const canSse = transports.includes("sse") && typeof global.EventSource === "function";
+    const useSse = canSse && (this.#fallback || !transports.includes("websocket") || !Ws);
+    if (!useSse && !Ws) throw new TypeError("no WebSocket: pass one in the options (e.g. the `ws` package)");
+    this.#wire = useSse ? jsonCodec : this.#codec;
     let ws: WebSocketLike;
+    let opened = false;
     try {
-      ws = new Ws(url, this.#codec.subprotocol);
+      ws = useSse || !Ws ? new SseSocket(url) : new Ws(url, this.#codec.subprotocol);
     } catch (e) {
       this.emit("error", new SwitchyardError("transport", ClientCodes.Transport, `cannot open ${url}: ${String(e)}`));
       this.#retry("backoff");
@@ -242,6 +261,8 @@ export class Client extends Emitter<ClientEvents> {
     this.#ws = ws;
     let disconnect: { code: number; reason: string; reconnect: boolean } | undefined;
     ws.onopen = () => {
+      opened = true;
+      if (!useSse) this.#websocketWorked = true;
       const connect: ClientFrame["connect"] = {};
       if (token) connect.token = token;
       if (this.#session) connect.resume = this.#session;
@@ -255,7 +276,7 @@ export class Client extends Emitter<ClientEvents> {
     ws.onmessage = (event) => {
       let frame: ServerFrame;
       try {
-        frame = this.#codec.decode(event.data as string | ArrayBuffer);
+        frame = this.#wire.decode(event.data as string | ArrayBuffer);
       } catch (e) {
         this.emit("error", new SwitchyardError("transport", ClientCodes.Transport, `unreadable frame: ${String(e)}`));
         return;
@@ -270,6 +291,14 @@ export class Client extends Emitter<ClientEvents> {
     ws.onclose = (event) => {
       if (this.#ws !== ws) return;
       this.#ws = undefined;
+      if (!opened && !useSse && canSse && !this.#websocketWorked) {
+        // The WebSocket could not even open (a proxy, a firewall): fall back.
+        this.#fallback = true;
+        this.#setState("connecting");
+        clearTimeout(this.#reconnectTimer);
+        this.#reconnectTimer = setTimeout(() => void this.#open(), 0);
+        return;
+      }
       const code = disconnect?.code ?? event.code ?? 1006;
       const reason = disconnect?.reason ?? event.reason ?? "";
       this.#lost(code, reason);
@@ -503,7 +532,7 @@ export class Client extends Emitter<ClientEvents> {
   #send(frame: ClientFrame): boolean {
     const ws = this.#ws;
     if (!ws || ws.readyState !== OPEN) return false;
-    ws.send(this.#codec.encode(frame));
+    ws.send(this.#wire.encode(frame));
     return true;
   }
 

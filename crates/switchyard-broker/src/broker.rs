@@ -102,9 +102,11 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Sends a control message to one node (by name), or with `to` None to
     /// every node of the cluster, this one included; returns once the
-    /// broker has it. At most once, like publications: a node that is not
-    /// listening at that moment misses it.
-    async fn send_control(&self, to: Option<&str>, message: Control) -> Result<(), BrokerError>;
+    /// broker has it, with how many nodes received it where the broker can
+    /// tell (`None` where it cannot: a Redis Cluster counts only the
+    /// receivers on the shard it ran on). At most once, like publications:
+    /// a node that is not listening at that moment misses it.
+    async fn send_control(&self, to: Option<&str>, message: Control) -> Result<Option<u64>, BrokerError>;
 
     /// Whether the broker can be reached now (drives `/readyz`).
     fn is_ready(&self) -> bool;

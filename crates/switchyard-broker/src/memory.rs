@@ -49,10 +49,10 @@ impl Broker for MemoryBroker {
         Ok(self.history.read(channel, since, limit, options))
     }
 
-    async fn send_control(&self, _to: Option<&str>, message: Control) -> Result<(), BrokerError> {
+    async fn send_control(&self, _to: Option<&str>, message: Control) -> Result<Option<u64>, BrokerError> {
         // The one node there is: every message is for it.
         self.sink.control(message);
-        Ok(())
+        Ok(Some(1))
     }
 
     fn is_ready(&self) -> bool {

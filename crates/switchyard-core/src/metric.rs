@@ -48,6 +48,9 @@ pub const PRESENCE_REFRESH_ERRORS: &str = "switchyard_presence_refresh_errors_to
 pub const CONTROL_RECEIVED: &str = "switchyard_control_received_total";
 pub const CONTROL_DROPPED: &str = "switchyard_control_dropped_total";
 pub const USER_OPERATIONS: &str = "switchyard_user_operations_total";
+pub const TRANSPORT_CONNECTIONS: &str = "switchyard_transport_connections";
+pub const SSE_COMMANDS: &str = "switchyard_sse_command_requests_total";
+pub const SSE_COMMAND_ERRORS: &str = "switchyard_sse_command_errors_total";
 
 /// Buckets of the latency histogram, in seconds: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] =
@@ -152,6 +155,15 @@ pub fn describe() {
     describe_counter!(PRESENCE_REFRESH_ERRORS, "Channels whose presence entries could not be refreshed in one round.");
     describe_counter!(CONTROL_RECEIVED, "Control messages (user operations, surveys) received, by kind.");
     describe_counter!(CONTROL_DROPPED, "Control messages dropped because this node's control queue was full.");
+    describe_gauge!(TRANSPORT_CONNECTIONS, "Open client connections on this node, by transport (websocket, sse).");
+    describe_counter!(
+        SSE_COMMANDS,
+        "POST /sse/command requests, by where the stream was: local, or remote (asked over the broker)."
+    );
+    describe_counter!(
+        SSE_COMMAND_ERRORS,
+        "POST /sse/command requests refused, by reason: unknown_session, too_large, bad_request, broker, timeout, origin."
+    );
     describe_counter!(
         USER_OPERATIONS,
         "User operations applied to connections of this node, by kind (subscribe, unsubscribe, disconnect)."
@@ -312,4 +324,15 @@ pub fn control_dropped() -> Counter {
 /// `kind`: `subscribe`, `unsubscribe`, `disconnect`.
 pub fn user_operations(kind: &'static str) -> Counter {
     cached_counter(USER_OPERATIONS, kind, || counter!(USER_OPERATIONS, "kind" => kind))
+}
+/// `transport`: `websocket`, `sse`.
+pub fn transport_connections(transport: &'static str) -> Gauge {
+    gauge!(TRANSPORT_CONNECTIONS, "transport" => transport)
+}
+/// `route`: `local`, `remote`.
+pub fn sse_commands(route: &'static str) -> Counter {
+    cached_counter(SSE_COMMANDS, route, || counter!(SSE_COMMANDS, "route" => route))
+}
+pub fn sse_command_errors(reason: &'static str) -> Counter {
+    cached_counter(SSE_COMMAND_ERRORS, reason, || counter!(SSE_COMMAND_ERRORS, "reason" => reason))
 }

@@ -53,6 +53,18 @@ pub fn close(code: u16, reason: &str) -> Bytes {
     frame(OPCODE_CLOSE, &payload)
 }
 
+/// The payload of a frame made here (final, unmasked): what other
+/// transports (Server-Sent Events) carry of the same encoded message.
+pub fn payload(frame: &Bytes) -> Bytes {
+    let header = match frame.get(1).map(|b| b & 0x7f) {
+        Some(126) => 4,
+        Some(127) => 10,
+        Some(_) => 2,
+        None => return Bytes::new(),
+    };
+    frame.slice(header.min(frame.len())..)
+}
+
 /// A ping or pong; payloads over 125 bytes are not allowed by RFC 6455.
 pub fn control(opcode: u8, payload: &[u8]) -> Bytes {
     frame(opcode, &payload[..payload.len().min(125)])
@@ -71,6 +83,14 @@ mod tests {
         assert_eq!(&f[..2], &[0x82, 127]);
         assert_eq!(u64::from_be_bytes(f[2..10].try_into().unwrap()), 70_000);
         assert_eq!(f.len(), 70_010);
+    }
+
+    #[test]
+    fn payloads_come_back_whatever_the_header() {
+        for n in [0, 5, 125, 126, 65_535, 65_536, 70_000] {
+            let body = vec![7u8; n];
+            assert_eq!(&payload(&text(&body))[..], &body[..], "{n} bytes");
+        }
     }
 
     #[test]

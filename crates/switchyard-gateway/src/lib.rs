@@ -9,6 +9,7 @@
 //! - [`command`]: the command layer: the rules of every command, for every
 //!   entry point (WebSocket sessions, the HTTP API, the control channel).
 //! - [`session`]: one WebSocket connection: reader, handler, writer.
+//! - [`sse`]: the fallback transport: Server-Sent Events and their commands.
 //! - [`codec`]: client frames in and server frames out, per encoding.
 //! - [`api`]: the HTTP API (publish, history, presence, user operations,
 //!   channels, nodes).
@@ -36,6 +37,7 @@ pub mod registry;
 pub mod server;
 pub mod session;
 pub mod settings;
+pub mod sse;
 pub mod tls;
 
 pub use node::Node;

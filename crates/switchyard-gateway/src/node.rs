@@ -2,8 +2,9 @@
 
 use crate::auth::Authenticator;
 use crate::command::presence::LocalPresence;
-use crate::command::users::Surveys;
+use crate::command::users::Requests;
 use crate::connections::Connections;
+use crate::sse::SseSessions;
 use crate::tls::Tls;
 use governor::clock::QuantaClock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -32,8 +33,10 @@ pub struct Node {
     pub connections: Connections,
     /// This node's own presence entries, kept fresh while its clients stay.
     pub presence: LocalPresence,
-    /// Cluster-wide surveys this node is waiting on.
-    pub surveys: Surveys,
+    /// Requests to other nodes this node is waiting on.
+    pub requests: Requests,
+    /// The SSE streams of this node, by session token.
+    pub sse: SseSessions,
     /// Control messages from the broker, taken by the control task once
     /// the node serves.
     control: Mutex<Option<mpsc::Receiver<Control>>>,
@@ -146,7 +149,8 @@ impl Node {
             stores,
             connections: Connections::new(max_connections, max_per_ip),
             presence: LocalPresence::default(),
-            surveys: Surveys::default(),
+            requests: Requests::default(),
+            sse: SseSessions::default(),
             control: Mutex::new(Some(control_rx)),
             name,
             rate_clock,

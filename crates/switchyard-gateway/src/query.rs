@@ -6,6 +6,28 @@ pub fn param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
     query?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
 }
 
+/// `value` with its `%XX` escapes decoded (browsers escape `:` and `/`
+/// in query strings); a malformed escape is kept as it is.
+pub fn decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -15,5 +37,12 @@ mod tests {
         assert_eq!(param(Some("a=1&b=2&a=3"), "a"), Some("1"));
         assert_eq!(param(Some("a=1&b"), "b"), None);
         assert_eq!(param(None, "a"), None);
+    }
+
+    #[test]
+    fn decodes_escapes() {
+        assert_eq!(decode("chat%3Aroom%2F1"), "chat:room/1");
+        assert_eq!(decode("100%"), "100%");
+        assert_eq!(decode("%zz"), "%zz");
     }
 }

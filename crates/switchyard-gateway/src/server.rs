@@ -3,6 +3,7 @@
 use crate::api;
 use crate::command;
 use crate::connections::NoRoom;
+use crate::connections::Permit;
 use crate::drain;
 use crate::metrics as recorder;
 use crate::node::Node;
@@ -10,8 +11,9 @@ use crate::origin;
 use crate::query;
 use crate::registry;
 use crate::session::{self, Speaks};
+use crate::sse;
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::header::{COOKIE, HeaderValue, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
 use hyper::server::conn::http1;
@@ -31,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-type Body = Full<Bytes>;
+type Body = sse::Body;
 
 /// What a listener serves.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -193,9 +195,12 @@ async fn route(
     match (req.uri().path(), role) {
         ("/ws", Role::Public { .. }) => upgrade(req, peer, node, sessions, false),
         ("/echo", Role::Public { .. }) if node.config.testing.echo => upgrade(req, peer, node, sessions, true),
-        (path, Role::Public { .. }) if path.starts_with("/api/") => {
-            api::handle(req, node).await.unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found\n"))
-        }
+        (path, Role::Public { .. }) if path.starts_with("/api/") => match api::handle(req, node).await {
+            Some(response) => response.map(|body| body.boxed()),
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
+        ("/sse", Role::Public { .. }) => open_stream(req, peer, node, sessions),
+        ("/sse/command", Role::Public { .. }) => stream_command(req, node).await,
         ("/healthz", _) => text(StatusCode::OK, "ok\n"),
         ("/readyz", _) => readiness(node),
         ("/metrics", Role::Internal | Role::Public { metrics: true }) => {
@@ -236,16 +241,8 @@ fn upgrade(
         response.headers_mut().insert("upgrade", HeaderValue::from_static("websocket"));
         return response;
     }
-    if node.is_draining() {
-        metric::connections_refused("draining").increment(1);
-        return text(StatusCode::SERVICE_UNAVAILABLE, "draining: connect to another node\n");
-    }
-    let limits = &node.config.limits;
-    if let Some(origin) = req.headers().get(ORIGIN)
-        && !origin::is_allowed(&limits.allowed_origins, origin.to_str().unwrap_or(""))
-    {
-        metric::connections_refused("origin").increment(1);
-        return text(StatusCode::FORBIDDEN, "origin not allowed\n");
+    if let Some(refused) = refuse_origin(&req, node).or_else(|| refuse_draining(node)) {
+        return refused;
     }
     let offered = if echo { None } else { req.headers().get(SEC_WEBSOCKET_PROTOCOL).map(|v| v.to_str().unwrap_or("")) };
     let protocol = match offered {
@@ -262,23 +259,9 @@ fn upgrade(
         },
     };
     let negotiated = offered.is_some();
-    let ip = client_ip(&req, peer, limits);
-    if let Some(limiter) = &node.connect_limiter
-        && limiter.check_key(&ip).is_err()
-    {
-        metric::connections_refused("connect_rate").increment(1);
-        return text(StatusCode::TOO_MANY_REQUESTS, "too many new connections from this address\n");
-    }
-    let permit = match node.connections.try_permit(ip) {
+    let permit = match take_permit(&req, peer, node) {
         Ok(permit) => permit,
-        Err(NoRoom::Node) => {
-            metric::connections_refused("limit").increment(1);
-            return text(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached\n");
-        }
-        Err(NoRoom::Address) => {
-            metric::connections_refused("ip_limit").increment(1);
-            return text(StatusCode::TOO_MANY_REQUESTS, "too many connections from this address\n");
-        }
+        Err(refused) => return *refused,
     };
     let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(pair) => pair,
@@ -303,6 +286,101 @@ fn upgrade(
         parts.headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol.name()));
     }
     Response::from_parts(parts, Body::default())
+}
+
+/// The refusal of a browser origin that is not allowed (requests without
+/// one pass).
+fn refuse_origin(req: &Request<Incoming>, node: &Node) -> Option<Response<Body>> {
+    let origin = req.headers().get(ORIGIN)?;
+    if origin::is_allowed(&node.config.limits.allowed_origins, origin.to_str().unwrap_or("")) {
+        return None;
+    }
+    metric::connections_refused("origin").increment(1);
+    Some(text(StatusCode::FORBIDDEN, "origin not allowed\n"))
+}
+
+fn refuse_draining(node: &Node) -> Option<Response<Body>> {
+    if !node.is_draining() {
+        return None;
+    }
+    metric::connections_refused("draining").increment(1);
+    Some(text(StatusCode::SERVICE_UNAVAILABLE, "draining: connect to another node\n"))
+}
+
+/// A place for a new client connection (WebSocket or stream): within the
+/// address's connect rate and the node's and address's limits.
+fn take_permit(req: &Request<Incoming>, peer: SocketAddr, node: &Node) -> Result<Permit, Box<Response<Body>>> {
+    let ip = client_ip(req, peer, &node.config.limits);
+    if let Some(limiter) = &node.connect_limiter
+        && limiter.check_key(&ip).is_err()
+    {
+        metric::connections_refused("connect_rate").increment(1);
+        return Err(Box::new(text(StatusCode::TOO_MANY_REQUESTS, "too many new connections from this address\n")));
+    }
+    node.connections.try_permit(ip).map_err(|no_room| {
+        Box::new(match no_room {
+            NoRoom::Node => {
+                metric::connections_refused("limit").increment(1);
+                text(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached\n")
+            }
+            NoRoom::Address => {
+                metric::connections_refused("ip_limit").increment(1);
+                text(StatusCode::TOO_MANY_REQUESTS, "too many connections from this address\n")
+            }
+        })
+    })
+}
+
+/// Lets a page of an allowed origin read the answer (CORS): streams and
+/// their commands are plain HTTP, unlike WebSockets.
+fn allow_origin(req_origin: Option<HeaderValue>, mut response: Response<Body>) -> Response<Body> {
+    if let Some(origin) = req_origin {
+        let headers = response.headers_mut();
+        headers.insert("access-control-allow-origin", origin);
+        headers.insert("access-control-allow-credentials", HeaderValue::from_static("true"));
+        headers.insert("vary", HeaderValue::from_static("origin"));
+    }
+    response
+}
+
+/// `GET /sse`: checked like an upgrade, then the stream.
+fn open_stream(req: Request<Incoming>, peer: SocketAddr, node: &Arc<Node>, sessions: &TaskTracker) -> Response<Body> {
+    let origin = req.headers().get(ORIGIN).cloned();
+    if req.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET /sse\n");
+    }
+    if let Some(refused) = refuse_origin(&req, node).or_else(|| refuse_draining(node)) {
+        return refused;
+    }
+    let permit = match take_permit(&req, peer, node) {
+        Ok(permit) => permit,
+        Err(refused) => return allow_origin(origin, *refused),
+    };
+    // The `token` parameter always works here: EventSource cannot send headers.
+    let token =
+        query::param(req.uri().query(), "token").map(str::to_owned).or_else(|| upgrade_token(&req, &node.config.auth));
+    allow_origin(origin, sse::open(&req, node, token, permit, sessions))
+}
+
+/// `POST /sse/command` (and its CORS preflight).
+async fn stream_command(req: Request<Incoming>, node: &Arc<Node>) -> Response<Body> {
+    let origin = req.headers().get(ORIGIN).cloned();
+    if let Some(refused) = refuse_origin(&req, node) {
+        metric::sse_command_errors("origin").increment(1);
+        return refused;
+    }
+    let response = match *req.method() {
+        Method::POST => sse::command::handle(req, node).await,
+        Method::OPTIONS => {
+            let mut response = text(StatusCode::NO_CONTENT, "");
+            let headers = response.headers_mut();
+            headers.insert("access-control-allow-methods", HeaderValue::from_static("POST"));
+            headers.insert("access-control-allow-headers", HeaderValue::from_static("content-type"));
+            response
+        }
+        _ => text(StatusCode::METHOD_NOT_ALLOWED, "POST /sse/command\n"),
+    };
+    allow_origin(origin, response)
 }
 
 /// A connect token in the upgrade request: the configured query parameter,
@@ -343,7 +421,7 @@ fn client_ip(req: &Request<Incoming>, peer: SocketAddr, limits: &LimitsConfig) -
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()));
+    let mut response = Response::new(Full::new(body.into()).boxed());
     *response.status_mut() = status;
     response
 }

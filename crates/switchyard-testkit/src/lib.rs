@@ -12,13 +12,17 @@
 //! - [`raw`]: raw WebSocket connections that can send anything.
 //! - [`redis`]: real `redis-server`s: one, or a 3-master Cluster.
 //! - [`token`]: HS256 connect tokens.
+//! - [`haproxy`]: a real haproxy in front of nodes.
+//! - [`sse`]: Server-Sent Events streams and their commands.
 
 pub mod follower;
+pub mod haproxy;
 pub mod http;
 pub mod node;
 pub mod process;
 pub mod raw;
 pub mod redis;
+pub mod sse;
 pub mod token;
 
 pub use node::{TestNode, test_config, with_history};

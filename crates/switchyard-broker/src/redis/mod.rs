@@ -220,16 +220,19 @@ impl Broker for RedisBroker {
         })
     }
 
-    async fn send_control(&self, to: Option<&str>, message: Control) -> Result<(), BrokerError> {
+    async fn send_control(&self, to: Option<&str>, message: Control) -> Result<Option<u64>, BrokerError> {
         let mut conn = self.commands.clone();
         let name = match to {
             Some(node) => self.shared.keys.node_control(node),
             None => self.shared.keys.control(),
         };
-        redis::cmd("PUBLISH").arg(name).arg(message.encode_to_vec()).query_async::<()>(&mut conn).await.map_err(|e| {
-            metric::broker_errors("control").increment(1);
-            unavailable(e)
-        })
+        let receivers: u64 =
+            redis::cmd("PUBLISH").arg(name).arg(message.encode_to_vec()).query_async(&mut conn).await.map_err(|e| {
+                metric::broker_errors("control").increment(1);
+                unavailable(e)
+            })?;
+        // On a Cluster, PUBLISH counts the receivers of the shard it ran on only.
+        Ok((!self.settings.target.is_cluster()).then_some(receivers))
     }
 
     fn is_ready(&self) -> bool {

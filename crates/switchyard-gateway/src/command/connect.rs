@@ -40,7 +40,8 @@ impl ClientSession {
         };
         self.token_issued = true;
         let Some(saved) = saved else {
-            self.send(ServerFrame { id, message: Some(server_frame::Message::Connect(result)) });
+            let reply = self.reply_frame(ServerFrame { id, message: Some(server_frame::Message::Connect(result)) });
+            self.queue(reply);
             self.save().await;
             self.subscribe_claimed().await;
             return Ok(None);
@@ -74,7 +75,8 @@ impl ClientSession {
             })
             .collect();
         metric::resumes("resumed").increment(1);
-        let mut head = vec![self.frame(ServerFrame { id, message: Some(server_frame::Message::Connect(result)) })];
+        let mut head =
+            vec![self.reply_frame(ServerFrame { id, message: Some(server_frame::Message::Connect(result)) })];
         for (channel, j) in rejoined {
             head.extend(j.publications.into_iter().map(|p| self.frame(super::subscribe::push(p))));
             self.node.hub.finish_recovery(&channel, self.id, std::mem::take(&mut head), j.position);

@@ -11,6 +11,7 @@ use crate::codec;
 use crate::connections::UserRegistration;
 use crate::node::Node;
 use crate::session::liveness::Liveness;
+use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -34,12 +35,21 @@ const REFUSALS_FORGIVEN_AFTER: Duration = Duration::from_secs(1);
 /// Acks are saved at most this often (subscription changes at once).
 const ACK_SAVE_EVERY: Duration = Duration::from_secs(1);
 
-/// What the server does to a connection on its own (user operations).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the server does to a connection on its own (user operations), or
+/// commands that came another way than the connection itself (an SSE
+/// client's `POST /sse/command`).
+#[derive(Debug)]
 pub enum ServerOp {
     Subscribe(String),
     Unsubscribe(String),
-    Disconnect { code: CloseCode, reason: String },
+    Disconnect {
+        code: CloseCode,
+        reason: String,
+    },
+    /// Client frames to run in order (or, for one that could not be
+    /// decoded, the refusal to answer in its place); the JSON replies go
+    /// back on the sender (and, as always, into the outbound queue).
+    Commands(Vec<Result<ClientFrame, (u32, Refusal)>>, tokio::sync::oneshot::Sender<Vec<Bytes>>),
 }
 
 /// A channel this session is subscribed to.
@@ -88,6 +98,8 @@ pub struct ClientSession {
     /// A connect token that came with the upgrade request (query parameter
     /// or cookie), used when `connect` carries none.
     pub(super) upgrade_token: Option<String>,
+    /// While commands of a `ServerOp::Commands` run: their replies, as JSON.
+    collected: Option<Vec<Bytes>>,
 }
 
 /// What [`ClientSession::admit`] decided about a message.
@@ -118,6 +130,7 @@ impl ClientSession {
         let burst = NonZeroU32::new(limits.commands_burst).unwrap_or(NonZeroU32::MIN);
         let limiter =
             RateLimiter::direct_with_clock(Quota::per_second(rate).allow_burst(burst), node.rate_clock.clone());
+        let token = format!("{}.{}", node.name, new_token());
         ClientSession {
             node,
             id,
@@ -127,7 +140,7 @@ impl ClientSession {
             identity: None,
             user_registration: None,
             ops,
-            token: new_token(),
+            token,
             token_issued: false,
             channels: HashMap::new(),
             unsaved_acks: false,
@@ -137,6 +150,7 @@ impl ClientSession {
             last_refused: None,
             liveness,
             upgrade_token,
+            collected: None,
         }
     }
 
@@ -169,7 +183,7 @@ impl ClientSession {
 
     /// Answers a message refused by [`ClientSession::admit`] with 109 (a
     /// push without an id, as for `ack`, gets nothing).
-    pub fn refuse_rate(&self, id: u32) {
+    pub fn refuse_rate(&mut self, id: u32) {
         if id != 0 {
             self.send_error(id, &Refusal::plain(ErrorCode::TooManyRequests));
         }
@@ -211,14 +225,17 @@ impl ClientSession {
             },
         };
         match result {
-            Ok(Some(message)) => self.send(ServerFrame { id, message: Some(message) }),
+            Ok(Some(message)) => {
+                let reply = self.reply_frame(ServerFrame { id, message: Some(message) });
+                self.queue(reply);
+            }
             Ok(None) => {}
             Err(refusal) => self.refuse(id, &refusal),
         }
     }
 
     /// Answers `refusal` and closes where it says so.
-    pub fn refuse(&self, id: u32, refusal: &Refusal) {
+    pub fn refuse(&mut self, id: u32, refusal: &Refusal) {
         self.send_error(id, refusal);
         if let Some(code) = refusal.close {
             self.outbound.close(Close::Server(code));
@@ -237,6 +254,19 @@ impl ClientSession {
             ServerOp::Unsubscribe(channel) => {
                 metric::user_operations("unsubscribe").increment(1);
                 self.server_unsubscribe(&channel).await;
+            }
+            ServerOp::Commands(frames, reply) => {
+                self.collected = Some(Vec::with_capacity(frames.len()));
+                for frame in frames {
+                    let id = frame.as_ref().map_or_else(|(id, _)| *id, |f| f.id);
+                    match (self.admit(), frame) {
+                        (Admission::Run, Ok(frame)) => self.handle(frame).await,
+                        (Admission::Run, Err((id, refusal))) => self.refuse(id, &refusal),
+                        (Admission::Refused, _) => self.refuse_rate(id),
+                        (Admission::Closing, _) => break,
+                    }
+                }
+                let _ = reply.send(self.collected.take().unwrap_or_default());
             }
             ServerOp::Disconnect { code, reason } => {
                 metric::user_operations("disconnect").increment(1);
@@ -298,6 +328,16 @@ impl ClientSession {
         OutFrame::control(codec::encode(self.protocol, &frame))
     }
 
+    /// A reply to a command: encoded for the outbound queue, and kept for
+    /// whoever collects replies (an SSE client's command request).
+    pub(super) fn reply_frame(&mut self, frame: ServerFrame) -> OutFrame {
+        let out = self.frame(frame);
+        if let Some(collected) = &mut self.collected {
+            collected.push(switchyard_core::wsframe::payload(&out.bytes));
+        }
+        out
+    }
+
     pub(super) fn queue(&self, frame: OutFrame) {
         // A full queue closes the connection (slow consumer); nothing else to do.
         if self.outbound.push(frame).is_err() {
@@ -309,9 +349,45 @@ impl ClientSession {
         self.queue(self.frame(frame));
     }
 
-    pub(super) fn send_error(&self, id: u32, refusal: &Refusal) {
+    pub(super) fn send_error(&mut self, id: u32, refusal: &Refusal) {
         metric::command_errors(refusal.code).increment(1);
-        self.queue(OutFrame::control(codec::error_reply(self.protocol, id, refusal.code, &refusal.message)));
+        let reply = OutFrame::control(codec::error_reply(self.protocol, id, refusal.code, &refusal.message));
+        if let Some(collected) = &mut self.collected {
+            collected.push(switchyard_core::wsframe::payload(&reply.bytes));
+        }
+        self.queue(reply);
+    }
+
+    /// Opens a stream's session (Server-Sent Events): connect (resuming
+    /// where asked) with its reply as the stream's first frame, without an
+    /// id; then the channels of the URL, each checked like a `subscribe`,
+    /// announced by `sub` pushes (`recover`: from that position).
+    pub async fn open_stream(
+        &mut self,
+        token: String,
+        resume: String,
+        channels: Vec<(String, Option<StreamPosition>)>,
+    ) {
+        let request = switchyard_proto::v1::ConnectRequest { token, resume };
+        match self.connect(0, request).await {
+            Ok(_) => {}
+            Err(refusal) => {
+                self.refuse(0, &refusal);
+                return;
+            }
+        }
+        for (channel, since) in channels {
+            if let Err(refusal) = self.subscribe_from_url(&channel, since).await {
+                let message = format!("{channel}: {}", refusal.message);
+                self.send_error(0, &Refusal::new(refusal.code, message));
+            }
+        }
+    }
+
+    /// This session's token: its resume token, and for streams the key of
+    /// their commands (`<node>.<random>`).
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// Saves the session and leaves every channel; called once the

@@ -62,9 +62,22 @@ impl ClientSession {
         if !joining.held {
             return Ok(reply.message);
         }
-        let reply = self.frame(reply);
+        let reply = self.reply_frame(reply);
         self.node.hub.finish_recovery(&name, self.id, vec![reply], joining.position);
         Ok(None)
+    }
+
+    /// A channel named in a stream's URL: checked like a `subscribe`, and
+    /// joined like a server-side subscription (a `sub` push, then `pub`s).
+    pub(super) async fn subscribe_from_url(
+        &mut self,
+        name: &str,
+        since: Option<StreamPosition>,
+    ) -> Result<(), Refusal> {
+        let (channel, namespace) = resolve(&self.node, name)?;
+        self.check_user_channel(&channel)?;
+        self.check_subscribe_permission(&channel, namespace, "")?;
+        self.server_subscribe_since(name, since).await
     }
 
     pub(super) async fn unsubscribe(&mut self, request: UnsubscribeRequest) -> Reply {
@@ -81,6 +94,12 @@ impl ClientSession {
     /// limit still holds. The client gets a `sub` push before the first
     /// `pub`. Already subscribed: nothing happens.
     pub(super) async fn server_subscribe(&mut self, name: &str) -> Result<(), Refusal> {
+        self.server_subscribe_since(name, None).await
+    }
+
+    /// [`ClientSession::server_subscribe`], recovering after `since`: the
+    /// recovered publications follow the `sub` push.
+    async fn server_subscribe_since(&mut self, name: &str, since: Option<StreamPosition>) -> Result<(), Refusal> {
         let (channel, _) = resolve(&self.node, name)?;
         if self.channels.contains_key(channel.as_str()) {
             return Ok(());
@@ -88,13 +107,14 @@ impl ClientSession {
         if self.channels.len() >= self.node.config.client.max_channels {
             return Err(Refusal::new(ErrorCode::LimitExceeded, "too many channels on this connection"));
         }
-        let joining = self.join(name, None, true).await?;
+        let joining = self.join(name, since, true).await?;
         let sub = ServerSubscribe {
             channel: name.to_owned(),
             epoch: joining.position.as_ref().map(|p| p.epoch.clone()),
             offset: joining.position.as_ref().map(|p| p.offset),
         };
-        let head = vec![self.frame(ServerFrame { id: 0, message: Some(server_frame::Message::Sub(sub)) })];
+        let mut head = vec![self.frame(ServerFrame { id: 0, message: Some(server_frame::Message::Sub(sub)) })];
+        head.extend(joining.publications.into_iter().map(|p| self.frame(push(p))));
         self.node.hub.finish_recovery(name, self.id, head, joining.position);
         self.save().await;
         Ok(())

@@ -1,7 +1,7 @@
 //! User operations (subscribe, unsubscribe, disconnect every connection of
-//! a user, on every node) and cluster-wide surveys (`channels`): sent as
-//! [`Control`] messages through the broker, and applied by each node to
-//! its own connections.
+//! a user, on every node), cluster-wide surveys (`channels`) and requests
+//! to one node (an SSE client's commands): sent as [`Control`] messages
+//! through the broker, and applied by each node to its own connections.
 
 use super::session::ServerOp;
 use super::{Refusal, resolve};
@@ -31,7 +31,8 @@ pub async fn subscribe_user(node: &Node, user: &str, channel: &str) -> Result<()
     check_user(user)?;
     resolve(node, channel)?;
     let op = Op::SubscribeUser(UserChannel { user: user.to_owned(), channel: channel.to_owned() });
-    Ok(node.stores.broker.send_control(None, Control { op: Some(op) }).await?)
+    node.stores.broker.send_control(None, Control { op: Some(op) }).await?;
+    Ok(())
 }
 
 /// Unsubscribes every connection of `user`, on every node, from `channel`.
@@ -39,7 +40,8 @@ pub async fn unsubscribe_user(node: &Node, user: &str, channel: &str) -> Result<
     check_user(user)?;
     resolve(node, channel)?;
     let op = Op::UnsubscribeUser(UserChannel { user: user.to_owned(), channel: channel.to_owned() });
-    Ok(node.stores.broker.send_control(None, Control { op: Some(op) }).await?)
+    node.stores.broker.send_control(None, Control { op: Some(op) }).await?;
+    Ok(())
 }
 
 /// Disconnects every connection of `user`, on every node, with `code` (a
@@ -53,7 +55,8 @@ pub async fn disconnect_user(node: &Node, user: &str, code: Option<u32>, reason:
         code: u32::from(code.code()),
         reason: reason.into(),
     });
-    Ok(node.stores.broker.send_control(None, Control { op: Some(op) }).await?)
+    node.stores.broker.send_control(None, Control { op: Some(op) }).await?;
+    Ok(())
 }
 
 fn close_code(code: u32) -> Option<CloseCode> {
@@ -63,11 +66,43 @@ fn close_code(code: u32) -> Option<CloseCode> {
     }
 }
 
-/// Pending surveys of this node, by request id.
+/// Requests this node sent to other nodes and waits on (surveys, SSE
+/// commands), by request id: the answers come on its own control channel.
 #[derive(Default)]
-pub struct Surveys {
+pub struct Requests {
     next: AtomicU64,
-    pending: Mutex<HashMap<u64, mpsc::Sender<ChannelsReply>>>,
+    pending: Mutex<HashMap<u64, mpsc::Sender<Op>>>,
+}
+
+/// A request in flight; forgotten when dropped.
+pub struct Pending<'a> {
+    requests: &'a Requests,
+    pub id: u64,
+    pub answers: mpsc::Receiver<Op>,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.requests.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+    }
+}
+
+impl Requests {
+    /// A new request expecting up to `answers` answers.
+    pub fn start(&self, answers: usize) -> Pending<'_> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(answers.clamp(1, 1024));
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
+        Pending { requests: self, id, answers: rx }
+    }
+
+    /// Hands an answer to the request waiting on it, if it still is.
+    fn answer(&self, id: u64, answer: Op) {
+        let waiter = self.pending.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+        if let Some(waiter) = waiter {
+            let _ = waiter.try_send(answer);
+        }
+    }
 }
 
 /// The channels of the cluster with their subscribers on every node that
@@ -75,30 +110,25 @@ pub struct Surveys {
 /// those that start with it.
 pub async fn channels(node: &Node, prefix: &str) -> Result<BTreeMap<String, u32>, Refusal> {
     let expected = node.stores.registry.nodes().await?.len().max(1);
-    let id = node.surveys.next.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::channel(expected.min(1024));
-    node.surveys.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
-    let request = ChannelsRequest { request_id: id, reply_to: node.name.clone(), prefix: prefix.to_owned() };
-    let sent = node.stores.broker.send_control(None, Control { op: Some(Op::ChannelsRequest(request)) }).await;
+    let mut pending = node.requests.start(expected);
+    let request = ChannelsRequest { request_id: pending.id, reply_to: node.name.clone(), prefix: prefix.to_owned() };
+    node.stores.broker.send_control(None, Control { op: Some(Op::ChannelsRequest(request)) }).await?;
     let mut merged = BTreeMap::new();
-    if sent.is_ok() {
-        let collect = async {
-            let mut answered = 0;
-            while let Some(reply) = rx.recv().await {
-                for (channel, count) in reply.channels {
-                    *merged.entry(channel).or_insert(0) += count;
-                }
-                answered += 1;
-                if answered >= expected {
-                    break;
-                }
+    let collect = async {
+        let mut answered = 0;
+        while let Some(answer) = pending.answers.recv().await {
+            let Op::ChannelsReply(reply) = answer else { continue };
+            for (channel, count) in reply.channels {
+                *merged.entry(channel).or_insert(0) += count;
             }
-        };
-        // Nodes that do not answer in time are left out.
-        let _ = tokio::time::timeout(node.config.broker.survey_timeout, collect).await;
-    }
-    node.surveys.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-    sent?;
+            answered += 1;
+            if answered >= expected {
+                break;
+            }
+        }
+    };
+    // Nodes that do not answer in time are left out.
+    let _ = tokio::time::timeout(node.config.broker.survey_timeout, collect).await;
     Ok(merged)
 }
 
@@ -136,10 +166,16 @@ pub async fn apply(node: &Arc<Node>, message: Control) {
         }
         Op::ChannelsReply(reply) => {
             metric::control_received("channels_reply").increment(1);
-            let waiter = node.surveys.pending.lock().unwrap_or_else(|e| e.into_inner()).get(&reply.request_id).cloned();
-            if let Some(waiter) = waiter {
-                let _ = waiter.try_send(reply);
-            }
+            node.requests.answer(reply.request_id, Op::ChannelsReply(reply));
+        }
+        Op::SseCommands(request) => {
+            metric::control_received("sse_commands").increment(1);
+            // Off the control task: the commands may wait on the broker.
+            tokio::spawn(crate::sse::command::run_for(node.clone(), request));
+        }
+        Op::SseReplies(reply) => {
+            metric::control_received("sse_replies").increment(1);
+            node.requests.answer(reply.request_id, Op::SseReplies(reply));
         }
     }
 }

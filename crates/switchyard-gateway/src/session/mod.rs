@@ -39,6 +39,7 @@ where
     let id = node.next_conn_id();
     let (outbound, queue) = outbound(config.client.max_queue_bytes);
     let _registration = node.connections.register(id, outbound.clone());
+    metric::transport_connections("websocket").increment(1.0);
     let liveness = Arc::new(Liveness::new());
     if speaks == Speaks::Echo {
         liveness.mark_connected(); // echo connections have no connect step
@@ -78,13 +79,14 @@ where
         writer.abort();
     }
     handler.end().await;
+    metric::transport_connections("websocket").decrement(1.0);
     metric::connections_closed(close_label(outbound.closing())).increment(1);
 }
 
 /// The `code` label of `switchyard_connections_closed_total`: the close
 /// code, `1005` when the peer gave none, `1006` when the socket just went
 /// away, `other` for peer codes outside the protocol's table.
-fn close_label(close: Option<Close>) -> &'static str {
+pub(crate) fn close_label(close: Option<Close>) -> &'static str {
     match close {
         Some(Close::Server(code) | Close::Announced(code)) => code.label(),
         Some(Close::Peer(None)) => "1005",

@@ -1,0 +1,116 @@
+//! A stream's writer: the only task that writes to it. Takes frames from
+//! the session's outbound queue (the same queue, bounds and slow-consumer
+//! policy as a WebSocket's), writes each as one event
+//! (`data: <JSON>\n\n`), sends a `ping` frame when the stream was quiet
+//! for a ping interval (proxies keep it open, clients see a live server),
+//! and ends it with a `disconnect` frame.
+
+use crate::codec;
+use crate::session::liveness::Liveness;
+use bytes::{BufMut, Bytes, BytesMut};
+use std::sync::Arc;
+use switchyard_core::codes::CloseCode;
+use switchyard_core::config::Config;
+use switchyard_core::metric;
+use switchyard_core::outbound::{Close, OutFrame, OutboundQueue};
+use switchyard_core::protocol::Protocol;
+use switchyard_core::wsframe;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
+
+/// Frames taken from the queue at once.
+const BATCH: usize = 256;
+
+/// The events of `frames` in one chunk.
+fn events(frames: &[OutFrame]) -> Bytes {
+    let mut out = BytesMut::new();
+    for frame in frames {
+        event(&mut out, &wsframe::payload(&frame.bytes));
+    }
+    out.freeze()
+}
+
+/// One event: the JSON has no newline (serde_json writes none), so one
+/// `data:` line holds it.
+fn event(out: &mut BytesMut, json: &[u8]) {
+    out.put_slice(b"data: ");
+    out.put_slice(json);
+    out.put_slice(b"\n\n");
+}
+
+pub async fn run(mut queue: OutboundQueue, chunks: mpsc::Sender<Bytes>, liveness: Arc<Liveness>, config: Arc<Config>) {
+    let ping_interval = config.client.ping_interval;
+    let mut heartbeat = interval_at(Instant::now() + ping_interval, ping_interval);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut batch: Vec<OutFrame> = Vec::new();
+    let mut wrote_since_tick = false;
+    let closing = queue.closing();
+    tokio::pin!(closing);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut closing => break,
+            n = queue.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    return;
+                }
+                let sent_at = switchyard_core::clock::unix_micros();
+                let chunk = events(&batch);
+                let bytes = chunk.len() as u64;
+                if chunks.send(chunk).await.is_err() {
+                    queue.request_close(Close::Dropped);
+                    return;
+                }
+                metric::messages_sent().increment(batch.len() as u64);
+                metric::bytes_sent().increment(bytes);
+                if let Some(oldest) = batch.iter().map(|f| f.published_at_us).filter(|&t| t > 0).min() {
+                    metric::delivery_latency().record(sent_at.saturating_sub(oldest) as f64 / 1e6);
+                }
+                batch.clear();
+                wrote_since_tick = true;
+            }
+            _ = heartbeat.tick() => {
+                if liveness.expires_at().is_some_and(|at| at <= Instant::now()) {
+                    metric::token_expirations().increment(1);
+                    queue.request_close(Close::Server(CloseCode::Unauthorized));
+                    continue;
+                }
+                if !wrote_since_tick {
+                    let mut out = BytesMut::new();
+                    event(&mut out, &wsframe::payload(&codec::ping(Protocol::Json)));
+                    if chunks.send(out.freeze()).await.is_err() {
+                        queue.request_close(Close::Dropped);
+                        return;
+                    }
+                }
+                wrote_since_tick = false;
+            }
+        }
+    }
+    let Some(close) = queue.close() else { return };
+    batch.clear();
+    let code = match close {
+        Close::Server(code) | Close::Announced(code) => code,
+        Close::Peer(_) | Close::Dropped => return,
+    };
+    if code != CloseCode::SlowConsumer || matches!(close, Close::Announced(_)) {
+        queue.take_queued(&mut batch, usize::MAX);
+    }
+    let mut out = BytesMut::from(&events(&batch)[..]);
+    if matches!(close, Close::Server(_)) {
+        event(&mut out, &wsframe::payload(&codec::disconnect(Protocol::Json, code)));
+    }
+    let _ = chunks.send(out.freeze()).await;
+    // Dropping the sender ends the response: the client sees the stream end.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_one_event() {
+        let frames = [OutFrame::control(wsframe::text(br#"{"pub":{"channel":"a","data":1}}"#))];
+        assert_eq!(&events(&frames)[..], b"data: {\"pub\":{\"channel\":\"a\",\"data\":1}}\n\n");
+    }
+}
