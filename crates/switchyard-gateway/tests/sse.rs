@@ -201,3 +201,24 @@ async fn hostile_input_on_both_endpoints() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_stream_recovers_a_channel_from_a_position() {
+    let mut config = with_history(test_config(), "chat", 100);
+    config.api.key = Some("k".into());
+    let node = TestNode::start(config).await;
+    let mut epoch = String::new();
+    for n in 1..=5 {
+        let (status, body) =
+            switchyard_testkit::http::api(node.addr, "k", "/api/publish", json!({"channel": "chat:r", "data": n}))
+                .await;
+        assert_eq!(status, 200);
+        epoch = body["result"]["epoch"].as_str().unwrap().to_owned();
+    }
+    let mut stream = SseStream::open(node.addr, &format!("recover={epoch}%3A2%3Achat%3Ar")).await.unwrap();
+    let sub = until_key(&mut stream, "sub").await;
+    assert_eq!(sub["sub"]["offset"], json!(5));
+    assert_eq!(offsets_until(&mut stream, "chat:r", 5).await, vec![3, 4, 5], "what followed offset 2, then live");
+    switchyard_testkit::http::api(node.addr, "k", "/api/publish", json!({"channel": "chat:r", "data": 6})).await;
+    assert_eq!(offsets_until(&mut stream, "chat:r", 6).await, vec![6]);
+}
