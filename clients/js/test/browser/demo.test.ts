@@ -5,58 +5,16 @@
 
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { chromium } from "playwright-core";
 import { Haproxy, Node, Redis, fcall, killAll, until } from "../harness.js";
+import { openDemo } from "./page.js";
 
 after(killAll);
-
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-interface DemoState {
-  state: string;
-  ticker: number[];
-  chat: number[];
-  gaps: unknown[];
-  reconnects: number;
-  tickerReady?: boolean;
-}
 
 /** How many client connections a node holds (its /metrics). */
 async function connections(node: Node): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${node.port}/metrics`)).text();
   const line = text.split("\n").find((l) => l.startsWith("switchyard_connections "));
   return Number(line?.split(" ")[1] ?? 0);
-}
-
-async function openDemo(wsUrl: string) {
-  // @ts-expect-error: a plain ES module next to the page, without types.
-  const { serve } = (await import("../../../demo/serve.mjs")) as {
-    serve: (port: number) => Promise<{ server: { close(): void }; port: number }>;
-  };
-  const site = await serve(0);
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.on("console", (m) => console.log("page:", m.text()));
-  await page.goto(`http://127.0.0.1:${site.port}/?ws=${encodeURIComponent(wsUrl)}`);
-  const demo = async () => (await page.evaluate("window.demo")) as DemoState;
-  await until("the page to subscribe", async () => (await demo())?.tickerReady === true);
-  await page.waitForSelector("#state.connected");
-  const close = async () => {
-    await browser.close();
-    site.server.close();
-  };
-  return { page, context, demo, close };
 }
 
 describe("the demo page in Chromium", () => {
@@ -89,6 +47,7 @@ describe("the demo page in Chromium", () => {
     const proxy = await Haproxy.start(nodes);
     const { page, demo, close } = await openDemo(proxy.url);
     try {
+      await page.waitForSelector("#state.connected");
       const total = 200;
       for (let n = 1; n <= total; n++) {
         fcall(redis, "ticker:demo", n);

@@ -4,53 +4,18 @@
 
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { chromium } from "playwright-core";
 import { Haproxy, Node, Redis, fcall, killAll, token, until } from "../harness.js";
+import { openDemo, openPage } from "./page.js";
 
 after(killAll);
-
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-interface DemoState {
-  state: string;
-  ticker: number[];
-  chat: number[];
-  gaps: unknown[];
-  reconnects: number;
-  tickerReady?: boolean;
-}
 
 describe("Server-Sent Events in Chromium", () => {
   it("runs the demo page over SSE when WebSocket is unavailable, across a node's death", async () => {
     const redis = await Redis.start();
     const nodes = [await Node.start(redis), await Node.start(redis)];
     const proxy = await Haproxy.start(nodes);
-    // @ts-expect-error: a plain ES module next to the page, without types.
-    const { serve } = (await import("../../../demo/serve.mjs")) as {
-      serve: (port: number) => Promise<{ server: { close(): void }; port: number }>;
-    };
-    const site = await serve(0);
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    const { page, demo, close } = await openDemo(proxy.url, { withoutWebSocket: true });
     try {
-      const page = await browser.newPage();
-      // A network (or a browser) where WebSockets do not exist.
-      await page.addInitScript(() => {
-        delete (window as { WebSocket?: unknown }).WebSocket;
-      });
-      page.on("console", (m) => console.log("page:", m.text()));
-      await page.goto(`http://127.0.0.1:${site.port}/?ws=${encodeURIComponent(proxy.url)}`);
-      const demo = async () => (await page.evaluate("window.demo")) as DemoState;
-      await until("the page to subscribe", async () => (await demo())?.tickerReady === true);
       // Chat: a message sent from the page (POST /sse/command) comes back on its stream.
       await page.fill("#text", "over sse");
       await page.click("#send button");
@@ -82,8 +47,7 @@ describe("Server-Sent Events in Chromium", () => {
       assert.equal(state.state, "connected");
       assert.ok(state.reconnects >= 1);
     } finally {
-      await browser.close();
-      site.server.close();
+      await close();
       proxy.process.kill("SIGKILL");
     }
   });
@@ -91,15 +55,8 @@ describe("Server-Sent Events in Chromium", () => {
   it("gives a bare EventSource its token's subs channels", async () => {
     const redis = await Redis.start();
     const node = await Node.start(redis);
-    // @ts-expect-error: a plain ES module next to the page, without types.
-    const { serve } = (await import("../../../demo/serve.mjs")) as {
-      serve: (port: number) => Promise<{ server: { close(): void }; port: number }>;
-    };
-    const site = await serve(0);
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    const { page, close } = await openPage("/demo/index.html");
     try {
-      const page = await browser.newPage();
-      await page.goto(`http://127.0.0.1:${site.port}/demo/index.html`);
       const url = `http://127.0.0.1:${node.port}/sse?token=${token("ada", 3600, { subs: ["ticker:demo"] })}`;
       await page.evaluate((url) => {
         const w = window as unknown as { frames_: unknown[] };
@@ -119,8 +76,7 @@ describe("Server-Sent Events in Chromium", () => {
         [1, 2, 3],
       );
     } finally {
-      await browser.close();
-      site.server.close();
+      await close();
     }
   });
 });
