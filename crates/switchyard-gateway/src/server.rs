@@ -45,9 +45,10 @@ enum Role {
 }
 
 /// Serves `node` on `public` (and `internal`, if given) until `shutdown`
-/// resolves, then drains: `/readyz` turns 503, the public listener stops
-/// accepting, connections are closed with 1001 over the drain period, and
-/// this returns once they are gone or the grace period is over.
+/// resolves, then drains: `/readyz` turns 503 and upgrades are refused
+/// (plain HTTP is still served, on both listeners), connections are closed
+/// with 1001 over the drain period, and this returns once they are gone or
+/// the grace period is over.
 pub async fn serve(
     node: Arc<Node>,
     public: TcpListener,
@@ -92,13 +93,16 @@ pub async fn serve(
     info!(connections = node.connections.len(), drain_period = ?shutdown.drain_period, "draining");
     let deadline = tokio::time::Instant::now() + shutdown.grace_period;
     node.start_draining();
-    stop_public.cancel();
-    let _ = public_loop.await;
+    // The public listener keeps answering plain HTTP while the node drains:
+    // `/readyz` says 503 and upgrades are refused, so balancers that probe
+    // the public port see the drain, and `/metrics` stays readable.
     drain::close_all(&node, shutdown.drain_period).await;
     sessions.close();
     if tokio::time::timeout_at(deadline, sessions.wait()).await.is_err() {
         warn!(left = node.connections.len(), "grace period over with connections still open");
     }
+    stop_public.cancel();
+    let _ = public_loop.await;
     stop_internal.cancel();
     stop_upkeep.cancel();
     info!("stopped");

@@ -69,3 +69,34 @@ async fn sigterm_drains_and_exits_0() {
     }
     assert_eq!(within("the process to exit", process.wait()).await, Some(0));
 }
+
+/// With only the public listener, the drain is visible there: `/readyz`
+/// answers 503 (not "connection refused"), `/metrics` stays readable, and
+/// new upgrades are refused, until the last connection is gone.
+#[tokio::test]
+async fn the_public_port_answers_during_the_drain() {
+    let node = TestNode::start(test_config()).await;
+    // A peer that never answers the close keeps the drain going.
+    let stuck = switchyard_testkit::raw::connect(node.addr, Some("switchyard.v1.json")).await.unwrap();
+    node.begin_shutdown();
+    within("/readyz on the public port to say 503", async {
+        loop {
+            match get(node.addr, "/readyz").await {
+                Ok((503, body)) => {
+                    assert_eq!(body, "draining\n");
+                    return;
+                }
+                Ok(_) => tokio::task::yield_now().await,
+                Err(e) => panic!("the public port stopped answering during the drain: {e}"),
+            }
+        }
+    })
+    .await;
+    let (status, metrics) = get(node.addr, "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(metrics.contains("switchyard_ready 0"), "{metrics}");
+    let refused = switchyard_testkit::raw::connect(node.addr, Some("switchyard.v1.json")).await;
+    assert!(matches!(refused, Err(fastwebsockets::WebSocketError::InvalidStatusCode(503))));
+    drop(stuck);
+    within("the node to stop", node.stop()).await;
+}
