@@ -17,6 +17,7 @@ import type {
   PresenceResult,
   PresenceStatsResult,
   Publication,
+  Receipt,
   ServerFrame,
   StreamPosition,
 } from "./frames.js";
@@ -203,9 +204,18 @@ export class Client extends Emitter<ClientEvents> {
     return this.#subscriptions.get(channel);
   }
 
-  /** Publishes `data` (a JSON value; bytes with the protobuf encoding). */
-  async publish(channel: string, data: unknown): Promise<{ epoch?: string; offset?: number }> {
-    const reply = await this.#command({ publish: { channel, data } });
+  /**
+   * Publishes `data` (a JSON value; bytes with the protobuf encoding). With
+   * `receipt`, the answer says how many nodes and connections it reached.
+   */
+  async publish(
+    channel: string,
+    data: unknown,
+    options: { receipt?: boolean } = {},
+  ): Promise<{ epoch?: string; offset?: number; receipt?: Receipt }> {
+    const publish: ClientFrame["publish"] = { channel, data };
+    if (options.receipt && publish) publish.receipt = true;
+    const reply = await this.#command({ publish });
     return reply.publish ?? {};
   }
 

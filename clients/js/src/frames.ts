@@ -64,6 +64,16 @@ export interface PresenceStatsResult {
   num_users: number;
 }
 
+/** Where a publication went (`publish` with `receipt`). */
+export interface Receipt {
+  /** Nodes that had subscribers of the channel. */
+  nodes: number;
+  /** Connections it was queued to on them. */
+  clients: number;
+  /** Nodes that got it but did not answer in time (left out of the counts). */
+  unanswered: number;
+}
+
 export interface Disconnect {
   code: number;
   reason: string;
@@ -76,7 +86,7 @@ export interface ClientFrame {
   connect?: { token?: string; resume?: string };
   subscribe?: { channel: string; recover?: boolean; epoch?: string; offset?: number; token?: string };
   unsubscribe?: { channel: string };
-  publish?: { channel: string; data: unknown };
+  publish?: { channel: string; data: unknown; receipt?: boolean };
   ack?: { channel: string; offset: number };
   pong?: Record<string, never>;
   history?: { channel: string; since?: StreamPosition; limit?: number };
@@ -91,7 +101,7 @@ export interface ServerFrame {
   connect?: ConnectResult;
   subscribe?: SubscribeResult;
   unsubscribe?: Record<string, never>;
-  publish?: { epoch?: string; offset?: number };
+  publish?: { epoch?: string; offset?: number; receipt?: Receipt };
   error?: { code: number; message: string };
   pub?: Publication;
   ping?: Record<string, never>;

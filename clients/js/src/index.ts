@@ -14,5 +14,6 @@ export type {
   PresenceResult,
   PresenceStatsResult,
   Publication,
+  Receipt,
   StreamPosition,
 } from "./frames.js";

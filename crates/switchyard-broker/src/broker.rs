@@ -90,6 +90,16 @@ pub trait Broker: Send + Sync + 'static {
     /// Publishes to every listening node; returns once the broker has it.
     async fn publish(&self, envelope: Envelope, options: PublishOptions) -> Result<StreamPosition, BrokerError>;
 
+    /// [`Broker::publish`], also telling how many nodes received the
+    /// publication where the broker can tell (`None` where it cannot).
+    async fn publish_counted(
+        &self,
+        envelope: Envelope,
+        options: PublishOptions,
+    ) -> Result<(StreamPosition, Option<u64>), BrokerError> {
+        Ok((self.publish(envelope, options).await?, None))
+    }
+
     /// Publications of `channel` after `since` (exclusive), at most
     /// `limit`; without `since`, the newest `limit`.
     async fn history(

@@ -39,6 +39,15 @@ impl Broker for MemoryBroker {
         Ok(position)
     }
 
+    async fn publish_counted(
+        &self,
+        envelope: Envelope,
+        options: PublishOptions,
+    ) -> Result<(StreamPosition, Option<u64>), BrokerError> {
+        // The one node there is gets every publication.
+        Ok((self.publish(envelope, options).await?, Some(1)))
+    }
+
     async fn history(
         &self,
         channel: &str,

@@ -86,6 +86,11 @@ pub struct BrokerConfig {
     /// Default: `1s`.
     #[serde(with = "humantime_serde")]
     pub survey_timeout: Duration,
+    /// How long a publish with `receipt` waits for the nodes' answers;
+    /// nodes that do not answer in time are left out (and counted as
+    /// unanswered). Default: `1s`.
+    #[serde(with = "humantime_serde")]
+    pub receipt_timeout: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -100,6 +105,7 @@ impl Default for BrokerConfig {
             heartbeat_interval: Duration::from_secs(5),
             presence_ttl: Duration::from_secs(60),
             survey_timeout: Duration::from_secs(1),
+            receipt_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -478,6 +484,9 @@ impl Config {
         }
         if self.broker.presence_ttl < Duration::from_secs(1) {
             return Err(problem("broker.presence_ttl", "must be at least 1s"));
+        }
+        if self.broker.receipt_timeout.is_zero() {
+            return Err(problem("broker.receipt_timeout", "must be more than 0s"));
         }
         if self.broker.survey_timeout.is_zero() {
             return Err(problem("broker.survey_timeout", "must be more than 0s"));

@@ -24,6 +24,7 @@ fn decode(c: &mut Criterion) {
         command: Some(client_frame::Command::Publish(PublishRequest {
             channel: "bench".into(),
             data: Bytes::from(data.clone()),
+            receipt: false,
         })),
     }
     .encode_to_vec();

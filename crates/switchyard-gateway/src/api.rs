@@ -51,6 +51,8 @@ struct PublishBody<'a> {
     channel: String,
     #[serde(borrow)]
     data: &'a RawValue,
+    #[serde(default)]
+    receipt: bool,
 }
 
 #[derive(Deserialize)]
@@ -122,7 +124,12 @@ async fn run(endpoint: &str, req: Request<Incoming>, node: &Node) -> Result<Valu
                 "publish" => {
                     let body: PublishBody<'_> = parse(&bytes)?;
                     let data = Bytes::copy_from_slice(body.data.get().as_bytes());
-                    Ok(position_json(&publish::publish(node, &body.channel, data, None).await?))
+                    let (position, receipt) = publish::publish(node, &body.channel, data, None, body.receipt).await?;
+                    let mut answer = position_json(&position);
+                    if let Some(receipt) = receipt {
+                        answer["receipt"] = serde_json::to_value(receipt).unwrap_or_default();
+                    }
+                    Ok(answer)
                 }
                 "broadcast" => broadcast(&bytes, node).await,
                 "presence" => {
@@ -192,8 +199,8 @@ async fn broadcast(bytes: &[u8], node: &Node) -> Result<Value, Refusal> {
     let data = Bytes::copy_from_slice(body.data.get().as_bytes());
     let mut responses = Vec::with_capacity(body.channels.len());
     for channel in &body.channels {
-        responses.push(match publish::publish(node, channel, data.clone(), None).await {
-            Ok(position) => json!({"channel": channel, "result": position_json(&position)}),
+        responses.push(match publish::publish(node, channel, data.clone(), None, false).await {
+            Ok((position, _)) => json!({"channel": channel, "result": position_json(&position)}),
             Err(e) => {
                 let mut error = error_body(&e);
                 error["channel"] = json!(channel);

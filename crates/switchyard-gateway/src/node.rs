@@ -16,7 +16,7 @@ use switchyard_broker::{BrokerError, PublicationSink, PublishOptions, RedisSetti
 use switchyard_core::config::{Config, NamespaceConfig};
 use switchyard_core::hub::{ConnId, Hub};
 use switchyard_core::metric;
-use switchyard_proto::v1::{Control, Envelope};
+use switchyard_proto::v1::{Control, Envelope, ReceiptReply};
 use tokio::sync::mpsc;
 
 /// Control messages waiting for the node's control task, at most; more
@@ -40,6 +40,8 @@ pub struct Node {
     /// Control messages from the broker, taken by the control task once
     /// the node serves.
     control: Mutex<Option<mpsc::Receiver<Control>>>,
+    /// Parts of publish receipts to send, taken by the receipts task.
+    receipts: Mutex<Option<mpsc::Receiver<(String, ReceiptReply)>>>,
     pub auth: Authenticator,
     /// TLS for the public listener, when `tls.cert` and `tls.key` are set.
     pub tls: Option<Arc<Tls>>,
@@ -61,12 +63,29 @@ pub struct Node {
 struct NodeSink {
     hub: Arc<Hub>,
     control: mpsc::Sender<Control>,
+    /// This node's parts of publish receipts, to send (by the receipts task).
+    receipts: mpsc::Sender<(String, ReceiptReply)>,
 }
 
 impl PublicationSink for NodeSink {
     fn deliver(&self, envelope: Envelope) {
         metric::broker_received().increment(1);
-        self.hub.broadcast(&envelope);
+        if envelope.receipt_to.is_empty() {
+            self.hub.broadcast(&envelope);
+            return;
+        }
+        // A publisher waits to hear where this one went.
+        let had_subscribers = self.hub.subscriber_count(&envelope.channel) > 0;
+        let fanout = self.hub.broadcast(&envelope);
+        let reply = ReceiptReply {
+            request_id: envelope.receipt_id,
+            node: String::new(),
+            had_subscribers,
+            queued: fanout.queued as u32,
+        };
+        if self.receipts.try_send((envelope.receipt_to, reply)).is_err() {
+            metric::control_dropped().increment(1);
+        }
     }
 
     fn control(&self, message: Control) {
@@ -130,7 +149,8 @@ impl Node {
         let name = config.node_name.clone().unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
         let hub = Arc::new(Hub::new());
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
-        let sink = Arc::new(NodeSink { hub: hub.clone(), control });
+        let (receipts, receipts_rx) = mpsc::channel(CONTROL_QUEUE);
+        let sink = Arc::new(NodeSink { hub: hub.clone(), control, receipts });
         let stores = match redis_settings(&config, &name)? {
             Some(settings) => Stores::redis(settings, sink).await?,
             None => Stores::memory(sink),
@@ -152,12 +172,19 @@ impl Node {
             requests: Requests::default(),
             sse: SseSessions::default(),
             control: Mutex::new(Some(control_rx)),
+            receipts: Mutex::new(Some(receipts_rx)),
             name,
             rate_clock,
             connect_limiter,
             next_conn: AtomicU64::new(1),
             draining: AtomicBool::new(false),
         }))
+    }
+
+    /// This node's parts of publish receipts; the first caller (the
+    /// receipts task) gets them.
+    pub fn take_receipts(&self) -> Option<mpsc::Receiver<(String, ReceiptReply)>> {
+        self.receipts.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// The control messages from the broker; the first caller (the node's

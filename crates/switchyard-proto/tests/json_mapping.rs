@@ -57,7 +57,7 @@ fn fixed_server_shapes_encode() {
         server(2, Message::Subscribe(subscribed)),
         r#"{"id":2,"subscribe":{"epoch":"e1","offset":41,"recovered":true}}"#
     );
-    let published = PublishResult { epoch: Some("e1".into()), offset: Some(42) };
+    let published = PublishResult { epoch: Some("e1".into()), offset: Some(42), receipt: None };
     assert_eq!(server(4, Message::Publish(published)), r#"{"id":4,"publish":{"epoch":"e1","offset":42}}"#);
     let publication = Publication {
         channel: "news".into(),
@@ -71,7 +71,7 @@ fn fixed_server_shapes_encode() {
         r#"{"pub":{"channel":"news","data":{"text":"hi"},"offset":42,"epoch":"e1"}}"#
     );
     // 64-bit integers stay numbers, whatever proto3's JSON mapping does.
-    let published = PublishResult { epoch: Some("e".into()), offset: Some(u64::MAX) };
+    let published = PublishResult { epoch: Some("e".into()), offset: Some(u64::MAX), receipt: None };
     assert!(server(5, Message::Publish(published)).contains(r#""offset":18446744073709551615"#));
 }
 
@@ -193,7 +193,7 @@ proptest! {
         let data = serde_json::to_string_pretty(&value).unwrap();
         let frame = ClientFrame {
             id,
-            command: Some(Command::Publish(PublishRequest { channel: "c".into(), data: Bytes::from(data.clone()) })),
+            command: Some(Command::Publish(PublishRequest { channel: "c".into(), data: Bytes::from(data.clone()), receipt: false })),
         };
         let text = String::from_utf8(json::encode_client_frame(&frame).unwrap()).unwrap();
         let decoded = json::decode_client_frame(&text).unwrap();

@@ -126,6 +126,18 @@ describe("tokens and close codes", () => {
     client.close();
   });
 
+  it("asks for a publish receipt", async () => {
+    const redis = await Redis.start();
+    const node = await Node.start(redis);
+    const client = new Client(node.url, { WebSocket: Ws });
+    await client.connect();
+    await client.subscribe("chat:receipts").ready();
+    const { offset, receipt } = await client.publish("chat:receipts", { n: 1 }, { receipt: true });
+    assert.equal(offset, 1);
+    assert.deepEqual(receipt, { nodes: 1, clients: 1, unanswered: 0 });
+    client.close();
+  });
+
   it("leaves nothing running after close(): Node exits by itself", async () => {
     const redis = await Redis.start();
     const node = await Node.start(redis);

@@ -4,7 +4,7 @@
 --   FCALL switchyard_publish 1 <channel> <payload>
 -- The gateway fills in the two settings below when it loads the library.
 
-local VERSION = 4
+local VERSION = 5
 local PREFIX = '@PREFIX@'      -- broker.prefix: pub/sub names are PREFIX:{channel}
 local PUBLISH = '@PUBLISH@'    -- PUBLISH on one Redis, SPUBLISH on a Redis Cluster
 
@@ -90,8 +90,8 @@ local function deliver(channel, envelope)
     redis.call('PEXPIRE', stream, history.ttl_ms)
     redis.call('PEXPIRE', meta, history.meta_ttl_ms)
   end
-  redis.call(PUBLISH, pubsub, envelope)
-  return {epoch, offset}
+  local receivers = redis.call(PUBLISH, pubsub, envelope)
+  return {epoch, offset}, receivers
 end
 
 -- FCALL switchyard_publish 1 <channel> <payload>
@@ -104,7 +104,7 @@ local function publish(keys, args)
     return redis.error_reply('ERR invalid channel name')
   end
   local envelope = bytes_field(1, channel) .. bytes_field(2, payload) .. varint_field(5, now_us())
-  return deliver(channel, envelope)
+  return (deliver(channel, envelope))
 end
 
 -- FCALL switchyard_publish_envelope 1 <channel> <Envelope>: a gateway's
@@ -113,7 +113,18 @@ local function publish_envelope(keys, args)
   if args[1] == nil or not check_channel(keys[1]) then
     return redis.error_reply('ERR usage: FCALL switchyard_publish_envelope 1 <channel> <envelope>')
   end
-  return deliver(keys[1], args[1])
+  return (deliver(keys[1], args[1]))
+end
+
+-- FCALL switchyard_publish_counted 1 <channel> <Envelope>: a gateway's
+-- publish that wants to know how many nodes received it (receipts):
+-- {epoch, offset, nodes}.
+local function publish_counted(keys, args)
+  if args[1] == nil or not check_channel(keys[1]) then
+    return redis.error_reply('ERR usage: FCALL switchyard_publish_counted 1 <channel> <envelope>')
+  end
+  local position, receivers = deliver(keys[1], args[1])
+  return {position[1], position[2], receivers}
 end
 
 -- FCALL switchyard_history 1 <channel> <since> <limit>
@@ -313,6 +324,7 @@ end
 
 redis.register_function('switchyard_publish', publish)
 redis.register_function('switchyard_publish_envelope', publish_envelope)
+redis.register_function('switchyard_publish_counted', publish_counted)
 redis.register_function('switchyard_history', history)
 redis.register_function('switchyard_presence_add', presence_add)
 redis.register_function('switchyard_presence_refresh', presence_refresh)

@@ -146,15 +146,35 @@ impl RedisBroker {
         library::load(&mut conn, &self.settings.prefix, sharded, &self.settings.namespaces).await.map_err(unavailable)
     }
 
-    async fn fcall(&self, channel: &str, envelope: &[u8]) -> redis::RedisResult<(String, u64)> {
+    async fn fcall<T: redis::FromRedisValue>(
+        &self,
+        function: &str,
+        channel: &str,
+        envelope: &[u8],
+    ) -> redis::RedisResult<T> {
         let mut conn = self.commands.clone();
-        redis::cmd("FCALL")
-            .arg("switchyard_publish_envelope")
-            .arg(1)
-            .arg(channel)
-            .arg(envelope)
-            .query_async(&mut conn)
-            .await
+        redis::cmd("FCALL").arg(function).arg(1).arg(channel).arg(envelope).query_async(&mut conn).await
+    }
+
+    /// Publishes through `function` (reloading the library if Redis lost it).
+    async fn publish_with<T: redis::FromRedisValue>(
+        &self,
+        function: &str,
+        envelope: &Envelope,
+    ) -> Result<T, BrokerError> {
+        let bytes = envelope.encode_to_vec();
+        let result = match self.fcall(function, &envelope.channel, &bytes).await {
+            Err(e) if library::is_missing(&e) => {
+                // Redis lost its functions (a restart without persistence).
+                self.load_library().await?;
+                self.fcall(function, &envelope.channel, &bytes).await
+            }
+            other => other,
+        };
+        result.map_err(|e| {
+            metric::broker_errors("publish").increment(1);
+            unavailable(e)
+        })
     }
 }
 
@@ -181,22 +201,21 @@ impl Broker for RedisBroker {
     }
 
     async fn publish(&self, envelope: Envelope, _options: PublishOptions) -> Result<StreamPosition, BrokerError> {
-        let bytes = envelope.encode_to_vec();
-        let result = match self.fcall(&envelope.channel, &bytes).await {
-            Err(e) if library::is_missing(&e) => {
-                // Redis lost its functions (a restart without persistence).
-                self.load_library().await?;
-                self.fcall(&envelope.channel, &bytes).await
-            }
-            other => other,
-        };
-        match result {
-            Ok((epoch, offset)) => Ok(StreamPosition { epoch, offset }),
-            Err(e) => {
-                metric::broker_errors("publish").increment(1);
-                Err(unavailable(e))
-            }
-        }
+        let (epoch, offset): (String, u64) = self.publish_with("switchyard_publish_envelope", &envelope).await?;
+        Ok(StreamPosition { epoch, offset })
+    }
+
+    async fn publish_counted(
+        &self,
+        envelope: Envelope,
+        _options: PublishOptions,
+    ) -> Result<(StreamPosition, Option<u64>), BrokerError> {
+        let (epoch, offset, receivers): (String, u64, u64) =
+            self.publish_with("switchyard_publish_counted", &envelope).await?;
+        // SPUBLISH on a Cluster runs on the channel's shard, where every
+        // node that listens to the channel is subscribed: the count holds
+        // there too.
+        Ok((StreamPosition { epoch, offset }, Some(receivers)))
     }
 
     async fn history(

@@ -9,22 +9,24 @@ use switchyard_broker::StreamPosition;
 use switchyard_core::clock::unix_micros;
 use switchyard_core::codes::ErrorCode;
 use switchyard_core::metric;
-use switchyard_proto::v1::{ClientInfo, Envelope, PublishRequest, PublishResult, server_frame};
+use switchyard_proto::v1::control::Op;
+use switchyard_proto::v1::{ClientInfo, Control, Envelope, PublishRequest, PublishResult, Receipt, server_frame};
 
 /// Publishes `data` on `channel`; `publisher` is the client, if one
 /// published. Answers the publication's position (`""`, 0 for channels
-/// without history).
+/// without history), and with `receipt` where it went.
 pub async fn publish(
     node: &Node,
     channel: &str,
     data: Bytes,
     publisher: Option<ClientInfo>,
-) -> Result<StreamPosition, Refusal> {
+    receipt: bool,
+) -> Result<(StreamPosition, Option<Receipt>), Refusal> {
     let (_, namespace) = resolve(node, channel)?;
     if data.is_empty() {
         return Err(Refusal::new(ErrorCode::BadRequest, "publish: data is required"));
     }
-    let envelope = Envelope {
+    let mut envelope = Envelope {
         channel: channel.to_owned(),
         data,
         published_at_us: unix_micros(),
@@ -32,9 +34,54 @@ pub async fn publish(
         publisher,
         ..Default::default()
     };
-    let position = node.stores.broker.publish(envelope, publish_options(namespace)).await?;
+    if !receipt {
+        let position = node.stores.broker.publish(envelope, publish_options(namespace)).await?;
+        metric::broker_published().increment(1);
+        return Ok((position, None));
+    }
+    // One broker message out (the publication carries the request), one
+    // answer back from each node that got it.
+    let mut pending = node.requests.start(64);
+    envelope.receipt_to = node.name.clone();
+    envelope.receipt_id = pending.id;
+    let (position, receivers) = node.stores.broker.publish_counted(envelope, publish_options(namespace)).await?;
     metric::broker_published().increment(1);
-    Ok(position)
+    let expected = receivers.unwrap_or(0);
+    let mut receipt = Receipt::default();
+    let mut answered = 0u64;
+    let collect = async {
+        while answered < expected {
+            let Some(Op::ReceiptReply(reply)) = pending.answers.recv().await else { break };
+            answered += 1;
+            if reply.had_subscribers {
+                receipt.nodes += 1;
+                receipt.clients += reply.queued;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(node.config.broker.receipt_timeout, collect).await;
+    receipt.unanswered = expected.saturating_sub(answered) as u32;
+    Ok((position, Some(receipt)))
+}
+
+/// Sends this node's parts of publish receipts to the publishers' nodes,
+/// until `stop`.
+pub async fn send_receipts(node: std::sync::Arc<Node>, stop: tokio_util::sync::CancellationToken) {
+    let Some(mut receipts) = node.take_receipts() else { return };
+    loop {
+        let (to, mut reply) = tokio::select! {
+            () = stop.cancelled() => return,
+            next = receipts.recv() => match next {
+                Some(next) => next,
+                None => return,
+            },
+        };
+        reply.node = node.name.clone();
+        let message = Control { op: Some(Op::ReceiptReply(reply)) };
+        if let Err(e) = node.stores.broker.send_control(Some(&to), message).await {
+            tracing::debug!(error = %e, "cannot answer a publish receipt");
+        }
+    }
 }
 
 impl ClientSession {
@@ -45,10 +92,12 @@ impl ClientSession {
         }
         self.check_user_channel(&channel)?;
         let history = namespace.keeps_history();
-        let position = publish(&self.node, &request.channel, request.data, Some(self.info())).await?;
+        let (position, receipt) =
+            publish(&self.node, &request.channel, request.data, Some(self.info()), request.receipt).await?;
         Ok(Some(server_frame::Message::Publish(PublishResult {
             epoch: history.then_some(position.epoch),
             offset: history.then_some(position.offset),
+            receipt,
         })))
     }
 }

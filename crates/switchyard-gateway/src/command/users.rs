@@ -177,6 +177,10 @@ pub async fn apply(node: &Arc<Node>, message: Control) {
             metric::control_received("sse_replies").increment(1);
             node.requests.answer(reply.request_id, Op::SseReplies(reply));
         }
+        Op::ReceiptReply(reply) => {
+            metric::control_received("receipt_reply").increment(1);
+            node.requests.answer(reply.request_id, Op::ReceiptReply(reply));
+        }
     }
 }
 
