@@ -19,6 +19,14 @@ pub struct NodeInfo {
     pub updated_at: u64,
     /// Unix seconds after which, without a new heartbeat, it counts as gone.
     pub expires_at: u64,
+    /// Whether it accepts connections (not draining, broker reachable).
+    /// Entries of earlier versions, without it, read as ready.
+    #[serde(default = "ready_by_default")]
+    pub ready: bool,
+}
+
+fn ready_by_default() -> bool {
+    true
 }
 
 impl NodeInfo {

@@ -85,10 +85,11 @@ pub enum CloseCode {
     ConnectionLimit,
     HeartbeatTimeout,
     RateLimited,
+    Rebalance,
 }
 
 impl CloseCode {
-    pub const ALL: [CloseCode; 12] = [
+    pub const ALL: [CloseCode; 13] = [
         CloseCode::Normal,
         CloseCode::GoingAway,
         CloseCode::ProtocolError,
@@ -101,6 +102,7 @@ impl CloseCode {
         CloseCode::ConnectionLimit,
         CloseCode::HeartbeatTimeout,
         CloseCode::RateLimited,
+        CloseCode::Rebalance,
     ];
 
     pub const fn code(self) -> u16 {
@@ -117,6 +119,7 @@ impl CloseCode {
             CloseCode::ConnectionLimit => 4009,
             CloseCode::HeartbeatTimeout => 4011,
             CloseCode::RateLimited => 4029,
+            CloseCode::Rebalance => 4012,
         }
     }
 
@@ -139,6 +142,7 @@ impl CloseCode {
             CloseCode::ConnectionLimit => "connection limit reached",
             CloseCode::HeartbeatTimeout => "heartbeat timeout",
             CloseCode::RateLimited => "rate limited",
+            CloseCode::Rebalance => "rebalance: reconnect to another node",
         }
     }
 
@@ -152,6 +156,7 @@ impl CloseCode {
                 | CloseCode::ConnectionLimit
                 | CloseCode::HeartbeatTimeout
                 | CloseCode::RateLimited
+                | CloseCode::Rebalance
         )
     }
 
@@ -170,6 +175,7 @@ impl CloseCode {
             CloseCode::ConnectionLimit => "4009",
             CloseCode::HeartbeatTimeout => "4011",
             CloseCode::RateLimited => "4029",
+            CloseCode::Rebalance => "4012",
         }
     }
 }

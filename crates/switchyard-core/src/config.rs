@@ -29,6 +29,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub tls: TlsConfig,
     pub testing: TestingConfig,
+    pub rebalance: RebalanceConfig,
     /// Namespaces by name; `default` holds channels with no `:`.
     /// Default: only `default`, with its defaults.
     pub namespaces: BTreeMap<String, NamespaceConfig>,
@@ -48,6 +49,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             tls: TlsConfig::default(),
             testing: TestingConfig::default(),
+            rebalance: RebalanceConfig::default(),
             namespaces: BTreeMap::from([(DEFAULT_NAMESPACE.to_owned(), NamespaceConfig::default())]),
         }
     }
@@ -272,6 +274,34 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Active rebalancing: a node that holds more than its share of the
+/// cluster's connections sheds the excess, slowly, with close 4012, so that
+/// clients reconnect (through the balancer, to emptier nodes) and resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RebalanceConfig {
+    /// Off by default: it closes live connections, which only clients that
+    /// resume at once on 4012 (the SDKs) ride out unnoticed; turn it on
+    /// where clients do, behind a least-connections balancer. Default: `false`.
+    pub enabled: bool,
+    /// How far above the cluster's mean a node may be before it sheds, as
+    /// a fraction (0.1: 10 %). Default: `0.1`.
+    pub tolerance: f64,
+    /// Connections shed per second at most. Default: 50.
+    pub max_per_second: u32,
+    /// How often a node compares itself with the cluster; after a round
+    /// that shed, it waits two of these for the registry to catch up
+    /// (hysteresis). Default: `5s`.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for RebalanceConfig {
+    fn default() -> Self {
+        RebalanceConfig { enabled: false, tolerance: 0.1, max_per_second: 50, interval: Duration::from_secs(5) }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShutdownConfig {
@@ -484,6 +514,12 @@ impl Config {
         }
         if self.broker.presence_ttl < Duration::from_secs(1) {
             return Err(problem("broker.presence_ttl", "must be at least 1s"));
+        }
+        if !(0.0..=10.0).contains(&self.rebalance.tolerance) {
+            return Err(problem("rebalance.tolerance", "a fraction between 0 and 10"));
+        }
+        if self.rebalance.max_per_second == 0 || self.rebalance.interval.is_zero() {
+            return Err(problem("rebalance.max_per_second", "max_per_second and interval must be more than 0"));
         }
         if self.broker.receipt_timeout.is_zero() {
             return Err(problem("broker.receipt_timeout", "must be more than 0s"));

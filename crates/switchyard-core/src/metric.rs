@@ -49,6 +49,7 @@ pub const CONTROL_RECEIVED: &str = "switchyard_control_received_total";
 pub const CONTROL_DROPPED: &str = "switchyard_control_dropped_total";
 pub const USER_OPERATIONS: &str = "switchyard_user_operations_total";
 pub const TRANSPORT_CONNECTIONS: &str = "switchyard_transport_connections";
+pub const REBALANCE_SHED: &str = "switchyard_rebalance_shed_total";
 pub const SSE_COMMANDS: &str = "switchyard_sse_command_requests_total";
 pub const SSE_COMMAND_ERRORS: &str = "switchyard_sse_command_errors_total";
 
@@ -155,6 +156,7 @@ pub fn describe() {
     describe_counter!(PRESENCE_REFRESH_ERRORS, "Channels whose presence entries could not be refreshed in one round.");
     describe_counter!(CONTROL_RECEIVED, "Control messages (user operations, surveys) received, by kind.");
     describe_counter!(CONTROL_DROPPED, "Control messages dropped because this node's control queue was full.");
+    describe_counter!(REBALANCE_SHED, "Connections this node closed with 4012 to rebalance the cluster.");
     describe_gauge!(TRANSPORT_CONNECTIONS, "Open client connections on this node, by transport (websocket, sse).");
     describe_counter!(
         SSE_COMMANDS,
@@ -335,4 +337,7 @@ pub fn sse_commands(route: &'static str) -> Counter {
 }
 pub fn sse_command_errors(reason: &'static str) -> Counter {
     cached_counter(SSE_COMMAND_ERRORS, reason, || counter!(SSE_COMMAND_ERRORS, "reason" => reason))
+}
+pub fn rebalance_shed() -> Counter {
+    cached_counter(REBALANCE_SHED, "", || counter!(REBALANCE_SHED))
 }

@@ -16,6 +16,7 @@
 //! - [`auth`]: who a connecting client is.
 //! - [`origin`]: which browser origins may connect.
 //! - [`registry`]: this node's heartbeat in the cluster registry.
+//! - [`rebalance`]: shedding connections above the cluster's mean (4012).
 //! - [`drain`]: closing every connection, paced, on shutdown.
 //! - [`tls`]: TLS on the public listener, reloaded when its files change.
 //! - [`metrics`]: the Prometheus recorder and its upkeep.
@@ -33,6 +34,7 @@ pub mod node;
 pub mod origin;
 pub mod probe;
 pub mod query;
+pub mod rebalance;
 pub mod registry;
 pub mod server;
 pub mod session;

@@ -37,6 +37,8 @@ pub struct Node {
     pub requests: Requests,
     /// The SSE streams of this node, by session token.
     pub sse: SseSessions,
+    /// What the rebalancer did.
+    pub rebalance: crate::rebalance::RebalanceStats,
     /// Control messages from the broker, taken by the control task once
     /// the node serves.
     control: Mutex<Option<mpsc::Receiver<Control>>>,
@@ -171,6 +173,7 @@ impl Node {
             presence: LocalPresence::default(),
             requests: Requests::default(),
             sse: SseSessions::default(),
+            rebalance: Default::default(),
             control: Mutex::new(Some(control_rx)),
             receipts: Mutex::new(Some(receipts_rx)),
             name,

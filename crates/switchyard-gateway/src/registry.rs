@@ -34,6 +34,7 @@ pub async fn heartbeat(node: Arc<Node>, address: String, stop: CancellationToken
             started_at,
             updated_at: now,
             expires_at: now + 3 * every.as_secs().max(1),
+            ready: node.is_ready(),
         };
         if let Err(e) = node.stores.registry.register(&info).await {
             debug!(error = %e, "cannot refresh the registry entry");

@@ -82,6 +82,7 @@ pub async fn serve(
     let stop_heartbeat = CancellationToken::new();
     tokio::spawn(registry::heartbeat(node.clone(), address, stop_heartbeat.clone()));
     tokio::spawn(command::presence::keep_fresh(node.clone(), stop_heartbeat.clone()));
+    tokio::spawn(crate::rebalance::run(node.clone(), stop_heartbeat.clone()));
     tokio::spawn(command::users::listen(node.clone(), stop_internal.clone()));
     tokio::spawn(command::publish::send_receipts(node.clone(), stop_internal.clone()));
     if let Some(tls) = node.tls.clone() {

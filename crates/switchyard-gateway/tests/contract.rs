@@ -188,6 +188,7 @@ async fn the_registry_lists_live_nodes_only() {
             started_at: now - 10,
             updated_at: now,
             expires_at,
+            ready: true,
         };
         b.stores.registry.register(&node("b-live", now + 60)).await.unwrap();
         b.stores.registry.register(&node("a-live", now + 60)).await.unwrap();

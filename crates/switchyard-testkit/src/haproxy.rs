@@ -19,7 +19,14 @@ impl Drop for Haproxy {
 }
 
 impl Haproxy {
+    /// Round robin.
     pub async fn start(nodes: &[SocketAddr]) -> Haproxy {
+        Self::start_with(nodes, "roundrobin").await
+    }
+
+    /// With `balance` (`roundrobin`, `leastconn`); a node that is not up
+    /// yet is marked down until it answers `/readyz`.
+    pub async fn start_with(nodes: &[SocketAddr], balance: &str) -> Haproxy {
         let port = free_port(None);
         let dir = std::env::temp_dir().join(format!("switchyard-haproxy-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a scratch dir");
@@ -31,9 +38,9 @@ impl Haproxy {
         let config = format!(
             "global\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 60s\n  \
              timeout server 60s\n  timeout tunnel 1h\n  retries 3\n  option redispatch\nfrontend fe\n  \
-             bind 127.0.0.1:{port}\n  default_backend nodes\nbackend nodes\n  balance roundrobin\n  \
+             bind 127.0.0.1:{port}\n  default_backend nodes\nbackend nodes\n  balance {balance}\n  \
              option httpchk GET /readyz\n{}\n",
-            servers.join("\n")
+            servers.join("\n"),
         );
         let file = dir.join("haproxy.cfg");
         std::fs::write(&file, config).expect("write the haproxy config");
