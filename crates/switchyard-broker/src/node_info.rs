@@ -23,6 +23,14 @@ pub struct NodeInfo {
     /// Entries of earlier versions, without it, read as ready.
     #[serde(default = "ready_by_default")]
     pub ready: bool,
+    /// Messages received from clients and written to them since it started.
+    #[serde(default)]
+    pub messages_in: u64,
+    #[serde(default)]
+    pub messages_out: u64,
+    /// Whether its broker (Redis) answers.
+    #[serde(default = "ready_by_default")]
+    pub broker_up: bool,
 }
 
 fn ready_by_default() -> bool {

@@ -30,6 +30,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub testing: TestingConfig,
     pub rebalance: RebalanceConfig,
+    pub admin: AdminConfig,
     /// Namespaces by name; `default` holds channels with no `:`.
     /// Default: only `default`, with its defaults.
     pub namespaces: BTreeMap<String, NamespaceConfig>,
@@ -50,6 +51,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             testing: TestingConfig::default(),
             rebalance: RebalanceConfig::default(),
+            admin: AdminConfig::default(),
             namespaces: BTreeMap::from([(DEFAULT_NAMESPACE.to_owned(), NamespaceConfig::default())]),
         }
     }
@@ -272,6 +274,18 @@ impl Default for LimitsConfig {
             max_connections_per_user: 0,
         }
     }
+}
+
+/// The admin page (`GET /admin`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Its password; unset: no admin page. Default: unset.
+    pub password: Option<String>,
+    /// Also serve it on the public listener (it is on the internal one,
+    /// or on the public one when there is no internal one, only with
+    /// this). Default: `false`.
+    pub public: bool,
 }
 
 /// Active rebalancing: a node that holds more than its share of the

@@ -50,8 +50,15 @@ pub const CONTROL_DROPPED: &str = "switchyard_control_dropped_total";
 pub const USER_OPERATIONS: &str = "switchyard_user_operations_total";
 pub const TRANSPORT_CONNECTIONS: &str = "switchyard_transport_connections";
 pub const REBALANCE_SHED: &str = "switchyard_rebalance_shed_total";
+pub const ADMIN_LOGINS: &str = "switchyard_admin_logins_total";
 pub const SSE_COMMANDS: &str = "switchyard_sse_command_requests_total";
 pub const SSE_COMMAND_ERRORS: &str = "switchyard_sse_command_errors_total";
+
+/// Messages received from and written to clients since the process
+/// started, readable (Prometheus handles are write-only): the node registry
+/// carries them, for the admin page's rates.
+pub static MESSAGES_IN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static MESSAGES_OUT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Buckets of the latency histogram, in seconds: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] =
@@ -156,6 +163,7 @@ pub fn describe() {
     describe_counter!(PRESENCE_REFRESH_ERRORS, "Channels whose presence entries could not be refreshed in one round.");
     describe_counter!(CONTROL_RECEIVED, "Control messages (user operations, surveys) received, by kind.");
     describe_counter!(CONTROL_DROPPED, "Control messages dropped because this node's control queue was full.");
+    describe_counter!(ADMIN_LOGINS, "Admin page logins, by outcome: accepted, refused (wrong password), locked.");
     describe_counter!(REBALANCE_SHED, "Connections this node closed with 4012 to rebalance the cluster.");
     describe_gauge!(TRANSPORT_CONNECTIONS, "Open client connections on this node, by transport (websocket, sse).");
     describe_counter!(
@@ -340,4 +348,8 @@ pub fn sse_command_errors(reason: &'static str) -> Counter {
 }
 pub fn rebalance_shed() -> Counter {
     cached_counter(REBALANCE_SHED, "", || counter!(REBALANCE_SHED))
+}
+/// `outcome`: `accepted`, `refused`, `locked`.
+pub fn admin_logins(outcome: &'static str) -> Counter {
+    cached_counter(ADMIN_LOGINS, outcome, || counter!(ADMIN_LOGINS, "outcome" => outcome))
 }

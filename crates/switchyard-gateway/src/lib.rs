@@ -11,6 +11,7 @@
 //! - [`session`]: one WebSocket connection: reader, handler, writer.
 //! - [`sse`]: the fallback transport: Server-Sent Events and their commands.
 //! - [`codec`]: client frames in and server frames out, per encoding.
+//! - [`admin`]: the admin page and its JSON endpoints.
 //! - [`api`]: the HTTP API (publish, history, presence, user operations,
 //!   channels, nodes).
 //! - [`auth`]: who a connecting client is.
@@ -23,6 +24,7 @@
 //! - [`probe`]: a one-shot HTTP GET, for health checks without curl.
 //! - [`query`]: query strings of HTTP requests.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod codec;

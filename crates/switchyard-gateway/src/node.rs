@@ -37,6 +37,8 @@ pub struct Node {
     pub requests: Requests,
     /// The SSE streams of this node, by session token.
     pub sse: SseSessions,
+    /// Logged-in sessions of the admin page.
+    pub admin: crate::admin::AdminSessions,
     /// What the rebalancer did.
     pub rebalance: crate::rebalance::RebalanceStats,
     /// Control messages from the broker, taken by the control task once
@@ -174,6 +176,7 @@ impl Node {
             requests: Requests::default(),
             sse: SseSessions::default(),
             rebalance: Default::default(),
+            admin: Default::default(),
             control: Mutex::new(Some(control_rx)),
             receipts: Mutex::new(Some(receipts_rx)),
             name,

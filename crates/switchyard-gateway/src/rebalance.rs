@@ -133,6 +133,9 @@ mod tests {
             updated_at: 0,
             expires_at: u64::MAX,
             ready,
+            messages_in: 0,
+            messages_out: 0,
+            broker_up: true,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The accept loop and the HTTP routes of a node.
 
+use crate::admin;
 use crate::api;
 use crate::command;
 use crate::connections::NoRoom;
@@ -205,6 +206,11 @@ async fn route(
             Some(response) => response.map(|body| body.boxed()),
             None => text(StatusCode::NOT_FOUND, "not found\n"),
         },
+        (path, role) if path == "/admin" || path.starts_with("/admin/") => {
+            let served = matches!(role, Role::Internal) || node.config.admin.public;
+            let answer = if served { admin::handle(req, node).await } else { None };
+            answer.unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found\n"))
+        }
         ("/sse", Role::Public { .. }) => open_stream(req, peer, node, sessions),
         ("/sse/command", Role::Public { .. }) => stream_command(req, node).await,
         ("/healthz", _) => text(StatusCode::OK, "ok\n"),

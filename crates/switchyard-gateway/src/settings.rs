@@ -36,6 +36,9 @@ pub struct Overrides {
     /// Allow clients without a token [key: auth.allow_anonymous; default: true].
     #[arg(long, env = "SWITCHYARD_AUTH_ALLOW_ANONYMOUS", value_name = "BOOL")]
     pub auth_allow_anonymous: Option<bool>,
+    /// Password of the admin page; unset turns it off [key: admin.password].
+    #[arg(long, env = "SWITCHYARD_ADMIN_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
     /// This node's name [key: node_name; default: random].
     #[arg(long, env = "SWITCHYARD_NODE_NAME", value_name = "NAME")]
     pub node_name: Option<String>,
@@ -62,6 +65,7 @@ impl Overrides {
         put("api.key", self.api_key.clone().map(Value::from));
         put("auth.hmac_secret", self.auth_hmac_secret.clone().map(Value::from));
         put("auth.allow_anonymous", self.auth_allow_anonymous.map(Value::from));
+        put("admin.password", self.admin_password.clone().map(Value::from));
         put("node_name", self.node_name.clone().map(Value::from));
         pairs
     }

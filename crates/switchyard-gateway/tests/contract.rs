@@ -189,6 +189,9 @@ async fn the_registry_lists_live_nodes_only() {
             updated_at: now,
             expires_at,
             ready: true,
+            messages_in: 0,
+            messages_out: 0,
+            broker_up: true,
         };
         b.stores.registry.register(&node("b-live", now + 60)).await.unwrap();
         b.stores.registry.register(&node("a-live", now + 60)).await.unwrap();

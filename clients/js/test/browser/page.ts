@@ -4,8 +4,8 @@
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { until } from "../harness.js";
 
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const FLAGS = [
+export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+export const FLAGS = [
   "--headless",
   "--no-sandbox",
   "--disable-gpu",

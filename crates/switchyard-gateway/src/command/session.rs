@@ -166,6 +166,7 @@ impl ClientSession {
     /// decoded: every message counts, commands or not, well-formed or not.
     pub fn admit(&mut self) -> Admission {
         metric::messages_received().increment(1);
+        metric::MESSAGES_IN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.limiter.check().is_ok() {
             return Admission::Run;
         }

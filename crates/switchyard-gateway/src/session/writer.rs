@@ -183,6 +183,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(io: &mut W, batch: &[OutFrame], sent
     }
     io.flush().await?;
     sent.messages.increment(batch.len() as u64);
+    metric::MESSAGES_OUT.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
     sent.bytes.increment(batch.iter().map(|f| f.bytes.len() as u64).sum());
     // One sample per write, for its oldest publication: the others in the
     // same write waited less. Recording every delivery would cost more than

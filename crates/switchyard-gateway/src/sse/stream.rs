@@ -62,6 +62,7 @@ pub async fn run(mut queue: OutboundQueue, chunks: mpsc::Sender<Bytes>, liveness
                     return;
                 }
                 metric::messages_sent().increment(batch.len() as u64);
+                metric::MESSAGES_OUT.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 metric::bytes_sent().increment(bytes);
                 if let Some(oldest) = batch.iter().map(|f| f.published_at_us).filter(|&t| t > 0).min() {
                     metric::delivery_latency().record(sent_at.saturating_sub(oldest) as f64 / 1e6);
