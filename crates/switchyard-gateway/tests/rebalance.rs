@@ -1,5 +1,5 @@
 //! Active rebalancing through a real haproxy (least connections): two
-//! nodes hold 300 sessions on a history channel with a steady flow of
+//! nodes hold 1,000 sessions on a history channel with a steady flow of
 //! publications; a third node starts; the first two shed their excess with
 //! 4012, the sessions move and resume, the cluster settles within the
 //! tolerance of the mean, nobody misses or repeats an offset, and nobody
@@ -15,7 +15,7 @@ use switchyard_testkit::haproxy::Haproxy;
 use switchyard_testkit::redis::free_port;
 use switchyard_testkit::{RedisServer, TestNode, test_config, with_history, within};
 
-const CLIENTS: usize = 300;
+const CLIENTS: usize = 1000;
 
 fn config(redis: &RedisServer) -> Config {
     let mut config = with_history(test_config(), "chat", 10_000);
@@ -81,6 +81,7 @@ async fn a_new_node_gets_its_share_and_nothing_is_lost() {
     let (a_before, b_before) = (a.node.connections.len(), b.node.connections.len());
     assert_eq!(a_before + b_before, CLIENTS);
 
+    let started = std::time::Instant::now();
     let mut c_config = config(&redis);
     c_config.listen = c_addr;
     let c = TestNode::start(c_config).await;
@@ -92,6 +93,7 @@ async fn a_new_node_gets_its_share_and_nothing_is_lost() {
         }
     })
     .await;
+    eprintln!("balanced {:?} after the third node started: {:?}", started.elapsed(), counts());
     // It settles: a window of four checks on every node with nobody
     // shedding (a loop would never give one), and it stays balanced.
     let shed = |n: &TestNode| n.node.rebalance.shed.load(Ordering::Relaxed);
@@ -110,9 +112,10 @@ async fn a_new_node_gets_its_share_and_nothing_is_lost() {
     .await;
     assert!(balanced(&counts()), "{:?}", counts());
     assert_eq!(shed(&c), 0, "the new node never sheds");
-    // From 150/150/0 to 100 each: 100 moves; shedding past that would be a loop.
+    // From half and half to a third each: a third moves (and a little more,
+    // as counts a heartbeat old meet clients on their way); a loop would not stop.
     let total = shed(&a) + shed(&b);
-    assert!(total <= (CLIENTS / 3) as u64 + 20, "shed {total} to move {}", CLIENTS / 3);
+    assert!(total <= (CLIENTS / 3) as u64 + (CLIENTS / 20) as u64, "shed {total} to move {}", CLIENTS / 3);
 
     // Every session has every offset since it subscribed, once, in order.
     stop.store(true, Ordering::Relaxed);
