@@ -206,15 +206,18 @@ export class Client extends Emitter<ClientEvents> {
 
   /**
    * Publishes `data` (a JSON value; bytes with the protobuf encoding). With
-   * `receipt`, the answer says how many nodes and connections it reached.
+   * `receipt`, the answer says how many nodes and connections it reached;
+   * with `idempotencyKey`, a repeat within the server's window publishes
+   * nothing and answers the first result (safe to retry after a timeout).
    */
   async publish(
     channel: string,
     data: unknown,
-    options: { receipt?: boolean } = {},
+    options: { receipt?: boolean; idempotencyKey?: string } = {},
   ): Promise<{ epoch?: string; offset?: number; receipt?: Receipt }> {
     const publish: ClientFrame["publish"] = { channel, data };
     if (options.receipt && publish) publish.receipt = true;
+    if (options.idempotencyKey && publish) publish.idempotency_key = options.idempotencyKey;
     const reply = await this.#command({ publish });
     return reply.publish ?? {};
   }

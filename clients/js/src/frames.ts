@@ -86,7 +86,7 @@ export interface ClientFrame {
   connect?: { token?: string; resume?: string };
   subscribe?: { channel: string; recover?: boolean; epoch?: string; offset?: number; token?: string };
   unsubscribe?: { channel: string };
-  publish?: { channel: string; data: unknown; receipt?: boolean };
+  publish?: { channel: string; data: unknown; receipt?: boolean; idempotency_key?: string };
   ack?: { channel: string; offset: number };
   pong?: Record<string, never>;
   history?: { channel: string; since?: StreamPosition; limit?: number };

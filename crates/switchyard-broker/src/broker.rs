@@ -91,14 +91,16 @@ pub trait Broker: Send + Sync + 'static {
     async fn publish(&self, envelope: Envelope, options: PublishOptions) -> Result<StreamPosition, BrokerError>;
 
     /// [`Broker::publish`], also telling how many nodes received the
-    /// publication where the broker can tell (`None` where it cannot).
+    /// publication where the broker can tell (`None` where it cannot); with
+    /// `key`, idempotent: a repeat of the key on the channel within the
+    /// idempotency window publishes nothing (0 nodes) and answers the
+    /// first publish's position, atomically with the check.
     async fn publish_counted(
         &self,
         envelope: Envelope,
         options: PublishOptions,
-    ) -> Result<(StreamPosition, Option<u64>), BrokerError> {
-        Ok((self.publish(envelope, options).await?, None))
-    }
+        key: Option<&str>,
+    ) -> Result<(StreamPosition, Option<u64>), BrokerError>;
 
     /// Publications of `channel` after `since` (exclusive), at most
     /// `limit`; without `since`, the newest `limit`.

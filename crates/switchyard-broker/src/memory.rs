@@ -4,17 +4,28 @@
 use crate::broker::{Broker, BrokerError, History, PublicationSink, PublishOptions, StreamPosition};
 use crate::history_memory::MemoryHistory;
 use async_trait::async_trait;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use switchyard_proto::v1::{Control, Envelope};
+use tokio::time::Instant;
 
 pub struct MemoryBroker {
     sink: Arc<dyn PublicationSink>,
     history: MemoryHistory,
+    /// Idempotency keys seen, by (channel, key): the first answer and when
+    /// the key is forgotten.
+    seen: Mutex<HashMap<(String, String), (StreamPosition, Instant)>>,
+    idempotency_window: Duration,
 }
 
 impl MemoryBroker {
     pub fn new(sink: Arc<dyn PublicationSink>) -> Self {
-        MemoryBroker { sink, history: MemoryHistory::default() }
+        Self::with_idempotency_window(sink, Duration::from_secs(300))
+    }
+
+    pub fn with_idempotency_window(sink: Arc<dyn PublicationSink>, idempotency_window: Duration) -> Self {
+        MemoryBroker { sink, history: MemoryHistory::default(), seen: Mutex::default(), idempotency_window }
     }
 }
 
@@ -43,9 +54,31 @@ impl Broker for MemoryBroker {
         &self,
         envelope: Envelope,
         options: PublishOptions,
+        key: Option<&str>,
     ) -> Result<(StreamPosition, Option<u64>), BrokerError> {
-        // The one node there is gets every publication.
-        Ok((self.publish(envelope, options).await?, Some(1)))
+        let Some(key) = key else {
+            // The one node there is gets every publication.
+            return Ok((self.publish(envelope, options).await?, Some(1)));
+        };
+        let seen_key = (envelope.channel.clone(), key.to_owned());
+        // The lock is held across the publish (no await in it) so that two
+        // publishes of one key cannot both miss it.
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        seen.retain(|_, (_, expires)| *expires > now);
+        if let Some((position, _)) = seen.get(&seen_key) {
+            return Ok((position.clone(), Some(0)));
+        }
+        let mut envelope = envelope;
+        let position = if options.keeps_history() {
+            self.history.append(&mut envelope, options)
+        } else {
+            StreamPosition::default()
+        };
+        seen.insert(seen_key, (position.clone(), now + self.idempotency_window));
+        drop(seen);
+        self.sink.deliver(envelope);
+        Ok((position, Some(1)))
     }
 
     async fn history(
@@ -76,8 +109,6 @@ impl Broker for MemoryBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-    use std::time::Duration;
 
     #[derive(Default)]
     struct Collect(Mutex<Vec<Envelope>>);

@@ -23,9 +23,9 @@ pub struct Stores {
 
 impl Stores {
     /// Everything in this process: a single node, no Redis.
-    pub fn memory(sink: Arc<dyn PublicationSink>) -> Stores {
+    pub fn memory(sink: Arc<dyn PublicationSink>, idempotency_window: std::time::Duration) -> Stores {
         Stores {
-            broker: Arc::new(MemoryBroker::new(sink.clone())),
+            broker: Arc::new(MemoryBroker::with_idempotency_window(sink.clone(), idempotency_window)),
             sessions: Arc::new(MemorySessions::default()),
             registry: Arc::new(MemoryRegistry::default()),
             presence: Arc::new(MemoryPresence::new(sink)),

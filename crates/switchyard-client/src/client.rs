@@ -304,7 +304,7 @@ impl Client {
 
     /// Publishes `data`: with the JSON encoding it must be a JSON value.
     pub async fn publish(&self, channel: &str, data: impl Into<Bytes>) -> Result<PublishResult, ClientError> {
-        let request = PublishRequest { channel: channel.to_owned(), data: data.into(), receipt: false };
+        let request = PublishRequest { channel: channel.to_owned(), data: data.into(), ..Default::default() };
         match self.command(Command::Publish(request)).await? {
             Message::Publish(result) => Ok(result),
             _ => Err(ClientError::UnexpectedReply),

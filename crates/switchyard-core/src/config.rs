@@ -95,6 +95,11 @@ pub struct BrokerConfig {
     /// unanswered). Default: `1s`.
     #[serde(with = "humantime_serde")]
     pub receipt_timeout: Duration,
+    /// How long a publish's `idempotency_key` is remembered per channel: a
+    /// repeat within it publishes nothing and answers what the first
+    /// answered. Default: `5m`.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_window: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -110,6 +115,7 @@ impl Default for BrokerConfig {
             presence_ttl: Duration::from_secs(60),
             survey_timeout: Duration::from_secs(1),
             receipt_timeout: Duration::from_secs(1),
+            idempotency_window: Duration::from_secs(300),
         }
     }
 }
@@ -534,6 +540,9 @@ impl Config {
         }
         if self.rebalance.max_per_second == 0 || self.rebalance.interval.is_zero() {
             return Err(problem("rebalance.max_per_second", "max_per_second and interval must be more than 0"));
+        }
+        if self.broker.idempotency_window < Duration::from_millis(1) {
+            return Err(problem("broker.idempotency_window", "must be at least 1ms"));
         }
         if self.broker.receipt_timeout.is_zero() {
             return Err(problem("broker.receipt_timeout", "must be more than 0s"));

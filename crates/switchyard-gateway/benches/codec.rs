@@ -24,7 +24,7 @@ fn decode(c: &mut Criterion) {
         command: Some(client_frame::Command::Publish(PublishRequest {
             channel: "bench".into(),
             data: Bytes::from(data.clone()),
-            receipt: false,
+            ..Default::default()
         })),
     }
     .encode_to_vec();

@@ -53,6 +53,8 @@ struct PublishBody<'a> {
     data: &'a RawValue,
     #[serde(default)]
     receipt: bool,
+    #[serde(default)]
+    idempotency_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -124,7 +126,15 @@ async fn run(endpoint: &str, req: Request<Incoming>, node: &Node) -> Result<Valu
                 "publish" => {
                     let body: PublishBody<'_> = parse(&bytes)?;
                     let data = Bytes::copy_from_slice(body.data.get().as_bytes());
-                    let (position, receipt) = publish::publish(node, &body.channel, data, None, body.receipt).await?;
+                    let (position, receipt) = publish::publish(
+                        node,
+                        &body.channel,
+                        data,
+                        None,
+                        body.receipt,
+                        body.idempotency_key.as_deref(),
+                    )
+                    .await?;
                     let mut answer = position_json(&position);
                     if let Some(receipt) = receipt {
                         answer["receipt"] = serde_json::to_value(receipt).unwrap_or_default();
@@ -199,7 +209,7 @@ async fn broadcast(bytes: &[u8], node: &Node) -> Result<Value, Refusal> {
     let data = Bytes::copy_from_slice(body.data.get().as_bytes());
     let mut responses = Vec::with_capacity(body.channels.len());
     for channel in &body.channels {
-        responses.push(match publish::publish(node, channel, data.clone(), None, false).await {
+        responses.push(match publish::publish(node, channel, data.clone(), None, false, None).await {
             Ok((position, _)) => json!({"channel": channel, "result": position_json(&position)}),
             Err(e) => {
                 let mut error = error_body(&e);

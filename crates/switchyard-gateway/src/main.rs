@@ -82,6 +82,7 @@ impl RedisArgs {
             tls: RedisTls { ca, client: None },
             namespaces: Vec::new(),
             node: String::new(),
+            idempotency_window: std::time::Duration::from_secs(300),
         })
     }
 }

@@ -129,7 +129,14 @@ pub fn redis_settings(config: &Config, node: &str) -> Result<Option<RedisSetting
             _ => None,
         },
     };
-    Ok(Some(RedisSettings { target, prefix: broker.prefix.clone(), tls, namespaces, node: node.to_owned() }))
+    Ok(Some(RedisSettings {
+        target,
+        prefix: broker.prefix.clone(),
+        tls,
+        namespaces,
+        node: node.to_owned(),
+        idempotency_window: broker.idempotency_window,
+    }))
 }
 
 /// How the broker keeps the channels of a namespace.
@@ -157,7 +164,7 @@ impl Node {
         let sink = Arc::new(NodeSink { hub: hub.clone(), control, receipts });
         let stores = match redis_settings(&config, &name)? {
             Some(settings) => Stores::redis(settings, sink).await?,
-            None => Stores::memory(sink),
+            None => Stores::memory(sink, config.broker.idempotency_window),
         };
         let (max_connections, max_per_ip) = (config.limits.max_connections, config.limits.max_connections_per_ip);
         let rate_clock = QuantaClock::default();

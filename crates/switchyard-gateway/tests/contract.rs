@@ -94,6 +94,7 @@ async fn on_redis(target: RedisTarget) -> (Stores, mpsc::UnboundedReceiver<Deliv
         tls: RedisTls::default(),
         namespaces: vec![("chat".into(), HISTORY)],
         node: "n1".into(),
+        idempotency_window: Duration::from_secs(300),
     };
     let (tx, delivered) = mpsc::unbounded_channel();
     (Stores::redis(settings, Arc::new(Sink(tx))).await.expect("connect to Redis"), delivered)
@@ -101,7 +102,7 @@ async fn on_redis(target: RedisTarget) -> (Stores, mpsc::UnboundedReceiver<Deliv
 
 async fn backends() -> Vec<Backend> {
     let (tx, delivered) = mpsc::unbounded_channel();
-    let stores = Stores::memory(Arc::new(Sink(tx)));
+    let stores = Stores::memory(Arc::new(Sink(tx)), Duration::from_secs(300));
     let memory = Backend { name: "memory", stores, delivered, _redis: None, _cluster: None };
     let redis = RedisServer::start().await;
     let (stores, delivered) = on_redis(RedisTarget::Standalone(redis.url())).await;

@@ -54,7 +54,7 @@ async fn receipts_count_nodes_and_connections_and_say_who_did_not_answer() {
     // Over the HTTP API, and as a client (from a node without subscribers).
     assert_eq!(publish_with_receipt(&a).await, json!({"nodes": 2, "clients": 5, "unanswered": 0}));
     let publisher = Client::connect(&c.ws_url(), Options::new(Encoding::Protobuf)).await.unwrap();
-    let request = PublishRequest { channel: "news".into(), data: "2".into(), receipt: true };
+    let request = PublishRequest { channel: "news".into(), data: "2".into(), receipt: true, ..Default::default() };
     let reply = publisher.command(Command::Publish(request)).await.unwrap();
     let Message::Publish(result) = reply else { panic!("not a publish reply: {reply:?}") };
     assert_eq!(result.receipt, Some(Receipt { nodes: 2, clients: 5, unanswered: 0 }));

@@ -29,6 +29,7 @@ fn fixed_client_shapes_decode() {
             epoch: "e1".into(),
             offset: 41,
             token: String::new(),
+            latest: false,
         }))
     );
     let frame = json::decode_client_frame(r#"{"id": 4, "publish": {"channel": "chat:room1", "data": {"text": "hi"}}}"#)
@@ -193,7 +194,7 @@ proptest! {
         let data = serde_json::to_string_pretty(&value).unwrap();
         let frame = ClientFrame {
             id,
-            command: Some(Command::Publish(PublishRequest { channel: "c".into(), data: Bytes::from(data.clone()), receipt: false })),
+            command: Some(Command::Publish(PublishRequest { channel: "c".into(), data: Bytes::from(data.clone()), ..Default::default() })),
         };
         let text = String::from_utf8(json::encode_client_frame(&frame).unwrap()).unwrap();
         let decoded = json::decode_client_frame(&text).unwrap();

@@ -36,7 +36,15 @@ pub async fn run(
         let was_ready = shared.ready.load(Ordering::Acquire);
         if ready && !was_ready {
             // Back after an outage: Redis may have restarted empty.
-            if let Err(e) = library::load(&mut commands, &settings.prefix, sharded, &settings.namespaces).await {
+            if let Err(e) = library::load(
+                &mut commands,
+                &settings.prefix,
+                sharded,
+                &settings.namespaces,
+                settings.idempotency_window,
+            )
+            .await
+            {
                 warn!(error = %e, "cannot reload the function library");
                 ready = false;
             }

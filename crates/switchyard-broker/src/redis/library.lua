@@ -4,9 +4,10 @@
 --   FCALL switchyard_publish 1 <channel> <payload>
 -- The gateway fills in the two settings below when it loads the library.
 
-local VERSION = 5
+local VERSION = 6
 local PREFIX = '@PREFIX@'      -- broker.prefix: pub/sub names are PREFIX:{channel}
 local PUBLISH = '@PUBLISH@'    -- PUBLISH on one Redis, SPUBLISH on a Redis Cluster
+local IDEMPOTENCY_MS = @IDEMPOTENCY_MS@  -- broker.idempotency_window
 
 -- Namespaces that keep history: publications kept, and how long (ms) the
 -- publications and the channel's position live after the last publish.
@@ -77,8 +78,19 @@ end
 -- (and the epoch, a new one when the position was lost) and appends it to
 -- the channel's stream, all in this one atomic call.
 -- Returns {epoch, offset}: the stream position, ("", 0) without history.
-local function deliver(channel, envelope)
+local function deliver(channel, envelope, key)
   local pubsub, meta, stream = names(channel)
+  -- An idempotency key seen within the window: publish nothing, answer
+  -- what the first publish answered. The key is in the channel's slot.
+  local seen_key
+  if key ~= nil and key ~= '' then
+    seen_key = pubsub .. ':idem:' .. key
+    local seen = redis.call('GET', seen_key)
+    if seen then
+      local epoch, offset = string.match(seen, '^(.-)\n(%d+)$')
+      return {epoch or '', tonumber(offset or 0)}, 0
+    end
+  end
   local history = NAMESPACES[namespace_of(channel)]
   local epoch, offset = '', 0
   if history then
@@ -91,20 +103,27 @@ local function deliver(channel, envelope)
     redis.call('PEXPIRE', meta, history.meta_ttl_ms)
   end
   local receivers = redis.call(PUBLISH, pubsub, envelope)
+  if seen_key then
+    redis.call('SET', seen_key, epoch .. '\n' .. offset, 'PX', IDEMPOTENCY_MS)
+  end
   return {epoch, offset}, receivers
 end
 
--- FCALL switchyard_publish 1 <channel> <payload>
+local function check_key(key)
+  return key == nil or (#key >= 1 and #key <= 64)
+end
+
+-- FCALL switchyard_publish 1 <channel> <payload> [idempotency key]
 local function publish(keys, args)
   local channel, payload = keys[1], args[1]
-  if payload == nil then
-    return redis.error_reply('ERR usage: FCALL switchyard_publish 1 <channel> <payload>')
+  if payload == nil or not check_key(args[2]) then
+    return redis.error_reply('ERR usage: FCALL switchyard_publish 1 <channel> <payload> [key of 1-64 bytes]')
   end
   if not check_channel(channel) then
     return redis.error_reply('ERR invalid channel name')
   end
   local envelope = bytes_field(1, channel) .. bytes_field(2, payload) .. varint_field(5, now_us())
-  return (deliver(channel, envelope))
+  return (deliver(channel, envelope, args[2]))
 end
 
 -- FCALL switchyard_publish_envelope 1 <channel> <Envelope>: a gateway's
@@ -116,14 +135,15 @@ local function publish_envelope(keys, args)
   return (deliver(keys[1], args[1]))
 end
 
--- FCALL switchyard_publish_counted 1 <channel> <Envelope>: a gateway's
--- publish that wants to know how many nodes received it (receipts):
+-- FCALL switchyard_publish_counted 1 <channel> <Envelope> [idempotency key]:
+-- a gateway's publish that wants to know how many nodes received it
+-- (receipts; 0 for a repeat of a key), or is idempotent:
 -- {epoch, offset, nodes}.
 local function publish_counted(keys, args)
-  if args[1] == nil or not check_channel(keys[1]) then
-    return redis.error_reply('ERR usage: FCALL switchyard_publish_counted 1 <channel> <envelope>')
+  if args[1] == nil or not check_channel(keys[1]) or not check_key(args[2]) then
+    return redis.error_reply('ERR usage: FCALL switchyard_publish_counted 1 <channel> <envelope> [key]')
   end
-  local position, receivers = deliver(keys[1], args[1])
+  local position, receivers = deliver(keys[1], args[1], args[2])
   return {position[1], position[2], receivers}
 end
 

@@ -5,13 +5,18 @@ use redis::aio::ConnectionLike;
 use tracing::{info, warn};
 
 /// The library's version; a node never replaces a newer one.
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 const SOURCE: &str = include_str!("library.lua");
 
 /// The library's source for `prefix`, with `PUBLISH` or `SPUBLISH`, and
 /// the history settings of `namespaces` (those that keep history).
-pub fn source(prefix: &str, sharded: bool, namespaces: &[(String, PublishOptions)]) -> String {
+pub fn source(
+    prefix: &str,
+    sharded: bool,
+    namespaces: &[(String, PublishOptions)],
+    idempotency: std::time::Duration,
+) -> String {
     let table: Vec<String> = namespaces
         .iter()
         .filter(|(_, options)| options.keeps_history())
@@ -29,6 +34,7 @@ pub fn source(prefix: &str, sharded: bool, namespaces: &[(String, PublishOptions
         .replace("@PREFIX@", prefix)
         .replace("@PUBLISH@", if sharded { "SPUBLISH" } else { "PUBLISH" })
         .replace("@NAMESPACES@", &table.join("\n"))
+        .replace("@IDEMPOTENCY_MS@", &idempotency.as_millis().max(1).to_string())
 }
 
 /// Loads the library unless a newer version is there already. Safe to run
@@ -38,6 +44,7 @@ pub async fn load<C: ConnectionLike + Send>(
     prefix: &str,
     sharded: bool,
     namespaces: &[(String, PublishOptions)],
+    idempotency: std::time::Duration,
 ) -> redis::RedisResult<()> {
     let current: Option<i64> = redis::cmd("FCALL_RO").arg("switchyard_version").arg(0).query_async(conn).await.ok();
     if let Some(current) = current
@@ -49,7 +56,7 @@ pub async fn load<C: ConnectionLike + Send>(
     let _: String = redis::cmd("FUNCTION")
         .arg("LOAD")
         .arg("REPLACE")
-        .arg(source(prefix, sharded, namespaces))
+        .arg(source(prefix, sharded, namespaces, idempotency))
         .query_async(conn)
         .await?;
     info!(version = VERSION, previous = ?current, "loaded the switchyard function library");
@@ -74,11 +81,14 @@ mod tests {
             history_ttl: Duration::from_secs(600),
             history_meta_ttl: Duration::from_secs(86400),
         };
-        let s = source("sy", true, &[("chat".into(), chat), ("default".into(), PublishOptions::default())]);
+        let namespaces = [("chat".into(), chat), ("default".into(), PublishOptions::default())];
+        let s = source("sy", true, &namespaces, Duration::from_secs(300));
+        assert!(s.contains("local IDEMPOTENCY_MS = 300000"));
         assert!(s.contains("['chat'] = {size = 100, ttl_ms = 600000, meta_ttl_ms = 86400000},"));
         assert!(!s.contains("['default']"));
         assert!(s.contains("local PREFIX = 'sy'"));
         assert!(s.contains("local PUBLISH = 'SPUBLISH'"));
         assert!(!s.contains("@PREFIX@") && !s.contains("@PUBLISH@") && !s.contains("@NAMESPACES@"));
+        assert!(!s.contains("@IDEMPOTENCY_MS@"));
     }
 }

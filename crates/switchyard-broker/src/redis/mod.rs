@@ -54,6 +54,9 @@ pub struct RedisSettings {
     pub namespaces: Vec<(String, PublishOptions)>,
     /// This node's name: it listens to its own control channel.
     pub node: String,
+    /// How long an idempotency key is remembered, baked into the library
+    /// like the history settings.
+    pub idempotency_window: std::time::Duration,
 }
 
 /// State shared by the broker and its tasks.
@@ -92,7 +95,9 @@ impl RedisBroker {
     pub async fn connect(settings: RedisSettings, sink: Arc<dyn PublicationSink>) -> Result<RedisBroker, BrokerError> {
         let sharded = settings.target.is_cluster();
         let mut commands = Commands::connect(&settings.target, &settings.tls).await.map_err(unavailable)?;
-        library::load(&mut commands, &settings.prefix, sharded, &settings.namespaces).await.map_err(unavailable)?;
+        library::load(&mut commands, &settings.prefix, sharded, &settings.namespaces, settings.idempotency_window)
+            .await
+            .map_err(unavailable)?;
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let mut pubsub = PubSub::connect(&settings.target, &settings.tls, push_tx).await.map_err(unavailable)?;
         let keys = Keys::new(&settings.prefix);
@@ -143,7 +148,15 @@ impl RedisBroker {
     async fn load_library(&self) -> Result<(), BrokerError> {
         let mut conn = self.commands.clone();
         let sharded = self.settings.target.is_cluster();
-        library::load(&mut conn, &self.settings.prefix, sharded, &self.settings.namespaces).await.map_err(unavailable)
+        library::load(
+            &mut conn,
+            &self.settings.prefix,
+            sharded,
+            &self.settings.namespaces,
+            self.settings.idempotency_window,
+        )
+        .await
+        .map_err(unavailable)
     }
 
     async fn fcall<T: redis::FromRedisValue>(
@@ -151,9 +164,15 @@ impl RedisBroker {
         function: &str,
         channel: &str,
         envelope: &[u8],
+        key: Option<&str>,
     ) -> redis::RedisResult<T> {
         let mut conn = self.commands.clone();
-        redis::cmd("FCALL").arg(function).arg(1).arg(channel).arg(envelope).query_async(&mut conn).await
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(function).arg(1).arg(channel).arg(envelope);
+        if let Some(key) = key {
+            cmd.arg(key);
+        }
+        cmd.query_async(&mut conn).await
     }
 
     /// Publishes through `function` (reloading the library if Redis lost it).
@@ -161,13 +180,14 @@ impl RedisBroker {
         &self,
         function: &str,
         envelope: &Envelope,
+        key: Option<&str>,
     ) -> Result<T, BrokerError> {
         let bytes = envelope.encode_to_vec();
-        let result = match self.fcall(function, &envelope.channel, &bytes).await {
+        let result = match self.fcall(function, &envelope.channel, &bytes, key).await {
             Err(e) if library::is_missing(&e) => {
                 // Redis lost its functions (a restart without persistence).
                 self.load_library().await?;
-                self.fcall(function, &envelope.channel, &bytes).await
+                self.fcall(function, &envelope.channel, &bytes, key).await
             }
             other => other,
         };
@@ -201,7 +221,7 @@ impl Broker for RedisBroker {
     }
 
     async fn publish(&self, envelope: Envelope, _options: PublishOptions) -> Result<StreamPosition, BrokerError> {
-        let (epoch, offset): (String, u64) = self.publish_with("switchyard_publish_envelope", &envelope).await?;
+        let (epoch, offset): (String, u64) = self.publish_with("switchyard_publish_envelope", &envelope, None).await?;
         Ok(StreamPosition { epoch, offset })
     }
 
@@ -209,9 +229,10 @@ impl Broker for RedisBroker {
         &self,
         envelope: Envelope,
         _options: PublishOptions,
+        key: Option<&str>,
     ) -> Result<(StreamPosition, Option<u64>), BrokerError> {
         let (epoch, offset, receivers): (String, u64, u64) =
-            self.publish_with("switchyard_publish_counted", &envelope).await?;
+            self.publish_with("switchyard_publish_counted", &envelope, key).await?;
         // SPUBLISH on a Cluster runs on the channel's shard, where every
         // node that listens to the channel is subscribed: the count holds
         // there too.

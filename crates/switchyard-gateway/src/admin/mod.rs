@@ -263,7 +263,7 @@ async fn publish_from(req: Request<Incoming>, node: &Node) -> Result<Value, Refu
     let bytes = body(req).await?;
     let body: PublishBody<'_> = parse(&bytes)?;
     let data = Bytes::copy_from_slice(body.data.get().as_bytes());
-    let (position, receipt) = publish::publish(node, &body.channel, data, None, true).await?;
+    let (position, receipt) = publish::publish(node, &body.channel, data, None, true, None).await?;
     Ok(json!({"epoch": position.epoch, "offset": position.offset, "receipt": receipt}))
 }
 

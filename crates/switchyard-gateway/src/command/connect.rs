@@ -56,7 +56,7 @@ impl ClientSession {
                 continue;
             }
             let name = channel.as_str().to_owned();
-            match self.join(&name, saved.position, true).await {
+            match self.join(&name, saved.position, true, false).await {
                 Ok(j) => rejoined.push((name, j)),
                 Err(e) => debug!(channel = %name, code = e.code.code(), "not resumed"),
             }

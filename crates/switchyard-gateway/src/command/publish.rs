@@ -21,10 +21,14 @@ pub async fn publish(
     data: Bytes,
     publisher: Option<ClientInfo>,
     receipt: bool,
+    idempotency_key: Option<&str>,
 ) -> Result<(StreamPosition, Option<Receipt>), Refusal> {
     let (_, namespace) = resolve(node, channel)?;
     if data.is_empty() {
         return Err(Refusal::new(ErrorCode::BadRequest, "publish: data is required"));
+    }
+    if idempotency_key.is_some_and(|k| k.is_empty() || k.len() > 64) {
+        return Err(Refusal::new(ErrorCode::BadRequest, "idempotency_key: 1 to 64 bytes"));
     }
     let mut envelope = Envelope {
         channel: channel.to_owned(),
@@ -35,7 +39,10 @@ pub async fn publish(
         ..Default::default()
     };
     if !receipt {
-        let position = node.stores.broker.publish(envelope, publish_options(namespace)).await?;
+        let position = match idempotency_key {
+            None => node.stores.broker.publish(envelope, publish_options(namespace)).await?,
+            Some(key) => node.stores.broker.publish_counted(envelope, publish_options(namespace), Some(key)).await?.0,
+        };
         metric::broker_published().increment(1);
         return Ok((position, None));
     }
@@ -44,7 +51,8 @@ pub async fn publish(
     let mut pending = node.requests.start(64);
     envelope.receipt_to = node.name.clone();
     envelope.receipt_id = pending.id;
-    let (position, receivers) = node.stores.broker.publish_counted(envelope, publish_options(namespace)).await?;
+    let (position, receivers) =
+        node.stores.broker.publish_counted(envelope, publish_options(namespace), idempotency_key).await?;
     metric::broker_published().increment(1);
     let expected = receivers.unwrap_or(0);
     let mut receipt = Receipt::default();
@@ -92,8 +100,9 @@ impl ClientSession {
         }
         self.check_user_channel(&channel)?;
         let history = namespace.keeps_history();
+        let key = (!request.idempotency_key.is_empty()).then_some(request.idempotency_key.as_str());
         let (position, receipt) =
-            publish(&self.node, &request.channel, request.data, Some(self.info()), request.receipt).await?;
+            publish(&self.node, &request.channel, request.data, Some(self.info()), request.receipt, key).await?;
         Ok(Some(server_frame::Message::Publish(PublishResult {
             epoch: history.then_some(position.epoch),
             offset: history.then_some(position.offset),

@@ -47,7 +47,7 @@ impl ClientSession {
         }
         let since = request.recover.then_some(StreamPosition::new(request.epoch, request.offset));
         let name = channel.as_str().to_owned();
-        let joining = self.join(&name, since, false).await?;
+        let joining = self.join(&name, since, false, request.latest).await?;
         self.save().await;
         let result = match &joining.position {
             None => SubscribeResult::default(),
@@ -107,7 +107,7 @@ impl ClientSession {
         if self.channels.len() >= self.node.config.client.max_channels {
             return Err(Refusal::new(ErrorCode::LimitExceeded, "too many channels on this connection"));
         }
-        let joining = self.join(name, since, true).await?;
+        let joining = self.join(name, since, true, false).await?;
         let sub = ServerSubscribe {
             channel: name.to_owned(),
             epoch: joining.position.as_ref().map(|p| p.epoch.clone()),
@@ -142,6 +142,7 @@ impl ClientSession {
         name: &str,
         since: Option<StreamPosition>,
         hold: bool,
+        latest: bool,
     ) -> Result<Joining, Refusal> {
         let node = self.node.clone();
         let (_, namespace) = resolve(&node, name)?;
@@ -175,6 +176,10 @@ impl ClientSession {
                 if history.complete {
                     joining.publications = history.publications.iter().map(hub::publication).collect();
                 }
+            } else if latest {
+                // The newest publication (read for the position anyway):
+                // the channel's current value for a late subscriber.
+                joining.publications = history.publications.iter().map(hub::publication).collect();
             }
             joining.position = Some(history.position);
         }
