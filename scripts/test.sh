@@ -58,6 +58,9 @@ cargo test --workspace --doc --locked
 echo "==> tests"
 cargo nextest run --workspace --locked --profile ci
 
+echo "==> load generator smoke run (loadtest/smoke.sh)"
+bash loadtest/smoke.sh
+
 echo "==> TypeScript SDK (clients/js): npm ci, lint, build, size, unit, Node and Chromium tests"
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 20 ]; then
