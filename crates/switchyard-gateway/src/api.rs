@@ -240,8 +240,13 @@ async fn history(req: &Request<Incoming>, node: &Node) -> Result<Value, Refusal>
 }
 
 async fn nodes(node: &Node) -> Result<Value, Refusal> {
-    let nodes = node.stores.registry.nodes().await?;
-    let nodes: Vec<Value> = nodes
+    Ok(json!({"nodes": nodes_json(node.stores.registry.nodes().await?)}))
+}
+
+/// Registry entries as the API and the admin page show them: with their
+/// uptime.
+pub(crate) fn nodes_json(nodes: Vec<switchyard_broker::NodeInfo>) -> Vec<Value> {
+    nodes
         .into_iter()
         .map(|n| {
             let uptime = n.uptime_seconds();
@@ -249,8 +254,7 @@ async fn nodes(node: &Node) -> Result<Value, Refusal> {
             value["uptime_seconds"] = json!(uptime);
             value
         })
-        .collect();
-    Ok(json!({"nodes": nodes}))
+        .collect()
 }
 
 fn position_json(position: &StreamPosition) -> Value {

@@ -1,9 +1,22 @@
-//! Query strings of HTTP requests: one reader for every route.
+//! What HTTP requests carry besides their body: query string parameters
+//! and cookies, one reader each for every route.
 
 /// The value of the first `name=value` pair of `query`, as written (JWTs,
 /// channel names and numbers need no percent-decoding).
 pub fn param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
     query?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+/// The value of the cookie `name` among the request's `Cookie` headers.
+pub fn cookie<'r>(headers: &'r hyper::HeaderMap, name: &str) -> Option<&'r str> {
+    headers
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 /// `value` with its `%XX` escapes decoded (browsers escape `:` and `/`

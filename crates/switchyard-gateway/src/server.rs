@@ -16,7 +16,7 @@ use crate::sse;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
-use hyper::header::{COOKIE, HeaderValue, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{HeaderValue, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -399,17 +399,7 @@ async fn stream_command(req: Request<Incoming>, node: &Arc<Node>) -> Response<Bo
 /// else the configured cookie.
 fn upgrade_token(req: &Request<Incoming>, auth: &AuthConfig) -> Option<String> {
     let from_query = auth.token_query_param.as_ref().and_then(|name| query::param(req.uri().query(), name));
-    let from_cookie = || {
-        let name = auth.token_cookie.as_ref()?;
-        req.headers()
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().split_once('='))
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
-    };
+    let from_cookie = || query::cookie(req.headers(), auth.token_cookie.as_ref()?);
     // JWTs are base64url and dots: nothing to percent-decode.
     from_query.or_else(from_cookie).filter(|t| !t.is_empty()).map(str::to_owned)
 }

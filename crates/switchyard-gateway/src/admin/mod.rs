@@ -16,7 +16,7 @@ use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, COOKIE, HeaderValue, SET_COOKIE};
+use hyper::header::{CONTENT_TYPE, HeaderValue, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -101,14 +101,7 @@ fn refused(refusal: &Refusal) -> Response<Body> {
 }
 
 fn session_cookie(req: &Request<Incoming>) -> Option<String> {
-    req.headers()
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE_NAME)
-        .map(|(_, v)| v.to_owned())
+    query::cookie(req.headers(), COOKIE_NAME).map(str::to_owned)
 }
 
 /// Serves `/admin` and `/admin/...`; `None` when the admin page is off.
@@ -219,16 +212,7 @@ async fn login(req: Request<Incoming>, node: &Node, password: &str) -> Response<
 
 /// The cluster at a glance.
 async fn state(node: &Node) -> Result<Value, Refusal> {
-    let nodes = node.stores.registry.nodes().await?;
-    let nodes: Vec<Value> = nodes
-        .into_iter()
-        .map(|n| {
-            let uptime = n.uptime_seconds();
-            let mut value = serde_json::to_value(n).unwrap_or_default();
-            value["uptime_seconds"] = json!(uptime);
-            value
-        })
-        .collect();
+    let nodes = crate::api::nodes_json(node.stores.registry.nodes().await?);
     let mut channels: Vec<(String, u32)> = users::channels(node, "").await?.into_iter().collect();
     channels.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     channels.truncate(TOP_CHANNELS);
