@@ -91,6 +91,9 @@ defaults
   timeout client-fin 5s
   option redispatch
   retries 3
+  # A draining node still answers plain HTTP (503 to upgrades) until its
+  # drain ends: retry those on another node, as a refused connect is.
+  retry-on conn-failure empty-response response-timeout 503
 
 frontend switchyard
   bind 127.0.0.1:$LB_PORT

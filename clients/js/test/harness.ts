@@ -159,6 +159,7 @@ export class Haproxy {
       "  timeout tunnel 1h",
       "  retries 3",
       "  option redispatch",
+      "  retry-on conn-failure empty-response response-timeout 503",
       "frontend fe",
       `  bind 127.0.0.1:${port}`,
       "  default_backend nodes",

@@ -37,7 +37,8 @@ impl Haproxy {
             .collect();
         let config = format!(
             "global\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 60s\n  \
-             timeout server 60s\n  timeout tunnel 1h\n  retries 3\n  option redispatch\nfrontend fe\n  \
+             timeout server 60s\n  timeout tunnel 1h\n  retries 3\n  option redispatch\n  \
+             retry-on conn-failure empty-response response-timeout 503\nfrontend fe\n  \
              bind 127.0.0.1:{port}\n  default_backend nodes\nbackend nodes\n  balance {balance}\n  \
              option httpchk GET /readyz\n{}\n",
             servers.join("\n"),
