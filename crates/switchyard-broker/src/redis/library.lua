@@ -217,6 +217,16 @@ local function sweep(channel, announcing)
   end
 end
 
+-- The keys outlive their entries (twice the TTL), so that an expired entry
+-- is found and announced by a sweep rather than vanishing with its key.
+local function keep_keys(members, expiry, ttl)
+  for _, key in ipairs({members, expiry}) do
+    if redis.call('PTTL', key) < 2 * ttl then
+      redis.call('PEXPIRE', key, 2 * ttl)
+    end
+  end
+end
+
 local function presence_usage(name, rest)
   return redis.error_reply('ERR usage: FCALL ' .. name .. ' 1 <channel> ' .. rest)
 end
@@ -239,13 +249,7 @@ local function presence_add(keys, args)
     redis.call('ZADD', expiry, expires, client)
     if new == 1 and announcing then announce(pubsub, channel, 9, member) end
   end
-  -- The keys outlive their entries, so that an expired entry is found and
-  -- announced by a sweep rather than vanishing with its key.
-  for _, key in ipairs({members, expiry}) do
-    if redis.call('PTTL', key) < 2 * ttl then
-      redis.call('PEXPIRE', key, 2 * ttl)
-    end
-  end
+  keep_keys(members, expiry, ttl)
   return (#args - 2) / 2
 end
 
@@ -266,11 +270,7 @@ local function presence_refresh(keys, args)
       missing[#missing + 1] = args[i]
     end
   end
-  for _, key in ipairs({members, expiry}) do
-    if redis.call('PTTL', key) < 2 * ttl then
-      redis.call('PEXPIRE', key, 2 * ttl)
-    end
-  end
+  keep_keys(members, expiry, ttl)
   return missing
 end
 

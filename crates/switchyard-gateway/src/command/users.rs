@@ -28,18 +28,18 @@ fn check_user(user: &str) -> Result<(), Refusal> {
 
 /// Subscribes every connection of `user`, on every node, to `channel`.
 pub async fn subscribe_user(node: &Node, user: &str, channel: &str) -> Result<(), Refusal> {
-    check_user(user)?;
-    resolve(node, channel)?;
-    let op = Op::SubscribeUser(UserChannel { user: user.to_owned(), channel: channel.to_owned() });
-    node.stores.broker.send_control(None, Control { op: Some(op) }).await?;
-    Ok(())
+    user_channel(node, user, channel, Op::SubscribeUser).await
 }
 
 /// Unsubscribes every connection of `user`, on every node, from `channel`.
 pub async fn unsubscribe_user(node: &Node, user: &str, channel: &str) -> Result<(), Refusal> {
+    user_channel(node, user, channel, Op::UnsubscribeUser).await
+}
+
+async fn user_channel(node: &Node, user: &str, channel: &str, op: fn(UserChannel) -> Op) -> Result<(), Refusal> {
     check_user(user)?;
     resolve(node, channel)?;
-    let op = Op::UnsubscribeUser(UserChannel { user: user.to_owned(), channel: channel.to_owned() });
+    let op = op(UserChannel { user: user.to_owned(), channel: channel.to_owned() });
     node.stores.broker.send_control(None, Control { op: Some(op) }).await?;
     Ok(())
 }
