@@ -7,7 +7,7 @@
 //! - `optional` scalars, message fields and empty repeated fields are left out;
 //! - oneof cases are keyed by their field name (`{"subscribe": {...}}`);
 //! - `bytes data` and `bytes info` carry a JSON value verbatim (see
-//!   `src/json/raw.rs`); an empty `info` is left out;
+//!   `src/json/raw.rs`), left out when empty;
 //! - `ClientFrame`/`ServerFrame` put `id` beside the oneof case
 //!   (`src/json/frame.rs`); `Publication` has its own mapping (`data` or
 //!   `data_b64`, `src/json/publication.rs`).
@@ -70,10 +70,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Some("#[serde(skip_serializing_if = \"Vec::is_empty\")]")
                 } else if field.proto3_optional() || field.r#type() == Type::Message {
                     Some("#[serde(skip_serializing_if = \"Option::is_none\")]")
-                } else if field.r#type() == Type::Bytes && field.name() == "data" {
-                    Some("#[serde(with = \"crate::json::raw\")]")
-                } else if field.r#type() == Type::Bytes && field.name() == "info" {
-                    // A JSON value from a token, left out when there is none.
+                } else if field.r#type() == Type::Bytes && (field.name() == "data" || field.name() == "info") {
+                    // A JSON value, left out when there is none.
                     Some("#[serde(with = \"crate::json::raw\", skip_serializing_if = \"bytes::Bytes::is_empty\")]")
                 } else {
                     None

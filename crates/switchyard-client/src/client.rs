@@ -17,8 +17,8 @@ use switchyard_proto::v1::client_frame::Command;
 use switchyard_proto::v1::server_frame::Message;
 use switchyard_proto::v1::{
     AckRequest, ClientFrame, ConnectRequest, ConnectResult, Disconnect, HistoryRequest, HistoryResult, MemberEvent,
-    Pong, Publication, PublishRequest, PublishResult, ServerFrame, ServerSubscribe, ServerUnsubscribe, StreamPosition,
-    SubscribeRequest, SubscribeResult, UnsubscribeRequest,
+    Pong, Publication, PublishRequest, PublishResult, RpcRequest, ServerFrame, ServerSubscribe, ServerUnsubscribe,
+    StreamPosition, SubscribeRequest, SubscribeResult, UnsubscribeRequest,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -259,7 +259,7 @@ impl Client {
     }
 
     pub async fn connect_command(&self, token: &str) -> Result<ConnectResult, ClientError> {
-        self.connect_with(ConnectRequest { token: token.to_owned(), resume: String::new() }).await
+        self.connect_with(ConnectRequest { token: token.to_owned(), ..Default::default() }).await
     }
 
     /// `connect`, with a token and/or an earlier session's resume token.
@@ -307,6 +307,16 @@ impl Client {
         let request = PublishRequest { channel: channel.to_owned(), data: data.into(), ..Default::default() };
         match self.command(Command::Publish(request)).await? {
             Message::Publish(result) => Ok(result),
+            _ => Err(ClientError::UnexpectedReply),
+        }
+    }
+
+    /// Calls `method` of the application's backend (the RPC proxy); the
+    /// answer's data. With the JSON encoding `data` must be a JSON value.
+    pub async fn rpc(&self, method: &str, data: impl Into<Bytes>) -> Result<Bytes, ClientError> {
+        let request = RpcRequest { method: method.to_owned(), data: data.into() };
+        match self.command(Command::Rpc(request)).await? {
+            Message::Rpc(result) => Ok(result.data),
             _ => Err(ClientError::UnexpectedReply),
         }
     }

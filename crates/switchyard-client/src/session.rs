@@ -314,7 +314,11 @@ impl Task {
         let client = tokio::time::timeout(limit, Client::connect(&url, self.options.connection.clone()))
             .await
             .map_err(|_| ClientError::Timeout)??;
-        let request = ConnectRequest { token: self.token().await?, resume: self.resume.clone().unwrap_or_default() };
+        let request = ConnectRequest {
+            token: self.token().await?,
+            resume: self.resume.clone().unwrap_or_default(),
+            ..Default::default()
+        };
         let result =
             tokio::time::timeout(limit, client.connect_with(request)).await.map_err(|_| ClientError::Timeout)??;
         self.resume = Some(result.session.clone());

@@ -16,6 +16,9 @@ pub enum ErrorCode {
     NotAvailable,
     TooManyRequests,
     Unrecoverable,
+    /// A code of the application's own (1000 to 1999), from its backend
+    /// (the proxy): passed to the client as it came.
+    Application(u16),
 }
 
 impl ErrorCode {
@@ -32,6 +35,7 @@ impl ErrorCode {
             ErrorCode::NotAvailable => 108,
             ErrorCode::TooManyRequests => 109,
             ErrorCode::Unrecoverable => 112,
+            ErrorCode::Application(code) => code as u32,
         }
     }
 
@@ -49,6 +53,7 @@ impl ErrorCode {
             ErrorCode::NotAvailable => "not available",
             ErrorCode::TooManyRequests => "too many requests",
             ErrorCode::Unrecoverable => "unrecoverable position",
+            ErrorCode::Application(_) => "application error",
         }
     }
 
@@ -66,6 +71,29 @@ impl ErrorCode {
             ErrorCode::NotAvailable => "108",
             ErrorCode::TooManyRequests => "109",
             ErrorCode::Unrecoverable => "112",
+            ErrorCode::Application(_) => "application",
+        }
+    }
+
+    /// The code a backend answered: one of the protocol's, or an
+    /// application code from 1000 to 1999; None for anything else.
+    pub fn from_backend(code: u32) -> Option<ErrorCode> {
+        const TABLE: [ErrorCode; 11] = [
+            ErrorCode::Internal,
+            ErrorCode::Unauthorized,
+            ErrorCode::UnknownChannel,
+            ErrorCode::PermissionDenied,
+            ErrorCode::UnknownCommand,
+            ErrorCode::AlreadySubscribed,
+            ErrorCode::LimitExceeded,
+            ErrorCode::BadRequest,
+            ErrorCode::NotAvailable,
+            ErrorCode::TooManyRequests,
+            ErrorCode::Unrecoverable,
+        ];
+        match code {
+            1000..=1999 => Some(ErrorCode::Application(code as u16)),
+            _ => TABLE.into_iter().find(|c| c.code() == code),
         }
     }
 }
@@ -192,5 +220,9 @@ mod tests {
         }
         assert_eq!(ErrorCode::Unrecoverable.label(), "112");
         assert_eq!(ErrorCode::BadRequest.code(), 107);
+        assert_eq!(ErrorCode::from_backend(103), Some(ErrorCode::PermissionDenied));
+        assert_eq!(ErrorCode::from_backend(1404).map(ErrorCode::code), Some(1404));
+        assert_eq!(ErrorCode::from_backend(110), None);
+        assert_eq!(ErrorCode::from_backend(2000), None);
     }
 }

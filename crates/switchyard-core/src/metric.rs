@@ -53,6 +53,11 @@ pub const REBALANCE_SHED: &str = "switchyard_rebalance_shed_total";
 pub const ADMIN_LOGINS: &str = "switchyard_admin_logins_total";
 pub const SSE_COMMANDS: &str = "switchyard_sse_command_requests_total";
 pub const SSE_COMMAND_ERRORS: &str = "switchyard_sse_command_errors_total";
+pub const PROXY_REQUESTS: &str = "switchyard_proxy_requests_total";
+pub const PROXY_ERRORS: &str = "switchyard_proxy_errors_total";
+pub const PROXY_DURATION: &str = "switchyard_proxy_duration_seconds";
+pub const PROXY_CIRCUIT_OPEN: &str = "switchyard_proxy_circuit_open";
+pub const PROXY_CIRCUIT_OPENED: &str = "switchyard_proxy_circuit_opened_total";
 
 /// Messages received from and written to clients since the process
 /// started, readable (Prometheus handles are write-only): the node registry
@@ -174,6 +179,21 @@ pub fn describe() {
         SSE_COMMAND_ERRORS,
         "POST /sse/command requests refused, by reason: unknown_session, too_large, bad_request, broker, timeout, origin."
     );
+    describe_counter!(
+        PROXY_REQUESTS,
+        "Requests to the backend proxies, by proxy (connect, refresh, subscribe, publish, rpc)."
+    );
+    describe_counter!(
+        PROXY_ERRORS,
+        "Proxy requests without a usable answer, by proxy and kind: timeout, unavailable, status, malformed, overloaded, circuit_open."
+    );
+    describe_histogram!(
+        PROXY_DURATION,
+        Unit::Seconds,
+        "Time from sending a proxy request to its whole answer, by proxy."
+    );
+    describe_gauge!(PROXY_CIRCUIT_OPEN, "1 while a proxy's circuit is open (requests fail at once), by proxy.");
+    describe_counter!(PROXY_CIRCUIT_OPENED, "Times a proxy's circuit opened after repeated failures, by proxy.");
     describe_counter!(
         USER_OPERATIONS,
         "User operations applied to connections of this node, by kind (subscribe, unsubscribe, disconnect)."
@@ -348,6 +368,24 @@ pub fn sse_command_errors(reason: &'static str) -> Counter {
 }
 pub fn rebalance_shed() -> Counter {
     cached_counter(REBALANCE_SHED, "", || counter!(REBALANCE_SHED))
+}
+/// `proxy`: `connect`, `refresh`, `subscribe`, `publish`, `rpc`.
+pub fn proxy_requests(proxy: &'static str) -> Counter {
+    cached_counter(PROXY_REQUESTS, proxy, || counter!(PROXY_REQUESTS, "proxy" => proxy))
+}
+/// `kind`: `timeout`, `unavailable`, `status`, `malformed`, `overloaded`,
+/// `circuit_open`. Not cached: errors are rare, and two labels.
+pub fn proxy_errors(proxy: &'static str, kind: &'static str) -> Counter {
+    counter!(PROXY_ERRORS, "proxy" => proxy, "kind" => kind)
+}
+pub fn proxy_duration(proxy: &'static str) -> Histogram {
+    histogram!(PROXY_DURATION, "proxy" => proxy)
+}
+pub fn proxy_circuit_open(proxy: &'static str) -> Gauge {
+    gauge!(PROXY_CIRCUIT_OPEN, "proxy" => proxy)
+}
+pub fn proxy_circuit_opened(proxy: &'static str) -> Counter {
+    counter!(PROXY_CIRCUIT_OPENED, "proxy" => proxy)
 }
 /// `outcome`: `accepted`, `refused`, `locked`.
 pub fn admin_logins(outcome: &'static str) -> Counter {

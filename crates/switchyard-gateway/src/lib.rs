@@ -15,6 +15,9 @@
 //! - [`api`]: the HTTP API (publish, history, presence, user operations,
 //!   channels, nodes).
 //! - [`auth`]: who a connecting client is.
+//! - [`proxy`]: the application's backend, asked over HTTP (connect,
+//!   refresh, subscribe, publish, rpc).
+//! - [`upgrade`]: what the request that opened a connection leaves to it.
 //! - [`origin`]: which browser origins may connect.
 //! - [`registry`]: this node's heartbeat in the cluster registry.
 //! - [`rebalance`]: shedding connections above the cluster's mean (4012).
@@ -35,6 +38,7 @@ pub mod metrics;
 pub mod node;
 pub mod origin;
 pub mod probe;
+pub mod proxy;
 pub mod query;
 pub mod rebalance;
 pub mod registry;
@@ -43,6 +47,7 @@ pub mod session;
 pub mod settings;
 pub mod sse;
 pub mod tls;
+pub mod upgrade;
 
 pub use node::Node;
 pub use server::serve;

@@ -47,6 +47,8 @@ pub struct Node {
     /// Parts of publish receipts to send, taken by the receipts task.
     receipts: Mutex<Option<mpsc::Receiver<(String, ReceiptReply)>>>,
     pub auth: Authenticator,
+    /// The application's backend, where `proxy.*.url` is set.
+    pub proxies: crate::proxy::Proxies,
     /// TLS for the public listener, when `tls.cert` and `tls.key` are set.
     pub tls: Option<Arc<Tls>>,
     /// This node's name: in client ids, Envelopes and logs.
@@ -108,6 +110,8 @@ pub enum StartError {
     Auth(String),
     #[error("{0}")]
     Tls(String),
+    #[error("{0}")]
+    Proxy(String),
 }
 
 /// The Redis broker's settings, if the config names a Redis.
@@ -153,6 +157,7 @@ impl Node {
     /// the in-memory broker when there is none.
     pub async fn connect(config: Config) -> Result<Arc<Node>, StartError> {
         let auth = Authenticator::new(&config.auth).map_err(StartError::Auth)?;
+        let proxies = crate::proxy::Proxies::new(&config.proxy).map_err(StartError::Proxy)?;
         let tls = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) => Some(Arc::new(Tls::new(cert, key).map_err(StartError::Tls)?)),
             _ => None,
@@ -174,6 +179,7 @@ impl Node {
         });
         Ok(Arc::new(Node {
             auth,
+            proxies,
             tls,
             config: Arc::new(config),
             hub,

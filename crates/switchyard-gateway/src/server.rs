@@ -283,12 +283,13 @@ fn upgrade(
         }
     };
     let token = upgrade_token(&req, &node.config.auth);
+    let upgrade = crate::proxy::upgrade(&node.proxies, "websocket", token, req.headers());
     let node = node.clone();
     sessions.spawn(async move {
         match upgraded.await {
             Ok(ws) => {
                 let speaks = if echo { Speaks::Echo } else { Speaks::Protocol(protocol) };
-                session::run(node, ws.into_inner(), speaks, token, permit).await
+                session::run(node, ws.into_inner(), speaks, upgrade, permit).await
             }
             Err(e) => debug!(error = %e, "upgrade did not complete"),
         }

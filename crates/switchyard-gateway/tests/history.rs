@@ -263,7 +263,7 @@ async fn a_resumed_session_replays_exactly_what_follows_the_acked_offset() {
     first.close().await;
 
     let mut resumed = client(&b, Encoding::Protobuf).await;
-    let request = switchyard_client::v1::ConnectRequest { token: String::new(), resume: session };
+    let request = switchyard_client::v1::ConnectRequest { resume: session, ..Default::default() };
     let reply = resumed.connect_with(request).await.unwrap();
     assert_eq!(reply.resumed, Some(true));
     assert_eq!(reply.channels.len(), 1);

@@ -28,8 +28,7 @@ fn fixed_client_shapes_decode() {
             recover: true,
             epoch: "e1".into(),
             offset: 41,
-            token: String::new(),
-            latest: false,
+            ..Default::default()
         }))
     );
     let frame = json::decode_client_frame(r#"{"id": 4, "publish": {"channel": "chat:room1", "data": {"text": "hi"}}}"#)
@@ -222,4 +221,27 @@ proptest! {
         prop_assert_eq!(back.offset, publication.offset);
         prop_assert_eq!(back.info, publication.info);
     }
+}
+
+#[test]
+fn rpc_has_the_fixed_shapes() {
+    let frame =
+        json::decode_client_frame(r#"{"id": 10, "rpc": {"method": "profile.get", "data": {"id": 7}}}"#).unwrap();
+    let Some(Command::Rpc(rpc)) = frame.command else { panic!("{frame:?}") };
+    assert_eq!((rpc.method.as_str(), &rpc.data[..]), ("profile.get", &br#"{"id": 7}"#[..]));
+    let reply = ServerFrame {
+        id: 10,
+        message: Some(Message::Rpc(switchyard_proto::v1::RpcResult { data: r#"{"name":"Ada"}"#.into() })),
+    };
+    assert_eq!(json::encode_server_frame(&reply), br#"{"id":10,"rpc":{"data":{"name":"Ada"}}}"#);
+    // Connect data goes to the connect proxy; absent data is left out.
+    let frame = json::decode_client_frame(r#"{"id": 1, "connect": {"data": {"device": "ios"}}}"#).unwrap();
+    let Some(Command::Connect(connect)) = frame.command else { panic!() };
+    assert_eq!(&connect.data[..], br#"{"device": "ios"}"#);
+    let frame = switchyard_proto::v1::ClientFrame { id: 1, command: Some(Command::Connect(connect_without_data())) };
+    assert_eq!(json::encode_client_frame(&frame).unwrap(), br#"{"id":1,"connect":{"token":"t","resume":""}}"#);
+}
+
+fn connect_without_data() -> switchyard_proto::v1::ConnectRequest {
+    switchyard_proto::v1::ConnectRequest { token: "t".into(), ..Default::default() }
 }

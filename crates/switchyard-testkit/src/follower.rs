@@ -39,7 +39,7 @@ impl Seen {
 /// subscribes; returns the client and its next resume token.
 async fn join(url: &str, channel: &str, resume: Option<String>) -> (Client, String) {
     let client = Client::connect(url, Options::new(Encoding::Json)).await.expect("connect");
-    let request = ConnectRequest { token: String::new(), resume: resume.clone().unwrap_or_default() };
+    let request = ConnectRequest { resume: resume.clone().unwrap_or_default(), ..Default::default() };
     let reply = client.connect_with(request).await.expect("connect command");
     if resume.is_some() {
         assert_eq!(reply.resumed, Some(true), "the session was resumed");

@@ -19,13 +19,21 @@ pub struct SseStream {
 impl SseStream {
     /// `GET /sse?<query>` on `addr`.
     pub async fn open(addr: SocketAddr, query: &str) -> std::io::Result<SseStream> {
+        Self::open_with(addr, query, &[]).await
+    }
+
+    /// `GET /sse?<query>` with extra request headers (`cookie`, ...).
+    pub async fn open_with(addr: SocketAddr, query: &str, headers: &[(&str, &str)]) -> std::io::Result<SseStream> {
         let stream = TcpStream::connect(addr).await?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
         tokio::spawn(connection);
         let request = Request::get(format!("/sse?{query}"))
             .header("host", addr.to_string())
-            .header("accept", "text/event-stream")
+            .header("accept", "text/event-stream");
+        let request = headers
+            .iter()
+            .fold(request, |request, (name, value)| request.header(*name, *value))
             .body(Empty::<Bytes>::new())
             .expect("request");
         let response = sender.send_request(request).await.map_err(std::io::Error::other)?;

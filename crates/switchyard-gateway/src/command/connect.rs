@@ -22,8 +22,8 @@ impl ClientSession {
             return Err(Refusal::new(ErrorCode::BadRequest, "already connected"));
         }
         let token =
-            if request.token.is_empty() { self.upgrade_token.clone().unwrap_or_default() } else { request.token };
-        let identity = self.authenticate(&token)?;
+            if request.token.is_empty() { self.upgrade.token.clone().unwrap_or_default() } else { request.token };
+        let identity = self.identify(&token, &request.data).await?;
         let expires_in = identity.expires_at.map(|exp| exp.saturating_sub(unix_seconds()) as u32);
         self.establish(identity)?;
         let mut result = ConnectResult {
@@ -112,11 +112,20 @@ impl ClientSession {
         if self.identity.is_some() {
             return Ok(());
         }
-        let token = self.upgrade_token.clone().unwrap_or_default();
-        let identity = self.authenticate(&token)?;
+        let token = self.upgrade.token.clone().unwrap_or_default();
+        let identity = self.identify(&token, &[]).await?;
         self.establish(identity)?;
         self.subscribe_claimed().await;
         Ok(())
+    }
+
+    /// Who the client is: as its token says, or, without a token where the
+    /// connect proxy is set, as the backend says.
+    async fn identify(&mut self, token: &str, data: &[u8]) -> Result<Identity, Refusal> {
+        if token.is_empty() && self.node.proxies.connect.is_some() {
+            return self.connect_by_proxy(data).await;
+        }
+        self.authenticate(token)
     }
 
     /// Checks a connect token; a refused one closes the connection. A token

@@ -13,12 +13,17 @@
 //! - [`history`]: reading a channel's history.
 //! - [`presence`]: presence and presence stats, and this node's entries.
 //! - [`users`]: user operations and cluster-wide surveys, sent and applied.
+//! - [`proxy`]: what the application's backend is asked (connect, refresh,
+//!   subscribe, publish) and how its answers become results or refusals.
+//! - [`rpc`]: the `rpc` command, answered by the backend.
 //! - [`saved`]: what a session leaves behind for `connect.resume`.
 
 pub mod connect;
 pub mod history;
 pub mod presence;
+pub mod proxy;
 pub mod publish;
+pub mod rpc;
 pub mod saved;
 pub mod session;
 pub mod subscribe;

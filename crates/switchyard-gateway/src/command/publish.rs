@@ -100,9 +100,13 @@ impl ClientSession {
         }
         self.check_user_channel(&channel)?;
         let history = namespace.keeps_history();
+        let data = match namespace.proxy_publish && !request.data.is_empty() {
+            true => self.publish_by_proxy(&request.channel, request.data).await?,
+            false => request.data,
+        };
         let key = (!request.idempotency_key.is_empty()).then_some(request.idempotency_key.as_str());
         let (position, receipt) =
-            publish(&self.node, &request.channel, request.data, Some(self.info()), request.receipt, key).await?;
+            publish(&self.node, &request.channel, data, Some(self.info()), request.receipt, key).await?;
         Ok(Some(server_frame::Message::Publish(PublishResult {
             epoch: history.then_some(position.epoch),
             offset: history.then_some(position.offset),

@@ -11,6 +11,7 @@ use crate::codec;
 use crate::connections::UserRegistration;
 use crate::node::Node;
 use crate::session::liveness::Liveness;
+use crate::upgrade::Upgrade;
 use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
@@ -46,6 +47,8 @@ pub enum ServerOp {
         code: CloseCode,
         reason: String,
     },
+    /// The expiry the connect proxy set has come: ask the refresh proxy.
+    ProxyRefresh,
     /// Client frames to run in order (or, for one that could not be
     /// decoded, the refusal to answer in its place); the JSON replies go
     /// back on the sender (and, as always, into the outbound queue).
@@ -95,9 +98,13 @@ pub struct ClientSession {
     refused: u32,
     last_refused: Option<Instant>,
     pub(super) liveness: Arc<Liveness>,
-    /// A connect token that came with the upgrade request (query parameter
-    /// or cookie), used when `connect` carries none.
-    pub(super) upgrade_token: Option<String>,
+    /// What the upgrade request said: a connect token (query parameter or
+    /// cookie), used when `connect` carries none, and the headers the
+    /// proxies forward.
+    pub(super) upgrade: Upgrade,
+    /// Wakes the session for the refresh proxy when the expiry the connect
+    /// proxy set comes; cancelled when dropped (a new expiry, the end).
+    pub(super) refresh_timer: Option<tokio_util::sync::DropGuard>,
     /// While commands of a `ServerOp::Commands` run: their replies, as JSON.
     collected: Option<Vec<Bytes>>,
 }
@@ -121,7 +128,7 @@ impl ClientSession {
         protocol: Protocol,
         outbound: Outbound,
         liveness: Arc<Liveness>,
-        upgrade_token: Option<String>,
+        upgrade: Upgrade,
         ops: tokio::sync::mpsc::Sender<ServerOp>,
     ) -> Self {
         let client = format!("{}-{id}", node.name);
@@ -149,7 +156,8 @@ impl ClientSession {
             refused: 0,
             last_refused: None,
             liveness,
-            upgrade_token,
+            upgrade,
+            refresh_timer: None,
             collected: None,
         }
     }
@@ -216,6 +224,7 @@ impl ClientSession {
                     Command::Refresh(r) => self.refresh(r),
                     Command::Presence(p) => self.presence(p).await,
                     Command::PresenceStats(p) => self.presence_stats(p).await,
+                    Command::Rpc(r) => self.rpc(r).await,
                     Command::Ack(a) => {
                         self.ack(&a.channel, a.offset).await;
                         return;
@@ -271,12 +280,18 @@ impl ClientSession {
             }
             ServerOp::Disconnect { code, reason } => {
                 metric::user_operations("disconnect").increment(1);
-                let reason = if reason.is_empty() { code.reason().to_owned() } else { reason };
-                let disconnect = Disconnect { code: u32::from(code.code()), reason, reconnect: code.reconnect() };
-                self.send(ServerFrame { id: 0, message: Some(server_frame::Message::Disconnect(disconnect)) });
-                self.outbound.close(Close::Announced(code));
+                self.disconnect(code, reason);
             }
+            ServerOp::ProxyRefresh => self.refresh_by_proxy().await,
         }
+    }
+
+    /// Sends `disconnect` (with `reason`, or the code's own) and closes.
+    pub(super) fn disconnect(&mut self, code: CloseCode, reason: String) {
+        let reason = if reason.is_empty() { code.reason().to_owned() } else { reason };
+        let disconnect = Disconnect { code: u32::from(code.code()), reason, reconnect: code.reconnect() };
+        self.send(ServerFrame { id: 0, message: Some(server_frame::Message::Disconnect(disconnect)) });
+        self.outbound.close(Close::Announced(code));
     }
 
     pub(super) fn user(&self) -> &str {
@@ -369,7 +384,7 @@ impl ClientSession {
         resume: String,
         channels: Vec<(String, Option<StreamPosition>)>,
     ) {
-        let request = switchyard_proto::v1::ConnectRequest { token, resume };
+        let request = switchyard_proto::v1::ConnectRequest { token, resume, data: Bytes::new() };
         match self.connect(0, request).await {
             Ok(_) => {}
             Err(refusal) => {
@@ -417,5 +432,6 @@ fn command_name(command: &Command) -> &'static str {
         Command::Pong(_) => "pong",
         Command::Presence(_) => "presence",
         Command::PresenceStats(_) => "presence_stats",
+        Command::Rpc(_) => "rpc",
     }
 }

@@ -38,12 +38,17 @@ impl ClientSession {
     pub(super) async fn subscribe(&mut self, id: u32, request: SubscribeRequest) -> Reply {
         let (channel, namespace) = resolve(&self.node, &request.channel)?;
         self.check_user_channel(&channel)?;
-        self.check_subscribe_permission(&channel, namespace, &request.token)?;
+        if !namespace.proxy_subscribe {
+            self.check_subscribe_permission(&channel, namespace, &request.token)?;
+        }
         if self.channels.contains_key(channel.as_str()) {
             return Err(Refusal::plain(ErrorCode::AlreadySubscribed));
         }
         if self.channels.len() >= self.node.config.client.max_channels {
             return Err(Refusal::new(ErrorCode::LimitExceeded, "too many channels on this connection"));
+        }
+        if namespace.proxy_subscribe {
+            self.check_subscribe_by_proxy(channel.as_str(), &request.data).await?;
         }
         let since = request.recover.then_some(StreamPosition::new(request.epoch, request.offset));
         let name = channel.as_str().to_owned();
@@ -76,7 +81,11 @@ impl ClientSession {
     ) -> Result<(), Refusal> {
         let (channel, namespace) = resolve(&self.node, name)?;
         self.check_user_channel(&channel)?;
-        self.check_subscribe_permission(&channel, namespace, "")?;
+        if namespace.proxy_subscribe {
+            self.check_subscribe_by_proxy(name, &[]).await?;
+        } else {
+            self.check_subscribe_permission(&channel, namespace, "")?;
+        }
         self.server_subscribe_since(name, since).await
     }
 
@@ -249,6 +258,13 @@ impl ClientSession {
             return Ok(());
         }
         self.check_user_channel(&channel)?;
+        if namespace.proxy_subscribe {
+            // The backend decides subscriptions one by one: only subscribers.
+            return Err(Refusal::new(
+                ErrorCode::PermissionDenied,
+                "subscribe first: the backend decides this namespace",
+            ));
+        }
         self.check_subscribe_permission(&channel, namespace, "")
     }
 }

@@ -15,6 +15,7 @@ mod writer;
 use crate::command::ClientSession;
 use crate::connections::Permit;
 use crate::node::Node;
+use crate::upgrade::Upgrade;
 use handler::Handler;
 pub use handler::Speaks;
 use liveness::Liveness;
@@ -29,8 +30,8 @@ use tokio::sync::mpsc;
 const OPS_QUEUE: usize = 64;
 
 /// Serves one upgraded connection until it closes.
-/// `token`: a connect token that came with the upgrade (query or cookie).
-pub async fn run<S>(node: Arc<Node>, stream: S, speaks: Speaks, token: Option<String>, permit: Permit)
+/// `upgrade`: what the upgrade request said (a connect token, headers).
+pub async fn run<S>(node: Arc<Node>, stream: S, speaks: Speaks, upgrade: Upgrade, permit: Permit)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -59,7 +60,7 @@ where
     let mut handler = match protocol {
         Some(protocol) => {
             let session =
-                ClientSession::new(node.clone(), id, protocol, outbound.clone(), liveness.clone(), token, ops);
+                ClientSession::new(node.clone(), id, protocol, outbound.clone(), liveness.clone(), upgrade, ops);
             Handler::Session(Box::new(session))
         }
         None => Handler::Echo(outbound.clone()),

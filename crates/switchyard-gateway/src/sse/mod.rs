@@ -132,8 +132,10 @@ pub fn open(
         }
     };
     let (chunks, body) = mpsc::channel(CHUNKS_AHEAD);
+    // The token goes to the stream's connect; the headers to the proxies.
+    let upgrade = crate::proxy::upgrade(&node.proxies, "sse", None, req.headers());
     let node = node.clone();
-    tasks.spawn(run(node, token.unwrap_or_default(), request, chunks, permit));
+    tasks.spawn(run(node, token.unwrap_or_default(), upgrade, request, chunks, permit));
     let mut response = Response::new(ChannelBody(body).boxed());
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -144,7 +146,14 @@ pub fn open(
 }
 
 /// One stream, from its first event to its end.
-async fn run(node: Arc<Node>, token: String, request: StreamRequest, chunks: mpsc::Sender<Bytes>, permit: Permit) {
+async fn run(
+    node: Arc<Node>,
+    token: String,
+    upgrade: crate::upgrade::Upgrade,
+    request: StreamRequest,
+    chunks: mpsc::Sender<Bytes>,
+    permit: Permit,
+) {
     let _permit = permit;
     let config = node.config.clone();
     let id = node.next_conn_id();
@@ -159,7 +168,7 @@ async fn run(node: Arc<Node>, token: String, request: StreamRequest, chunks: mps
     let writer = tokio::spawn(stream::run(queue, chunks, liveness.clone(), config.clone()));
     let (ops, mut ops_rx) = mpsc::channel(OPS_QUEUE);
     let mut session =
-        ClientSession::new(node.clone(), id, Protocol::Json, outbound.clone(), liveness, None, ops.clone());
+        ClientSession::new(node.clone(), id, Protocol::Json, outbound.clone(), liveness, upgrade, ops.clone());
     let session_token = session.token().to_owned();
     node.sse.insert(&session_token, ops);
     session.open_stream(token, request.resume, request.channels).await;
