@@ -6,7 +6,7 @@ mkdir -p "$out"
 # 10,000 subscribers or 19,000 idle clients need more files than the
 # default soft limit (the hard limit here is 20,000).
 ulimit -n "$(ulimit -Hn)"
-cargo build --release --bin switchyard --bin switchyard-loadtest --bin bare-broadcast
+cargo build --release --bin switchyard --bin switchyard-loadtest --bin bare-broadcast --bin trivial-backend
 if [ ! -d "$out/node_modules/@socket.io/redis-adapter" ]; then
   (cd "$out" && npm install --silent --no-audit --no-fund ws socket.io @socket.io/redis-adapter redis >/dev/null)
 fi
@@ -72,6 +72,9 @@ start_redis() {
 #                     fallback transport), the publisher over a WebSocket
 #   switchyard-before the same with the binary $BEFORE (an earlier build,
 #                     for before/after runs of a change)
+#   switchyard-proxy  one node whose clients are named by the connect proxy,
+#                     against trivial-backend on $2+2000 (pinned to CPU 1,
+#                     with the generator: its CPU is the application's)
 #   switchyard-redis  two nodes over one Redis: subscribers on the second,
 #                     the publisher on the first (scenario 3)
 #   bare              bare-broadcast, the ceiling of our stack
@@ -92,6 +95,16 @@ start_server() {
       wait_port "$port"
       echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-sse" \
         "127.0.0.1:$((port + 500))" ;;
+    switchyard-proxy)
+      taskset -c 1 target/release/trivial-backend "127.0.0.1:$((port + 2000))" >"$out/backend-$port.log" 2>&1 &
+      local backend=$!
+      wait_port "$((port + 2000))"
+      SWITCHYARD_PROXY__CONNECT__URL="http://127.0.0.1:$((port + 2000))/connect" \
+        SWITCHYARD_PROXY__CONNECT__MAX_IN_FLIGHT="${PROXY_MAX_IN_FLIGHT:-1024}" start_switchyard "$port"
+      wait_port "$port"
+      # The backend's PID goes last: stopped with the node, not counted as its CPU.
+      echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-json" \
+        "127.0.0.1:$((port + 500)) $backend" ;;
     switchyard-before)
       [ -x "${BEFORE:-}" ] || { echo "switchyard-before needs BEFORE=<an earlier switchyard binary>" >&2; return 1; }
       SWITCHYARD_BINARY=$BEFORE start_switchyard "$port"

@@ -25,7 +25,7 @@ for round in $(seq "$rounds"); do
   port=9110
   for server in ${SERVERS:-switchyard bare node-ws socketio}; do
     port=$((port + 1))
-    read -r pids url _ target _ < <(start_server "$server" "$port")
+    read -r pids url _ target _ backend < <(start_server "$server" "$port")
     taskset -c 1 target/release/switchyard-loadtest --scenario idle --url "$url" --target "$target" \
       --connections "$connections" --processes "$processes" --hold "$hold" --server-pid "$pids" \
       --label "$server r$round" --json "$out/idle-$server-r$round.json" >/dev/null
@@ -36,5 +36,6 @@ num=lambda v, f: '-' if v is None else format(v, f)
 print(f\"| {r['label']} | {r['connections']} | {r['failed']} | {r['alive_after_hold']} | {r['connects_per_second']:.0f} | {num(r['connects_per_server_cpu_second'], '.0f')} | {r['handshake_subscribe_ms']['p99']:.1f} | {kib(r['server_rss_bytes_per_connection'])} | {kib(r['kernel_bytes_per_connection'])} | {kib(r['bytes_per_connection'])} | {num(r['server_cores_per_10k_idle'], '.3f')} |\")
 " | tee -a "$out/idle-results.md"
     stop_server "$pids"
+    [ -z "${backend:-}" ] || stop_server "$backend"
   done
 done

@@ -64,6 +64,11 @@ export interface ClientOptions {
    * Events (JSON, browsers) when a WebSocket cannot open.
    */
   transports?: ("websocket" | "sse")[];
+  /**
+   * Sent with every connect: a server with a connect proxy passes it to the
+   * application's backend (which names the user from the request's cookies).
+   */
+  data?: unknown;
 }
 
 export interface ClientEvents {
@@ -91,7 +96,7 @@ const OPEN = 1;
 
 export class Client extends Emitter<ClientEvents> {
   #urls: string[];
-  #options: Required<Omit<ClientOptions, "token" | "getToken" | "WebSocket" | "encoding" | "transports">> &
+  #options: Required<Omit<ClientOptions, "token" | "getToken" | "WebSocket" | "encoding" | "transports" | "data">> &
     ClientOptions;
   #codec: Codec = jsonCodec;
   #codecReady?: Promise<void>;
@@ -238,6 +243,15 @@ export class Client extends Emitter<ClientEvents> {
     return (await this.#command({ presence_stats: { channel } })).presence_stats ?? { num_clients: 0, num_users: 0 };
   }
 
+  /**
+   * Calls `method` of the application's backend through the server (its RPC
+   * proxy); resolves with the backend's data, rejects with its error (`code`
+   * as the backend gave it, 108 when the backend did not answer).
+   */
+  async rpc(method: string, data: unknown = null): Promise<unknown> {
+    return (await this.#command({ rpc: { method, data } })).rpc?.data ?? null;
+  }
+
   // ---- connection ----
 
   async #open(): Promise<void> {
@@ -279,6 +293,7 @@ export class Client extends Emitter<ClientEvents> {
       const connect: ClientFrame["connect"] = {};
       if (token) connect.token = token;
       if (this.#session) connect.resume = this.#session;
+      if (this.#options.data !== undefined) connect.data = this.#options.data;
       this.#request({ connect }).then(
         (reply) => this.#connected(reply.connect),
         (error: SwitchyardError) => {

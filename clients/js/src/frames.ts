@@ -83,7 +83,7 @@ export interface Disconnect {
 /** A frame from the client. */
 export interface ClientFrame {
   id?: number;
-  connect?: { token?: string; resume?: string };
+  connect?: { token?: string; resume?: string; data?: unknown };
   subscribe?: { channel: string; recover?: boolean; epoch?: string; offset?: number; token?: string };
   unsubscribe?: { channel: string };
   publish?: { channel: string; data: unknown; receipt?: boolean; idempotency_key?: string };
@@ -93,6 +93,7 @@ export interface ClientFrame {
   refresh?: { token: string };
   presence?: { channel: string };
   presence_stats?: { channel: string };
+  rpc?: { method: string; data?: unknown };
 }
 
 /** A frame from the server: a reply (with the command's id) or a push. */
@@ -114,6 +115,7 @@ export interface ServerFrame {
   leave?: { channel: string; info: ClientInfo };
   sub?: { channel: string; epoch?: string; offset?: number };
   unsub?: { channel: string };
+  rpc?: { data?: unknown };
 }
 
 /** Turns frames into WebSocket messages and back. */

@@ -42,10 +42,13 @@ export const protobufCodec: Codec = {
 
   encode(frame: ClientFrame): Uint8Array {
     const json = JSON.parse(JSON.stringify(frame)) as Record<string, unknown>;
-    if (frame.publish) {
-      const data = frame.publish.data;
+    // `data` is bytes in protobuf: a JSON value's text, or the bytes given.
+    for (const kind of ["publish", "rpc", "connect"] as const) {
+      const command = frame[kind];
+      if (!command || command.data === undefined) continue;
+      const data = command.data;
       const bytes = data instanceof Uint8Array ? data : encoder.encode(JSON.stringify(data));
-      (json.publish as Record<string, unknown>).data = toBase64(bytes);
+      (json[kind] as Record<string, unknown>).data = toBase64(bytes);
     }
     return toBinary(ClientFrameSchema, fromJson(ClientFrameSchema, json as JsonValue));
   },

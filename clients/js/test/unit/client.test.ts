@@ -144,6 +144,26 @@ describe("connection", () => {
   });
 });
 
+describe("rpc", () => {
+  it("sends the method and data, resolves with the answer, rejects with the backend's error", async () => {
+    const c = client({ data: { device: "test" } });
+    const ws = await connected(c);
+    assert.deepEqual((ws.lastSent("connect") as { connect: unknown }).connect, { data: { device: "test" } });
+    const call = c.rpc("profile.get", { id: 7 });
+    await settle();
+    const sent = ws.lastSent("rpc") as { id: number; rpc: unknown };
+    assert.deepEqual(sent.rpc, { method: "profile.get", data: { id: 7 } });
+    ws.receive({ id: sent.id, rpc: { data: { name: "Ada" } } });
+    assert.deepEqual(await call, { name: "Ada" });
+    const failing = c.rpc("profile.get", { id: 8 });
+    await settle();
+    const next = ws.lastSent("rpc") as { id: number };
+    ws.receive({ id: next.id, error: { code: 1404, message: "no such profile" } });
+    await assert.rejects(failing, (e: { code: number }) => e.code === 1404);
+    c.close();
+  });
+});
+
 describe("subscriptions", () => {
   it("delivers each publication once and in order, filling a gap from history", async () => {
     const c = client();
