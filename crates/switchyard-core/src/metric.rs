@@ -40,6 +40,12 @@ pub const BROKER_ERRORS: &str = "switchyard_broker_errors_total";
 pub const CLUSTER_NODES: &str = "switchyard_cluster_nodes";
 pub const GAP_REPAIRS: &str = "switchyard_broker_gap_repairs_total";
 pub const GAP_UNREPAIRED: &str = "switchyard_broker_gap_unrepaired_total";
+pub const BROKER_REGRESSIONS: &str = "switchyard_broker_regressions_total";
+pub const BROKER_HELD_DROPPED: &str = "switchyard_broker_held_dropped_total";
+pub const BROKER_PUSHES_DROPPED: &str = "switchyard_broker_pushes_dropped_total";
+pub const BROKER_REPAIRS_QUEUED: &str = "switchyard_broker_repairs_queued";
+pub const BROKER_CATCH_UP: &str = "switchyard_broker_catch_up_seconds";
+pub const BROKER_FAILOVERS: &str = "switchyard_broker_failovers_total";
 pub const RECOVERIES: &str = "switchyard_recoveries_total";
 pub const RESUMES: &str = "switchyard_session_resumes_total";
 pub const API_REQUESTS: &str = "switchyard_api_requests_total";
@@ -161,6 +167,21 @@ pub fn describe() {
     describe_gauge!(CLUSTER_NODES, "Live gateway nodes in the cluster registry.");
     describe_counter!(GAP_REPAIRS, "Gaps in a history channel's offsets filled from its stream before delivery.");
     describe_counter!(GAP_UNREPAIRED, "Gaps the stream could no longer fill (trimmed or expired).");
+    describe_counter!(
+        BROKER_REGRESSIONS,
+        "History channels whose history went back in time (a failover lost their tail), moved to a new epoch."
+    );
+    describe_counter!(
+        BROKER_HELD_DROPPED,
+        "Live publications not held behind a repair (the bound was reached); read from the stream afterwards."
+    );
+    describe_counter!(
+        BROKER_PUSHES_DROPPED,
+        "Publications dropped because the queue from Redis to the delivery task was full (history channels repair them)."
+    );
+    describe_gauge!(BROKER_REPAIRS_QUEUED, "Stream reads (gap repairs, catch-ups, rebases) waiting or in flight.");
+    describe_histogram!(BROKER_CATCH_UP, Unit::Seconds, "Time to catch up every history channel after a reconnect.");
+    describe_counter!(BROKER_FAILOVERS, "Times this node moved to a new Redis primary (Sentinel).");
     describe_counter!(RECOVERIES, "Subscribes with recover, by outcome: recovered or not.");
     describe_counter!(RESUMES, "connect.resume attempts, by outcome: resumed, expired, refused.");
     describe_counter!(API_REQUESTS, "HTTP API requests, by endpoint and status.");
@@ -214,7 +235,15 @@ pub fn describe() {
     ] {
         counter.increment(0);
     }
-    for counter in [broker_malformed(), broker_reconnects(), broker_resubscribes(), gap_repairs(), gap_unrepaired()] {
+    for counter in [
+        broker_malformed(),
+        broker_reconnects(),
+        broker_resubscribes(),
+        gap_repairs(),
+        gap_unrepaired(),
+        broker_regressions(),
+        broker_pushes_dropped(),
+    ] {
         counter.increment(0);
     }
     control_dropped().increment(0);
@@ -324,6 +353,24 @@ pub fn api_requests(endpoint: &'static str, status: &'static str) -> Counter {
 }
 pub fn gap_repairs() -> Counter {
     cached_counter(GAP_REPAIRS, "", || counter!(GAP_REPAIRS))
+}
+pub fn broker_regressions() -> Counter {
+    cached_counter(BROKER_REGRESSIONS, "", || counter!(BROKER_REGRESSIONS))
+}
+pub fn broker_held_dropped() -> Counter {
+    cached_counter(BROKER_HELD_DROPPED, "", || counter!(BROKER_HELD_DROPPED))
+}
+pub fn broker_pushes_dropped() -> Counter {
+    cached_counter(BROKER_PUSHES_DROPPED, "", || counter!(BROKER_PUSHES_DROPPED))
+}
+pub fn broker_repairs_queued() -> Gauge {
+    cached_gauge(BROKER_REPAIRS_QUEUED)
+}
+pub fn broker_catch_up() -> Histogram {
+    cached_histogram(BROKER_CATCH_UP)
+}
+pub fn broker_failovers() -> Counter {
+    cached_counter(BROKER_FAILOVERS, "", || counter!(BROKER_FAILOVERS))
 }
 pub fn gap_unrepaired() -> Counter {
     cached_counter(GAP_UNREPAIRED, "", || counter!(GAP_UNREPAIRED))

@@ -6,12 +6,11 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
 use redis::{
-    ClientTlsConfig, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFuture,
-    TlsCertificates, Value,
+    ClientTlsConfig, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, ProtocolVersion, RedisFuture, TlsCertificates,
+    Value,
 };
 use std::collections::HashMap;
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedSender;
 
 /// Most channels in one SUBSCRIBE.
 const SUBSCRIBE_CHUNK: usize = 512;
@@ -157,7 +156,7 @@ impl PubSub {
     pub async fn connect(
         target: &RedisTarget,
         tls: &RedisTls,
-        pushes: UnboundedSender<PushInfo>,
+        pushes: impl redis::aio::AsyncPushSender + Clone,
     ) -> redis::RedisResult<PubSub> {
         Ok(match target {
             RedisTarget::Standalone(url) => {

@@ -4,7 +4,7 @@
 --   FCALL switchyard_publish 1 <channel> <payload>
 -- The gateway fills in the two settings below when it loads the library.
 
-local VERSION = 6
+local VERSION = 7
 local PREFIX = '@PREFIX@'      -- broker.prefix: pub/sub names are PREFIX:{channel}
 local PUBLISH = '@PUBLISH@'    -- PUBLISH on one Redis, SPUBLISH on a Redis Cluster
 local IDEMPOTENCY_MS = @IDEMPOTENCY_MS@  -- broker.idempotency_window
@@ -182,6 +182,33 @@ local function history(keys, args)
   return out
 end
 
+-- FCALL switchyard_rebase 1 <channel> <epoch> [Envelope]
+-- A node found that the channel's history went back in time under <epoch>
+-- (a failover lost its tail, so offsets would be reused): if the channel
+-- is still in <epoch>, start a new epoch with an empty stream, and publish
+-- the Envelope (the publication that showed it) as the new epoch's first.
+-- Several nodes may find the same regression: the first one moves the
+-- channel, the others change nothing. Returns the channel's {epoch, offset}.
+local function rebase(keys, args)
+  local channel, old = keys[1], args[1]
+  if old == nil or old == '' or not check_channel(channel) then
+    return redis.error_reply('ERR usage: FCALL switchyard_rebase 1 <channel> <epoch> [envelope]')
+  end
+  local _, meta, stream = names(channel)
+  local history = NAMESPACES[namespace_of(channel)]
+  local state = redis.call('HMGET', meta, 'epoch', 'offset')
+  if not history or state[1] ~= old then
+    return {state[1] or '', tonumber(state[2] or 0)}
+  end
+  redis.call('DEL', meta)
+  epoch_of(meta, stream, history)
+  if args[2] ~= nil and args[2] ~= '' then
+    return (deliver(channel, args[2]))
+  end
+  local now = redis.call('HMGET', meta, 'epoch', 'offset')
+  return {now[1], tonumber(now[2])}
+end
+
 -- Presence: per channel, a hash of members (client id -> encoded
 -- ClientInfo) and a sorted set of the same client ids scored by when their
 -- entry expires (ms). Both keys are in the channel's slot.
@@ -346,6 +373,7 @@ redis.register_function('switchyard_publish', publish)
 redis.register_function('switchyard_publish_envelope', publish_envelope)
 redis.register_function('switchyard_publish_counted', publish_counted)
 redis.register_function('switchyard_history', history)
+redis.register_function('switchyard_rebase', rebase)
 redis.register_function('switchyard_presence_add', presence_add)
 redis.register_function('switchyard_presence_refresh', presence_refresh)
 redis.register_function('switchyard_presence_remove', presence_remove)

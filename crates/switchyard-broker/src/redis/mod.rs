@@ -15,6 +15,7 @@ mod health;
 mod history;
 pub mod keys;
 pub mod library;
+mod order;
 mod presence;
 mod pushes;
 mod registry;
@@ -32,7 +33,7 @@ use async_trait::async_trait;
 use connection::{Commands, PubSub};
 use keys::Keys;
 use prost::Message as _;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use subscriptions::Request;
@@ -68,9 +69,9 @@ struct Shared {
     ready: AtomicBool,
     /// The pub/sub connection was lost and has not been seen healthy since.
     lost: AtomicBool,
-    /// The last (epoch, offset) delivered per channel with history, to see
-    /// gaps (see `pushes`). Entries go when the channel is unsubscribed.
-    delivered: Mutex<HashMap<String, (String, u64)>>,
+    /// What this node delivered of each history channel, to see gaps and
+    /// regressions (see `order`). Entries go when the channel is unsubscribed.
+    order: Mutex<order::Order>,
 }
 
 pub struct RedisBroker {
@@ -98,7 +99,7 @@ impl RedisBroker {
         library::load(&mut commands, &settings.prefix, sharded, &settings.namespaces, settings.idempotency_window)
             .await
             .map_err(unavailable)?;
-        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let (push_tx, push_rx) = pushes::lanes();
         let mut pubsub = PubSub::connect(&settings.target, &settings.tls, push_tx).await.map_err(unavailable)?;
         let keys = Keys::new(&settings.prefix);
         pubsub.listen(&keys.control()).await.map_err(unavailable)?;
@@ -108,7 +109,7 @@ impl RedisBroker {
             channels: Mutex::new(HashSet::new()),
             ready: AtomicBool::new(true),
             lost: AtomicBool::new(false),
-            delivered: Mutex::new(HashMap::new()),
+            order: Mutex::new(order::Order::default()),
         });
         metric::broker_up().set(1.0);
         let (requests, requests_rx) = mpsc::channel(4096);

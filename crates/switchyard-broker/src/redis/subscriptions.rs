@@ -78,10 +78,10 @@ async fn apply(pubsub: &mut PubSub, shared: &Shared, kind: Kind, run: Vec<Reques
         // Forget first: the confirmations that come back are then ours, and
         // not taken for Redis dropping a subscription.
         let mut wanted = shared.channels.lock().unwrap_or_else(|e| e.into_inner());
-        let mut delivered = shared.delivered.lock().unwrap_or_else(|e| e.into_inner());
+        let mut order = shared.order.lock().unwrap_or_else(|e| e.into_inner());
         for channel in &channels {
             wanted.remove(channel);
-            delivered.remove(channel);
+            order.forget(channel);
         }
     }
     let names: Vec<String> = channels.iter().map(|c| shared.keys.pubsub(c)).collect();

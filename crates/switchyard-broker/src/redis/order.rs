@@ -1,0 +1,419 @@
+//! The order of a history channel's publications on this node, decided
+//! without waiting on Redis: what to deliver now, what to hold while the
+//! channel's gap is repaired, what to drop as a duplicate, and when the
+//! channel's history went back in time.
+//!
+//! Pub/sub carries each channel's publications in offset order. A
+//! publication past a gap (after a reconnect, a dropped push, a slot
+//! move) starts a repair of that channel alone: its live publications are
+//! held until the stream has filled the gap, while every other channel
+//! keeps flowing. A repair reads the stream from the last offset delivered,
+//! and checks that the publication there is still the one delivered.
+//!
+//! **Regressions.** Redis replication is asynchronous: a promoted replica
+//! may lack the last publications of a channel, and its next publications
+//! then reuse their offsets under the same epoch. A client holding offset N
+//! would take the new N for the one it has: a silent loss. This node
+//! remembers a fingerprint ([`stamp`]) of the last few publications it
+//! delivered per channel; an offset that comes again with another
+//! fingerprint, or a stream that ends before (or holds another publication
+//! at) the last offset delivered, is a regression. The node then retires
+//! the epoch (drops its publications from then on) and asks Redis to move
+//! the channel to a new one (`switchyard_rebase`), so that clients see a
+//! new epoch (the SDKs' gap event, `recovered: false`) instead of wrong data.
+
+use crate::broker::History;
+use std::collections::{HashMap, VecDeque};
+use switchyard_core::metric;
+use switchyard_proto::v1::Envelope;
+
+/// Recent (offset, stamp) pairs kept per channel to tell a duplicate from
+/// a reused offset: a regression of up to this many publications is seen
+/// on the live path; a longer one by the next repair's check.
+const RECENT: usize = 8;
+/// Live publications held for one channel while it is repaired, at most.
+pub const MAX_HELD: usize = 10_000;
+/// Live publications held for all channels together, at most; past it (or
+/// [`MAX_HELD`]) the channel drops what comes and reads it all from its
+/// stream once the repair is done.
+pub const MAX_HELD_TOTAL: usize = 200_000;
+
+/// A fingerprint of a publication: its data and publish time. The stream
+/// keeps the same bytes as pub/sub carried, so both give the same stamp.
+pub fn stamp(envelope: &Envelope) -> u64 {
+    // FNV-1a: cheap, deterministic, good enough to tell two publications apart.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in envelope.data.iter().chain(envelope.published_at_us.to_le_bytes().iter()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// What this node knows of one history channel.
+#[derive(Debug, Default)]
+pub struct Track {
+    epoch: String,
+    /// The last offset delivered.
+    offset: u64,
+    recent: [(u64, u64); RECENT],
+    /// An epoch found to have gone back in time: its publications are dropped.
+    retired: Option<String>,
+    /// A read of the stream is out for this channel.
+    repairing: bool,
+    held: VecDeque<Envelope>,
+    /// Live publications were dropped while held ones filled up.
+    overflowed: bool,
+}
+
+impl Track {
+    fn delivered(&mut self, envelope: &Envelope) {
+        self.epoch.clone_from(&envelope.epoch);
+        self.offset = envelope.offset;
+        self.recent[(envelope.offset as usize) % RECENT] = (envelope.offset, stamp(envelope));
+    }
+
+    /// The stamp of `offset`, if it is among the recent ones.
+    fn stamp_of(&self, offset: u64) -> Option<u64> {
+        self.recent.iter().find(|(o, _)| *o == offset && offset != 0).map(|(_, s)| *s)
+    }
+
+    fn position(&self) -> Checked {
+        Checked { epoch: self.epoch.clone(), offset: self.offset, stamp: self.stamp_of(self.offset) }
+    }
+}
+
+/// Where a read of the stream starts: the last offset delivered, and its
+/// stamp if known, to check that the stream still holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub epoch: String,
+    pub offset: u64,
+    pub stamp: Option<u64>,
+}
+
+/// What the pushes task is to do.
+#[derive(Debug)]
+pub enum Action {
+    Deliver(Envelope),
+    /// Read `channel`'s stream after `since` (up to `until`, or all of it)
+    /// and hand the result to [`Order::repaired`].
+    Read {
+        channel: String,
+        since: Checked,
+        until: Option<u64>,
+    },
+    /// Move `channel` off `epoch` (and publish `envelope` in the new one).
+    Rebase {
+        channel: String,
+        epoch: String,
+        envelope: Option<Envelope>,
+    },
+}
+
+/// The tracks of every history channel this node delivers, and the count
+/// of held publications.
+#[derive(Debug, Default)]
+pub struct Order {
+    tracks: HashMap<String, Track>,
+    held: usize,
+}
+
+impl Order {
+    /// Forgets a channel this node no longer subscribes to.
+    pub fn forget(&mut self, channel: &str) {
+        if let Some(track) = self.tracks.remove(channel) {
+            self.held -= track.held.len();
+        }
+    }
+
+    /// Whether this node retired `epoch` of `channel` (and still tracks it).
+    pub fn is_retired(&self, channel: &str, epoch: &str) -> bool {
+        self.tracks.get(channel).is_some_and(|t| t.retired.as_deref() == Some(epoch))
+    }
+
+    /// A publication of a history channel from pub/sub. `subscribed`: whether
+    /// the node still wants the channel (only those are tracked).
+    pub fn live(&mut self, envelope: Envelope, subscribed: bool, actions: &mut Vec<Action>) {
+        let Some(track) = self.tracks.get_mut(&envelope.channel) else {
+            if subscribed {
+                let mut track = Track::default();
+                track.delivered(&envelope);
+                self.tracks.insert(envelope.channel.clone(), track);
+            }
+            actions.push(Action::Deliver(envelope));
+            return;
+        };
+        if track.retired.as_deref() == Some(envelope.epoch.as_str()) {
+            return;
+        }
+        if track.repairing {
+            if track.held.len() < MAX_HELD && self.held < MAX_HELD_TOTAL {
+                track.held.push_back(envelope);
+                self.held += 1;
+            } else {
+                track.overflowed = true;
+                metric::broker_held_dropped().increment(1);
+            }
+            return;
+        }
+        if Self::next(track, envelope, actions) {
+            self.held += 1;
+        }
+    }
+
+    /// One publication in turn (the track is not repairing); true when it
+    /// starts a repair and is held behind it.
+    fn next(track: &mut Track, envelope: Envelope, actions: &mut Vec<Action>) -> bool {
+        if envelope.epoch != track.epoch {
+            // A new epoch (history lost, or moved on): nothing to repair from.
+            track.delivered(&envelope);
+            actions.push(Action::Deliver(envelope));
+            return false;
+        }
+        if envelope.offset <= track.offset {
+            if track.stamp_of(envelope.offset).is_some_and(|seen| seen != stamp(&envelope)) {
+                let channel = envelope.channel.clone();
+                Self::regressed(track, &channel, Some(envelope), actions);
+            }
+            // Otherwise delivered already (a repair got there first).
+            return false;
+        }
+        if envelope.offset > track.offset + 1 {
+            track.repairing = true;
+            let since = track.position();
+            let (channel, until) = (envelope.channel.clone(), envelope.offset - 1);
+            track.held.push_back(envelope);
+            actions.push(Action::Read { channel, since, until: Some(until) });
+            return true;
+        }
+        track.delivered(&envelope);
+        actions.push(Action::Deliver(envelope));
+        false
+    }
+
+    fn regressed(track: &mut Track, channel: &str, envelope: Option<Envelope>, actions: &mut Vec<Action>) {
+        metric::broker_regressions().increment(1);
+        tracing::warn!(%channel, epoch = %track.epoch, offset = track.offset,
+            "the channel's history went back in time (a failover lost its tail): moving it to a new epoch");
+        let epoch = std::mem::take(&mut track.epoch);
+        track.retired = Some(epoch.clone());
+        track.offset = 0;
+        track.recent = Default::default();
+        let envelope = envelope.map(|e| Envelope {
+            epoch: String::new(),
+            offset: 0,
+            receipt_to: String::new(),
+            receipt_id: 0,
+            ..e
+        });
+        actions.push(Action::Rebase { channel: channel.to_owned(), epoch, envelope });
+    }
+
+    /// After a reconnect: read every tracked channel's stream from where
+    /// this node is, held apart from live publications like a repair.
+    pub fn catch_up(&mut self, actions: &mut Vec<Action>) {
+        for (channel, track) in &mut self.tracks {
+            if track.repairing || track.offset == 0 {
+                continue;
+            }
+            track.repairing = true;
+            actions.push(Action::Read { channel: channel.clone(), since: track.position(), until: None });
+        }
+    }
+
+    /// The answer to an [`Action::Read`]: the stream after `since.offset - 1`
+    /// (so that the first publication is the one at `since`, to check), or
+    /// the read's error.
+    pub fn repaired(
+        &mut self,
+        channel: &str,
+        since: &Checked,
+        until: Option<u64>,
+        read: Result<History, String>,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(track) = self.tracks.get_mut(channel) else { return };
+        track.repairing = false;
+        match read {
+            Err(why) => tracing::debug!(%channel, %why, "cannot read the stream to fill a gap"),
+            // The channel is in another epoch now: what it had is gone.
+            Ok(history) if history.position.epoch != since.epoch => {}
+            Ok(history) => {
+                let verified = history.publications.first().filter(|e| e.offset == since.offset);
+                let behind = history.position.offset < since.offset;
+                let other = match (verified, since.stamp) {
+                    (Some(e), Some(s)) => stamp(e) != s,
+                    _ => false,
+                };
+                if since.offset > 0 && (behind || other) && track.epoch == since.epoch {
+                    Self::regressed(track, channel, None, actions);
+                    self.held -= track.held.len();
+                    track.held.clear();
+                    return;
+                }
+                let mut filled = false;
+                for envelope in history.publications {
+                    if until.is_some_and(|u| envelope.offset > u) || envelope.epoch != track.epoch {
+                        break;
+                    }
+                    if envelope.offset == track.offset + 1 {
+                        track.delivered(&envelope);
+                        actions.push(Action::Deliver(envelope));
+                        filled = true;
+                    }
+                }
+                if filled {
+                    metric::gap_repairs().increment(1);
+                }
+            }
+        }
+        // What could not be filled stays a gap: go on after it.
+        if let Some(until) = until
+            && track.offset < until
+        {
+            metric::gap_unrepaired().increment(1);
+            track.offset = until;
+        }
+        let held = std::mem::take(&mut track.held);
+        self.held -= held.len();
+        let overflowed = std::mem::take(&mut track.overflowed);
+        let mut held = held.into_iter();
+        while let Some(envelope) = held.next() {
+            if track.repairing {
+                // Another gap among the held ones: keep the rest held behind it.
+                self.held += 1 + held.len();
+                track.held.push_back(envelope);
+                track.held.extend(held);
+                break;
+            }
+            if Self::next(track, envelope, actions) {
+                self.held += 1;
+            }
+        }
+        if overflowed && !track.repairing {
+            // Some were dropped: the stream has them.
+            track.repairing = true;
+            actions.push(Action::Read { channel: channel.to_owned(), since: track.position(), until: None });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::StreamPosition;
+    use bytes::Bytes;
+
+    fn publication(epoch: &str, offset: u64, data: &str) -> Envelope {
+        Envelope {
+            channel: "c".into(),
+            epoch: epoch.into(),
+            offset,
+            data: Bytes::copy_from_slice(data.as_bytes()),
+            published_at_us: 1_000 + offset,
+            ..Default::default()
+        }
+    }
+
+    fn delivered(actions: &[Action]) -> Vec<u64> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Deliver(e) => Some(e.offset),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_gap_holds_its_channel_until_the_stream_fills_it() {
+        let mut order = Order::default();
+        let mut actions = Vec::new();
+        order.live(publication("e", 1, "a"), true, &mut actions);
+        order.live(publication("e", 4, "d"), true, &mut actions);
+        order.live(publication("e", 5, "e"), true, &mut actions);
+        assert_eq!(delivered(&actions), [1]);
+        let Some(Action::Read { since, until, .. }) = actions.pop() else { panic!("{actions:?}") };
+        assert_eq!((since.offset, until), (1, Some(3)));
+        // Another channel is not held meanwhile.
+        let mut other = Vec::new();
+        order.live(Envelope { channel: "d".into(), ..publication("x", 9, "z") }, true, &mut other);
+        assert_eq!(delivered(&other), [9]);
+        let history = History {
+            publications: vec![publication("e", 1, "a"), publication("e", 2, "b"), publication("e", 3, "c")],
+            position: StreamPosition { epoch: "e".into(), offset: 5 },
+            complete: true,
+        };
+        let mut actions = Vec::new();
+        order.repaired("c", &since, until, Ok(history), &mut actions);
+        assert_eq!(delivered(&actions), [2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_reused_offset_is_a_regression_and_a_repeat_is_not() {
+        let mut order = Order::default();
+        let mut actions = Vec::new();
+        for (offset, data) in [(1, "a"), (2, "b"), (3, "c")] {
+            order.live(publication("e", offset, data), true, &mut actions);
+        }
+        // The same publication again (a repair got there first): dropped.
+        order.live(publication("e", 2, "b"), true, &mut actions);
+        assert_eq!(delivered(&actions), [1, 2, 3]);
+        assert!(actions.iter().all(|a| matches!(a, Action::Deliver(_))));
+        // Offset 2 with other data: the history went back.
+        let mut actions = Vec::new();
+        order.live(Envelope { published_at_us: 7, ..publication("e", 2, "B") }, true, &mut actions);
+        let [Action::Rebase { epoch, envelope: Some(envelope), .. }] = &actions[..] else { panic!("{actions:?}") };
+        assert_eq!((epoch.as_str(), &envelope.data[..], envelope.offset), ("e", &b"B"[..], 0));
+        // The retired epoch's publications are dropped; the new one flows.
+        let mut actions = Vec::new();
+        order.live(publication("e", 3, "C"), true, &mut actions);
+        order.live(publication("f", 1, "B"), true, &mut actions);
+        assert_eq!(delivered(&actions), [1]);
+    }
+
+    #[test]
+    fn a_stream_behind_the_last_delivered_offset_is_a_regression() {
+        let mut order = Order::default();
+        let mut actions = Vec::new();
+        for offset in 1..=5 {
+            order.live(publication("e", offset, "x"), true, &mut actions);
+        }
+        let mut actions = Vec::new();
+        order.catch_up(&mut actions);
+        let Some(Action::Read { since, until: None, .. }) = actions.pop() else { panic!() };
+        assert_eq!(since.offset, 5);
+        // A promoted replica that had only up to 3.
+        let history = History {
+            publications: vec![],
+            position: StreamPosition { epoch: "e".into(), offset: 3 },
+            complete: false,
+        };
+        order.repaired("c", &since, None, Ok(history), &mut actions);
+        assert!(matches!(&actions[..], [Action::Rebase { envelope: None, .. }]), "{actions:?}");
+    }
+
+    #[test]
+    fn held_publications_are_bounded_and_the_overflow_is_read_again() {
+        let mut order = Order::default();
+        let mut actions = Vec::new();
+        order.live(publication("e", 1, "a"), true, &mut actions);
+        order.live(publication("e", 3, "c"), true, &mut actions);
+        for offset in 4..(4 + MAX_HELD as u64 + 5) {
+            order.live(publication("e", offset, "x"), true, &mut actions);
+        }
+        assert_eq!(order.held, MAX_HELD);
+        let Some(Action::Read { since, until, .. }) = actions.pop() else { panic!() };
+        let history = History {
+            publications: vec![publication("e", 1, "a"), publication("e", 2, "b")],
+            position: StreamPosition { epoch: "e".into(), offset: 2 },
+            complete: true,
+        };
+        let mut actions = Vec::new();
+        order.repaired("c", &since, until, Ok(history), &mut actions);
+        assert_eq!(delivered(&actions).len(), 1 + MAX_HELD);
+        assert!(matches!(actions.last(), Some(Action::Read { until: None, .. })), "the dropped ones are read");
+        assert_eq!(order.held, 0);
+    }
+}
