@@ -33,7 +33,7 @@ pub use memory::MemoryBroker;
 pub use node_info::{NodeInfo, unix_seconds};
 pub use presence::PresenceStore;
 pub use presence_memory::MemoryPresence;
-pub use redis::{RedisBroker, RedisSettings, RedisTarget, RedisTls};
+pub use redis::{RedisBroker, RedisSettings, RedisTarget, RedisTls, Sentinels};
 pub use registry::NodeRegistry;
 pub use registry_memory::MemoryRegistry;
 pub use sessions::SessionStore;

@@ -69,6 +69,14 @@ pub struct BrokerConfig {
     /// Seed nodes of a Redis Cluster (URLs as above); pub/sub is sharded
     /// (SSUBSCRIBE/SPUBLISH). Default: empty. Exclusive with `redis_url`.
     pub redis_cluster: Vec<String>,
+    /// Redis Sentinel: URLs of the sentinels (`redis://host:26379`, with the
+    /// sentinels' own password if they need one). The primary they name is
+    /// reached with the scheme, credentials and database of `redis_url` if
+    /// it is set (its host and port are not used). Default: empty.
+    pub sentinels: Vec<String>,
+    /// The name of the group the sentinels monitor (`sentinel monitor
+    /// <name> ...`); needed with `sentinels`. Default: unset.
+    pub sentinel_master: Option<String>,
     /// Prefix of every Redis key and pub/sub name. Default: `switchyard`.
     pub prefix: String,
     /// For `rediss://`: a PEM file of the CA that signed Redis' certificate,
@@ -109,6 +117,8 @@ impl Default for BrokerConfig {
         BrokerConfig {
             redis_url: None,
             redis_cluster: Vec::new(),
+            sentinels: Vec::new(),
+            sentinel_master: None,
             prefix: "switchyard".to_owned(),
             tls_ca_file: None,
             tls_cert_file: None,
@@ -631,6 +641,15 @@ impl Config {
                 "broker.redis_cluster",
                 "set either broker.redis_url or broker.redis_cluster, not both",
             ));
+        }
+        if self.broker.sentinels.is_empty() != self.broker.sentinel_master.is_none() {
+            return Err(problem(
+                "broker.sentinel_master",
+                "set both broker.sentinels and broker.sentinel_master, or neither",
+            ));
+        }
+        if !self.broker.sentinels.is_empty() && !self.broker.redis_cluster.is_empty() {
+            return Err(problem("broker.sentinels", "set either broker.sentinels or broker.redis_cluster, not both"));
         }
         if self.broker.prefix.is_empty() || self.broker.prefix.contains(['{', '}']) {
             return Err(problem("broker.prefix", "must be non-empty, without { or }"));

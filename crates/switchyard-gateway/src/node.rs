@@ -12,7 +12,9 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use switchyard_broker::{BrokerError, PublicationSink, PublishOptions, RedisSettings, RedisTarget, RedisTls, Stores};
+use switchyard_broker::{
+    BrokerError, PublicationSink, PublishOptions, RedisSettings, RedisTarget, RedisTls, Sentinels, Stores,
+};
 use switchyard_core::config::{Config, NamespaceConfig};
 use switchyard_core::hub::{ConnId, Hub};
 use switchyard_core::metric;
@@ -119,6 +121,11 @@ pub fn redis_settings(config: &Config, node: &str) -> Result<Option<RedisSetting
     let broker = &config.broker;
     let namespaces = config.namespaces.iter().map(|(name, ns)| (name.clone(), publish_options(ns))).collect();
     let target = match (&broker.redis_url, broker.redis_cluster.is_empty()) {
+        _ if !broker.sentinels.is_empty() => RedisTarget::Sentinel(Sentinels {
+            sentinels: broker.sentinels.clone(),
+            master: broker.sentinel_master.clone().unwrap_or_default(),
+            primary: broker.redis_url.clone(),
+        }),
         (Some(url), _) => RedisTarget::Standalone(url.clone()),
         (None, false) => RedisTarget::Cluster(broker.redis_cluster.clone()),
         (None, true) => return Ok(None),

@@ -10,7 +10,8 @@
 //! - [`follower`]: clients that resume across restarts and record what they saw.
 //! - [`http`]: plain HTTP GETs and Prometheus text parsing.
 //! - [`raw`]: raw WebSocket connections that can send anything.
-//! - [`redis`]: real `redis-server`s: one, or a 3-master Cluster.
+//! - [`redis`]: real `redis-server`s: one, or a 3-master Cluster (with replicas or not).
+//! - [`sentinel`]: a primary and a replica under three sentinels.
 //! - [`token`]: HS256 connect tokens.
 //! - [`haproxy`]: a real haproxy in front of nodes.
 //! - [`sse`]: Server-Sent Events streams and their commands.
@@ -22,6 +23,7 @@ pub mod node;
 pub mod process;
 pub mod raw;
 pub mod redis;
+pub mod sentinel;
 pub mod sse;
 pub mod token;
 

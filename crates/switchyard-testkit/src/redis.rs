@@ -1,5 +1,7 @@
-//! Real `redis-server` processes for tests: one Redis, or a 3-master Redis
-//! Cluster, on 127.0.0.1 with free ports, killed when dropped.
+//! Real `redis-server` processes for tests: one Redis, a 3-master Redis
+//! Cluster (with or without a replica per master), or a primary with a
+//! replica under three sentinels, on 127.0.0.1 with free ports, killed when
+//! dropped.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -8,10 +10,10 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 /// A scratch directory, removed on drop.
-struct ScratchDir(PathBuf);
+pub(crate) struct ScratchDir(pub(crate) PathBuf);
 
 impl ScratchDir {
-    fn new(what: &str) -> Self {
+    pub(crate) fn new(what: &str) -> Self {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("switchyard-{what}-{}-{n}", std::process::id()));
@@ -281,29 +283,50 @@ async fn cli(port: u16, tls_ca: Option<&std::path::Path>, args: &[&str], stdin: 
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// A 3-master Redis Cluster (no replicas).
+/// A 3-master Redis Cluster, with a replica per master or none.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
+    /// Three masters, no replicas.
     pub async fn start() -> RedisCluster {
+        Self::start_with_replicas(0).await
+    }
+
+    /// Three masters with `replicas` replicas each; a master unreachable for
+    /// a second (`cluster-node-timeout`) is replaced by its replica.
+    pub async fn start_with_replicas(replicas: usize) -> RedisCluster {
         let mut nodes = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..3 * (1 + replicas) {
             // The cluster bus listens on port + 10000.
-            let extra = vec!["--cluster-enabled".to_owned(), "yes".to_owned()];
+            // A replica's first sync starts at once (not after the default 5 s).
+            let extra: Vec<String> =
+                ["--cluster-enabled", "yes", "--cluster-node-timeout", "1000", "--repl-diskless-sync-delay", "0"]
+                    .map(str::to_owned)
+                    .to_vec();
             nodes.push(RedisServer::start_with(&extra, Some(10000)).await);
         }
         let addresses: Vec<String> = nodes.iter().map(RedisServer::address).collect();
+        let replicas = replicas.to_string();
         let mut args = vec!["--cluster", "create"];
         args.extend(addresses.iter().map(String::as_str));
-        args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+        args.extend(["--cluster-replicas", &replicas, "--cluster-yes"]);
         nodes[0].cli(&args).await;
         let cluster = RedisCluster { nodes };
-        // `cluster_state:fail` for a moment after creation: wait for `ok` everywhere.
+        // `cluster_state:fail` for a moment after creation: wait for `ok`
+        // everywhere, and for every replica to be in sync (a replica that
+        // never synced does not take over).
         crate::within("the cluster to be ok", async {
             for node in &cluster.nodes {
                 while !node.cli(&["CLUSTER", "INFO"]).await.contains("cluster_state:ok") {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                loop {
+                    let replication = node.cli(&["INFO", "replication"]).await;
+                    if replication.contains("role:master") || replication.contains("master_link_status:up") {
+                        break;
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
@@ -316,14 +339,25 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 
+    /// The answer of the first node that answers (some may be killed).
+    async fn ask(&self, args: &[&str]) -> String {
+        for node in &self.nodes {
+            let answer = node.cli(args).await;
+            if !answer.trim().is_empty() {
+                return answer;
+            }
+        }
+        panic!("no node of the cluster answers {args:?}");
+    }
+
     /// The slot of `key` (`CLUSTER KEYSLOT`).
     pub async fn slot_of(&self, key: &str) -> u16 {
-        self.nodes[0].cli(&["CLUSTER", "KEYSLOT", key]).await.trim().parse().expect("a slot number")
+        self.ask(&["CLUSTER", "KEYSLOT", key]).await.trim().parse().expect("a slot number")
     }
 
     /// The index in `nodes` of the master that owns `slot`.
     pub async fn owner_of(&self, slot: u16) -> usize {
-        let shards = self.nodes[0].cli(&["CLUSTER", "SLOTS"]).await;
+        let shards = self.ask(&["CLUSTER", "SLOTS"]).await;
         // Lines: start, end, ip, port, id, ... per range.
         let lines: Vec<&str> = shards.lines().map(str::trim).collect();
         for window in lines.windows(4) {

@@ -1,7 +1,8 @@
 //! Connections to one Redis or to a Redis Cluster, behind one type each for
 //! commands and for pub/sub. Both speak RESP3; both reconnect by themselves.
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use super::sentinel::{Followed, Sentinels};
+use redis::aio::{AsyncPushSender, ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
@@ -10,6 +11,7 @@ use redis::{
     Value,
 };
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Most channels in one SUBSCRIBE.
@@ -48,6 +50,9 @@ pub enum RedisTarget {
     Standalone(String),
     /// Seed nodes of a Redis Cluster; pub/sub is sharded (SSUBSCRIBE).
     Cluster(Vec<String>),
+    /// A primary with replicas, managed by Redis Sentinel: the node
+    /// follows the sentinels to whichever server is the primary.
+    Sentinel(Sentinels),
 }
 
 impl RedisTarget {
@@ -62,7 +67,7 @@ fn resp3(url: &str) -> redis::RedisResult<ConnectionInfo> {
     Ok(info.set_redis_settings(settings))
 }
 
-fn client(url: &str, tls: &RedisTls) -> redis::RedisResult<redis::Client> {
+pub(super) fn client(url: &str, tls: &RedisTls) -> redis::RedisResult<redis::Client> {
     // rustls needs a process-wide crypto provider; the first install wins.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match tls.certificates() {
@@ -99,20 +104,38 @@ fn cluster_builder(urls: &[String], tls: &RedisTls) -> redis::RedisResult<Cluste
 pub enum Commands {
     Standalone(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(Followed),
 }
 
 impl Commands {
     pub async fn connect(target: &RedisTarget, tls: &RedisTls) -> redis::RedisResult<Commands> {
         Ok(match target {
-            RedisTarget::Standalone(url) => {
-                let client = client(url, tls)?;
-                Commands::Standalone(client.get_connection_manager_with_config(manager_config()).await?)
-            }
+            RedisTarget::Standalone(url) => Commands::Standalone(commands_manager(url, tls).await?),
             RedisTarget::Cluster(urls) => {
                 Commands::Cluster(cluster_builder(urls, tls)?.build()?.get_async_connection().await?)
             }
+            RedisTarget::Sentinel(sentinels) => {
+                let url = sentinels.primary_url(tls).await?;
+                let manager = commands_manager(&url, tls).await?;
+                Commands::Sentinel(Followed::new(url, manager))
+            }
         })
     }
+}
+
+/// A command connection to one server.
+pub async fn commands_manager(url: &str, tls: &RedisTls) -> redis::RedisResult<ConnectionManager> {
+    client(url, tls)?.get_connection_manager_with_config(manager_config()).await
+}
+
+/// A pub/sub connection to one server, its pushes to `pushes`.
+pub async fn pubsub_manager(
+    url: &str,
+    tls: &RedisTls,
+    pushes: Arc<dyn AsyncPushSender>,
+) -> redis::RedisResult<ConnectionManager> {
+    let config = manager_config().set_push_sender(pushes).set_automatic_resubscription();
+    client(url, tls)?.get_connection_manager_with_config(config).await
 }
 
 impl ConnectionLike for Commands {
@@ -120,6 +143,7 @@ impl ConnectionLike for Commands {
         match self {
             Commands::Standalone(c) => c.req_packed_command(cmd),
             Commands::Cluster(c) => c.req_packed_command(cmd),
+            Commands::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -132,6 +156,7 @@ impl ConnectionLike for Commands {
         match self {
             Commands::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
             Commands::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Commands::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -139,6 +164,7 @@ impl ConnectionLike for Commands {
         match self {
             Commands::Standalone(c) => c.get_db(),
             Commands::Cluster(c) => c.get_db(),
+            Commands::Sentinel(c) => c.get_db(),
         }
     }
 }
@@ -150,22 +176,26 @@ impl ConnectionLike for Commands {
 pub enum PubSub {
     Standalone(ConnectionManager),
     Cluster(ClusterConnection),
+    /// The primary's, swapped on a failover; the pushes' sender, for the
+    /// next primary's connection.
+    Sentinel(Followed, Arc<dyn AsyncPushSender>),
 }
 
 impl PubSub {
     pub async fn connect(
         target: &RedisTarget,
         tls: &RedisTls,
-        pushes: impl redis::aio::AsyncPushSender + Clone,
+        pushes: Arc<dyn AsyncPushSender>,
     ) -> redis::RedisResult<PubSub> {
         Ok(match target {
-            RedisTarget::Standalone(url) => {
-                let client = client(url, tls)?;
-                let config = manager_config().set_push_sender(pushes).set_automatic_resubscription();
-                PubSub::Standalone(client.get_connection_manager_with_config(config).await?)
-            }
+            RedisTarget::Standalone(url) => PubSub::Standalone(pubsub_manager(url, tls, pushes).await?),
             RedisTarget::Cluster(urls) => {
                 PubSub::Cluster(cluster_builder(urls, tls)?.push_sender(pushes).build()?.get_async_connection().await?)
+            }
+            RedisTarget::Sentinel(sentinels) => {
+                let url = sentinels.primary_url(tls).await?;
+                let manager = pubsub_manager(&url, tls, pushes.clone()).await?;
+                PubSub::Sentinel(Followed::new(url, manager), pushes)
             }
         })
     }
@@ -175,13 +205,9 @@ impl PubSub {
     /// slot, all slots at once, on a Cluster.
     pub async fn change(&mut self, names: &[String], subscribe: bool) -> redis::RedisResult<()> {
         match self {
-            PubSub::Standalone(c) => {
-                for chunk in names.chunks(SUBSCRIBE_CHUNK) {
-                    if subscribe { c.subscribe(chunk).await? } else { c.unsubscribe(chunk).await? }
-                }
-                Ok(())
-            }
+            PubSub::Standalone(c) => chunked(c, names, subscribe).await,
             PubSub::Cluster(c) => per_slot(c, names, subscribe).await,
+            PubSub::Sentinel(c, _) => chunked(&mut c.manager(), names, subscribe).await,
         }
     }
 
@@ -192,6 +218,7 @@ impl PubSub {
         match self {
             PubSub::Standalone(c) => c.subscribe(name).await,
             PubSub::Cluster(c) => c.subscribe(name).await,
+            PubSub::Sentinel(c, _) => c.manager().subscribe(name).await,
         }
     }
 
@@ -201,8 +228,16 @@ impl PubSub {
         match self {
             PubSub::Standalone(c) => cmd.query_async::<()>(c).await,
             PubSub::Cluster(c) => cmd.query_async::<()>(c).await,
+            PubSub::Sentinel(c, _) => cmd.query_async::<()>(&mut c.manager()).await,
         }
     }
+}
+
+async fn chunked(c: &mut ConnectionManager, names: &[String], subscribe: bool) -> redis::RedisResult<()> {
+    for chunk in names.chunks(SUBSCRIBE_CHUNK) {
+        if subscribe { c.subscribe(chunk).await? } else { c.unsubscribe(chunk).await? }
+    }
+    Ok(())
 }
 
 /// SSUBSCRIBE/SUNSUBSCRIBE take channels of one slot: one command per slot,

@@ -19,12 +19,14 @@ mod order;
 mod presence;
 mod pushes;
 mod registry;
+mod sentinel;
 mod sessions;
 mod subscriptions;
 
 pub use connection::{RedisTarget, RedisTls};
 pub use presence::RedisPresence;
 pub use registry::RedisRegistry;
+pub use sentinel::Sentinels;
 pub use sessions::RedisSessions;
 
 use crate::broker::{Broker, BrokerError, History, PublicationSink, PublishOptions, StreamPosition};
@@ -100,6 +102,7 @@ impl RedisBroker {
             .await
             .map_err(unavailable)?;
         let (push_tx, push_rx) = pushes::lanes();
+        let push_tx: Arc<dyn redis::aio::AsyncPushSender> = Arc::new(push_tx);
         let mut pubsub = PubSub::connect(&settings.target, &settings.tls, push_tx).await.map_err(unavailable)?;
         let keys = Keys::new(&settings.prefix);
         pubsub.listen(&keys.control()).await.map_err(unavailable)?;
@@ -117,7 +120,14 @@ impl RedisBroker {
         let tasks = vec![
             tokio::spawn(subscriptions::run(pubsub.clone(), shared.clone(), requests_rx)),
             tokio::spawn(pushes::run(push_rx, repairs_rx, commands.clone(), shared.clone(), sink, requests.clone())),
-            tokio::spawn(health::run(commands.clone(), pubsub, shared.clone(), settings.clone(), repairs)),
+            tokio::spawn(health::run(
+                commands.clone(),
+                pubsub,
+                shared.clone(),
+                settings.clone(),
+                repairs,
+                requests.clone(),
+            )),
         ];
         Ok(RedisBroker { settings, shared, commands, requests, tasks })
     }

@@ -21,6 +21,9 @@ pub enum Request {
     Unsubscribe(Vec<String>, oneshot::Sender<Result<(), BrokerError>>),
     /// Redis dropped a subscription we still want (a slot moved).
     Restore(String),
+    /// Subscribe again to everything wanted: the Cluster's masters changed
+    /// (a replica took over), and sharded subscriptions stay with the old one.
+    RestoreAll,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -42,7 +45,7 @@ pub async fn run(mut pubsub: PubSub, shared: Arc<Shared>, mut requests: mpsc::Re
 
 fn kind_of(request: &Request) -> Kind {
     match request {
-        Request::Subscribe(..) | Request::Restore(_) => Kind::Subscribe,
+        Request::Subscribe(..) | Request::Restore(_) | Request::RestoreAll => Kind::Subscribe,
         Request::Unsubscribe(..) => Kind::Unsubscribe,
     }
 }
@@ -56,6 +59,11 @@ async fn apply(pubsub: &mut PubSub, shared: &Shared, kind: Kind, run: Vec<Reques
             Request::Subscribe(c, reply) | Request::Unsubscribe(c, reply) => {
                 channels.extend(c);
                 replies.push(reply);
+            }
+            Request::RestoreAll => {
+                let wanted = shared.channels.lock().unwrap_or_else(|e| e.into_inner());
+                restores += wanted.len() as u64;
+                channels.extend(wanted.iter().cloned());
             }
             Request::Restore(channel) => {
                 // Only if it is still wanted by the time we get to it.
