@@ -23,6 +23,7 @@
 mod audience;
 mod backend;
 mod broadcast;
+mod catch_up;
 mod channels;
 mod chart;
 mod compare;
@@ -80,6 +81,11 @@ pub enum Scenario {
     /// `--rate` subscribe/unsubscribe cycles; deliveries and broker
     /// messages per event (`--scrape`).
     JoinLeave,
+    /// `--connections` clients on `--channels-per-client` history channels
+    /// each, published once; a probe channel at `--rate` by FCALL
+    /// (`--publish-to` Redis) while the script restarts Redis: the node's
+    /// catch-up time (`--scrape`) and the probe's latency during it.
+    CatchUp,
     /// Draws the broadcast reports given as arguments into an SVG chart
     /// (`--chart`) of p99 latency against offered rate.
     Chart,
@@ -174,6 +180,9 @@ pub(crate) struct Args {
     /// broker messages per publication.
     #[arg(long, value_delimiter = ',')]
     pub(crate) scrape: Vec<String>,
+    /// Catch-up: history channels each client subscribes to.
+    #[arg(long, default_value_t = 125)]
+    pub(crate) channels_per_client: usize,
     /// Channels: clients per group channel.
     #[arg(long, default_value_t = 10)]
     pub(crate) group_size: usize,
@@ -201,9 +210,10 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Compare => return compare::run(&args.reports, &args.reference),
         _ => {}
     }
-    if matches!(args.scenario, Scenario::Presence | Scenario::JoinLeave) {
+    if matches!(args.scenario, Scenario::Presence | Scenario::JoinLeave | Scenario::CatchUp) {
         let report = match args.scenario {
             Scenario::Presence => presence::presence(&args).await?,
+            Scenario::CatchUp => catch_up::run(&args).await?,
             _ => presence::join_leave(&args).await?,
         };
         println!("{}", serde_json::to_string_pretty(&report)?);

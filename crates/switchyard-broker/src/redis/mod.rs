@@ -212,7 +212,15 @@ impl RedisBroker {
 /// A Redis error as the gateway reports it: unreachable (try again, 108)
 /// or anything else (100).
 pub(crate) fn unavailable(error: redis::RedisError) -> BrokerError {
-    if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() || error.is_connection_refusal() {
+    // Failovers answer these for a while: a demoted primary, no replica in
+    // reach (`min-replicas-to-write`), a shard without a master.
+    let passing = matches!(error.code(), Some("READONLY" | "NOREPLICAS" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN"));
+    if passing
+        || error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+    {
         BrokerError::Unavailable(error.to_string())
     } else {
         BrokerError::Internal(error.to_string())

@@ -78,8 +78,8 @@ impl Track {
         self.recent.iter().find(|(o, _)| *o == offset && offset != 0).map(|(_, s)| *s)
     }
 
-    fn position(&self) -> Checked {
-        Checked { epoch: self.epoch.clone(), offset: self.offset, stamp: self.stamp_of(self.offset) }
+    fn position(&self, held: bool) -> Checked {
+        Checked { epoch: self.epoch.clone(), offset: self.offset, stamp: self.stamp_of(self.offset), held }
     }
 }
 
@@ -90,6 +90,10 @@ pub struct Checked {
     pub epoch: String,
     pub offset: u64,
     pub stamp: Option<u64>,
+    /// Whether the channel's live publications wait for this read (a
+    /// repair), or flow meanwhile (the check after a reconnect: a live
+    /// publication that follows the last delivered one misses nothing).
+    pub held: bool,
 }
 
 /// What the pushes task is to do.
@@ -181,7 +185,7 @@ impl Order {
         }
         if envelope.offset > track.offset + 1 {
             track.repairing = true;
-            let since = track.position();
+            let since = track.position(true);
             let (channel, until) = (envelope.channel.clone(), envelope.offset - 1);
             track.held.push_back(envelope);
             actions.push(Action::Read { channel, since, until: Some(until) });
@@ -211,14 +215,16 @@ impl Order {
     }
 
     /// After a reconnect: read every tracked channel's stream from where
-    /// this node is, held apart from live publications like a repair.
+    /// this node is, to deliver what it missed and to check that its
+    /// history did not go back. Live publications are not held meanwhile:
+    /// one that follows the last delivered offset misses nothing, and one
+    /// past a gap starts a repair as always.
     pub fn catch_up(&mut self, actions: &mut Vec<Action>) {
         for (channel, track) in &mut self.tracks {
-            if track.repairing || track.offset == 0 {
+            if track.offset == 0 {
                 continue;
             }
-            track.repairing = true;
-            actions.push(Action::Read { channel: channel.clone(), since: track.position(), until: None });
+            actions.push(Action::Read { channel: channel.clone(), since: track.position(false), until: None });
         }
     }
 
@@ -234,7 +240,9 @@ impl Order {
         actions: &mut Vec<Action>,
     ) {
         let Some(track) = self.tracks.get_mut(channel) else { return };
-        track.repairing = false;
+        if since.held {
+            track.repairing = false;
+        }
         match read {
             Err(why) => tracing::debug!(%channel, %why, "cannot read the stream to fill a gap"),
             // The channel is in another epoch now: what it had is gone.
@@ -250,7 +258,11 @@ impl Order {
                     Self::regressed(track, channel, None, actions);
                     self.held -= track.held.len();
                     track.held.clear();
+                    track.repairing = false;
                     return;
+                }
+                if !since.held && track.repairing {
+                    return; // a repair is out for this channel: it delivers
                 }
                 let mut filled = false;
                 for envelope in history.publications {
@@ -267,6 +279,9 @@ impl Order {
                     metric::gap_repairs().increment(1);
                 }
             }
+        }
+        if !since.held {
+            return;
         }
         // What could not be filled stays a gap: go on after it.
         if let Some(until) = until
@@ -294,7 +309,7 @@ impl Order {
         if overflowed && !track.repairing {
             // Some were dropped: the stream has them.
             track.repairing = true;
-            actions.push(Action::Read { channel: channel.to_owned(), since: track.position(), until: None });
+            actions.push(Action::Read { channel: channel.to_owned(), since: track.position(true), until: None });
         }
     }
 }
@@ -392,6 +407,29 @@ mod tests {
         };
         order.repaired("c", &since, None, Ok(history), &mut actions);
         assert!(matches!(&actions[..], [Action::Rebase { envelope: None, .. }]), "{actions:?}");
+    }
+
+    #[test]
+    fn live_publications_flow_during_a_catch_up() {
+        let mut order = Order::default();
+        let mut actions = Vec::new();
+        order.live(publication("e", 1, "a"), true, &mut actions);
+        let mut actions = Vec::new();
+        order.catch_up(&mut actions);
+        let Some(Action::Read { since, until: None, .. }) = actions.pop() else { panic!() };
+        assert!(!since.held);
+        // The next one comes live before the check is answered: delivered.
+        order.live(publication("e", 2, "b"), true, &mut actions);
+        assert_eq!(delivered(&actions), [2]);
+        // The check finds 1 and 2 (and 3, which pub/sub had not brought yet).
+        let history = History {
+            publications: vec![publication("e", 1, "a"), publication("e", 2, "b"), publication("e", 3, "c")],
+            position: StreamPosition { epoch: "e".into(), offset: 3 },
+            complete: true,
+        };
+        let mut actions = Vec::new();
+        order.repaired("c", &since, None, Ok(history), &mut actions);
+        assert_eq!(delivered(&actions), [3]);
     }
 
     #[test]

@@ -141,7 +141,8 @@ pub async fn run(
             },
             Some(done) = running.join_next(), if !running.is_empty() => {
                 let Ok(done) = done else { continue };
-                if let Done::Read { until: None, .. } = &done
+                if let Done::Read { since, .. } = &done
+                    && !since.held
                     && let Some((started, left)) = &mut catching_up
                 {
                     *left = left.saturating_sub(1);
