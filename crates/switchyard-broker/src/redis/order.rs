@@ -170,10 +170,18 @@ impl Order {
     /// starts a repair and is held behind it.
     fn next(track: &mut Track, envelope: Envelope, actions: &mut Vec<Action>) -> bool {
         if envelope.epoch != track.epoch {
-            // A new epoch (history lost, or moved on): nothing to repair from.
-            track.delivered(&envelope);
-            actions.push(Action::Deliver(envelope));
-            return false;
+            // A new epoch (history lost, or moved on). Its first offsets may
+            // have gone by while this node was not listening (Redis came
+            // back empty and the node resubscribed a moment later): repair
+            // from its start, which the stream holds.
+            track.epoch.clone_from(&envelope.epoch);
+            track.offset = 0;
+            track.recent = Default::default();
+            if envelope.offset == 1 {
+                track.delivered(&envelope);
+                actions.push(Action::Deliver(envelope));
+                return false;
+            }
         }
         if envelope.offset <= track.offset {
             if track.stamp_of(envelope.offset).is_some_and(|seen| seen != stamp(&envelope)) {
@@ -430,6 +438,25 @@ mod tests {
         let mut actions = Vec::new();
         order.repaired("c", &since, None, Ok(history), &mut actions);
         assert_eq!(delivered(&actions), [3]);
+    }
+
+    #[test]
+    fn a_new_epoch_seen_past_its_start_is_repaired_from_its_start() {
+        let mut order = Order::default();
+        let mut actions = Vec::new();
+        order.live(publication("e", 5, "a"), true, &mut actions);
+        // Redis came back empty; the node heard the new epoch from offset 3.
+        order.live(publication("f", 3, "c"), true, &mut actions);
+        let Some(Action::Read { since, until, .. }) = actions.pop() else { panic!("{actions:?}") };
+        assert_eq!((since.epoch.as_str(), since.offset, until), ("f", 0, Some(2)));
+        let history = History {
+            publications: vec![publication("f", 1, "a"), publication("f", 2, "b")],
+            position: StreamPosition { epoch: "f".into(), offset: 3 },
+            complete: true,
+        };
+        let mut actions = Vec::new();
+        order.repaired("c", &since, until, Ok(history), &mut actions);
+        assert_eq!(delivered(&actions), [1, 2, 3]);
     }
 
     #[test]
