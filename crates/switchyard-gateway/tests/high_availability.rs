@@ -76,6 +76,26 @@ impl Flow {
     }
 }
 
+/// Two nodes on `config`, a subscriber of [`CHANNEL`] on each, and a flow
+/// published through the first, 100 publications in.
+struct Flowing {
+    a: TestNode,
+    b: TestNode,
+    on_a: Client,
+    on_b: Client,
+    flow: Flow,
+}
+
+async fn flowing(config: Config) -> Flowing {
+    let (a, b) = (TestNode::start(config.clone()).await, TestNode::start(config).await);
+    let (on_a, on_b) = (client(&a).await, client(&b).await);
+    on_a.subscribe(CHANNEL).await.unwrap();
+    on_b.subscribe(CHANNEL).await.unwrap();
+    let flow = Flow::start(&a).await;
+    flow.until_published(100).await;
+    Flowing { a, b, on_a, on_b, flow }
+}
+
 /// What a subscriber received, until the publication of `last`.
 async fn received_until(subscriber: &mut Client, last: u64) -> Vec<Publication> {
     let mut seen = Vec::new();
@@ -124,12 +144,7 @@ async fn a_sentinel_failover_costs_no_connection_and_leaves_a_consistent_history
     let mut config = config();
     config.broker.sentinels = group.sentinel_urls();
     config.broker.sentinel_master = Some(MASTER.into());
-    let (a, b) = (TestNode::start(config.clone()).await, TestNode::start(config).await);
-    let (mut on_a, mut on_b) = (client(&a).await, client(&b).await);
-    on_a.subscribe(CHANNEL).await.unwrap();
-    on_b.subscribe(CHANNEL).await.unwrap();
-    let flow = Flow::start(&a).await;
-    flow.until_published(100).await;
+    let Flowing { a, b, mut on_a, mut on_b, flow } = flowing(config).await;
 
     group.primary.kill().await;
     group.wait_for_promotion().await;
@@ -155,12 +170,7 @@ async fn a_cluster_promotion_leaves_a_consistent_history() {
     let mut cluster = RedisCluster::start_with_replicas(1).await;
     let mut config = config();
     config.broker.redis_cluster = cluster.urls();
-    let (a, b) = (TestNode::start(config.clone()).await, TestNode::start(config).await);
-    let (mut on_a, mut on_b) = (client(&a).await, client(&b).await);
-    on_a.subscribe(CHANNEL).await.unwrap();
-    on_b.subscribe(CHANNEL).await.unwrap();
-    let flow = Flow::start(&a).await;
-    flow.until_published(100).await;
+    let Flowing { a: _a, b, mut on_a, mut on_b, flow } = flowing(config).await;
 
     let slot = cluster.slot_of(CHANNEL).await;
     let owner = cluster.owner_of(slot).await;

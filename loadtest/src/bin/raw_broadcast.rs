@@ -1,0 +1,183 @@
+//! `raw-broadcast`: a broadcast server on tokio alone, the floor of what a
+//! Rust WebSocket fan-out can cost: no hyper, no fastwebsockets (the
+//! handshake and the framing are written here), one
+//! `tokio::sync::broadcast` ring for everyone, and per client a writer that
+//! copies whatever is queued into one contiguous buffer and issues one plain
+//! `write`. Every message a client sends is framed once and goes to every
+//! other client. No protocol, channels, limits, heartbeats or metrics.
+//!
+//!     raw-broadcast 127.0.0.1:9100
+
+use base64::Engine as _;
+use bytes::{BufMut, Bytes, BytesMut};
+use sha1::{Digest, Sha1};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+
+/// Messages the ring holds; a writer further behind skips ahead.
+const RING: usize = 16_384;
+/// Largest message accepted from a client.
+const MAX_MESSAGE: usize = 1 << 20;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One final, unmasked frame.
+fn frame(opcode: u8, payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(payload.len() + 10);
+    out.put_u8(0x80 | opcode);
+    match payload.len() {
+        n if n < 126 => out.put_u8(n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            out.put_u8(126);
+            out.put_u16(n as u16);
+        }
+        n => {
+            out.put_u8(127);
+            out.put_u64(n as u64);
+        }
+    }
+    out.put_slice(payload);
+    out.freeze()
+}
+
+/// Reads the HTTP upgrade request and answers 101; the rest of what was read.
+async fn handshake(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(1024);
+    let end = loop {
+        let mut chunk = [0u8; 1024];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 || buf.len() > 16 * 1024 {
+            return Err(std::io::ErrorKind::InvalidData.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let key = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("sec-websocket-key")))
+        .map(|(_, v)| v.trim().to_owned())
+        .ok_or(std::io::ErrorKind::InvalidData)?;
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let accept = base64::engine::general_purpose::STANDARD.encode(sha.finalize());
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    stream.write_all(response.as_bytes()).await?;
+    Ok(buf[end..].to_vec())
+}
+
+/// Client frames, unmasked, one message at a time (no fragmentation: the
+/// generator sends whole messages).
+async fn read_messages(mut read: OwnedReadHalf, mut buf: Vec<u8>, id: u64, ring: broadcast::Sender<(u64, Bytes)>) {
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        // Parse every whole frame in the buffer.
+        let mut at = 0;
+        while buf.len() - at >= 2 {
+            let (b0, b1) = (buf[at], buf[at + 1]);
+            let (mut len, mut head) = (u64::from(b1 & 0x7f), 2usize);
+            if len == 126 {
+                if buf.len() - at < 4 {
+                    break;
+                }
+                len = u64::from(u16::from_be_bytes([buf[at + 2], buf[at + 3]]));
+                head = 4;
+            } else if len == 127 {
+                if buf.len() - at < 10 {
+                    break;
+                }
+                len = u64::from_be_bytes(buf[at + 2..at + 10].try_into().expect("8 bytes"));
+                head = 10;
+            }
+            let masked = b1 & 0x80 != 0;
+            let mask_len = if masked { 4 } else { 0 };
+            if len as usize > MAX_MESSAGE {
+                return;
+            }
+            let total = head + mask_len + len as usize;
+            if buf.len() - at < total {
+                break;
+            }
+            let mut payload = buf[at + head + mask_len..at + total].to_vec();
+            if masked {
+                let mask = [buf[at + head], buf[at + head + 1], buf[at + head + 2], buf[at + head + 3]];
+                for (i, byte) in payload.iter_mut().enumerate() {
+                    *byte ^= mask[i % 4];
+                }
+            }
+            at += total;
+            match b0 & 0x0f {
+                opcode @ (0x1 | 0x2) => {
+                    let _ = ring.send((id, frame(opcode, &payload)));
+                }
+                0x8 => return,
+                _ => {}
+            }
+        }
+        buf.drain(..at);
+        match read.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Copies whatever the ring holds for this client into one buffer, and
+/// writes it with one call.
+async fn write_messages(mut write: OwnedWriteHalf, id: u64, mut ring: broadcast::Receiver<(u64, Bytes)>) {
+    let mut out = Vec::with_capacity(64 * 1024);
+    loop {
+        match ring.recv().await {
+            Ok((from, bytes)) if from != id => out.extend_from_slice(&bytes),
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+        loop {
+            match ring.try_recv() {
+                Ok((from, bytes)) if from != id => out.extend_from_slice(&bytes),
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+            if out.len() >= 256 * 1024 {
+                break;
+            }
+        }
+        if out.is_empty() {
+            continue;
+        }
+        if write.write_all(&out).await.is_err() {
+            return;
+        }
+        out.clear();
+    }
+}
+
+async fn client(mut stream: TcpStream, ring: broadcast::Sender<(u64, Bytes)>) {
+    let _ = stream.set_nodelay(true);
+    let Ok(rest) = handshake(&mut stream).await else { return };
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let (read, write) = stream.into_split();
+    let writer = tokio::spawn(write_messages(write, id, ring.subscribe()));
+    read_messages(read, rest, id, ring).await;
+    writer.abort();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9100".into());
+    let listener = TcpListener::bind(&addr).await?;
+    eprintln!("raw-broadcast listening on ws://{}/", listener.local_addr()?);
+    let (ring, _) = broadcast::channel(RING);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        tokio::spawn(client(stream, ring.clone()));
+    }
+}
