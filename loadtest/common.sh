@@ -6,7 +6,7 @@ mkdir -p "$out"
 # 10,000 subscribers or 19,000 idle clients need more files than the
 # default soft limit (the hard limit here is 20,000).
 ulimit -n "$(ulimit -Hn)"
-cargo build --release --bin switchyard --bin switchyard-loadtest --bin bare-broadcast --bin trivial-backend
+cargo build --release --bin switchyard --bin switchyard-loadtest --bin bare-broadcast --bin raw-broadcast --bin trivial-backend
 if [ ! -d "$out/node_modules/@socket.io/redis-adapter" ]; then
   (cd "$out" && npm install --silent --no-audit --no-fund ws socket.io @socket.io/redis-adapter redis >/dev/null)
 fi
@@ -78,6 +78,9 @@ start_redis() {
 #   switchyard-redis  two nodes over one Redis: subscribers on the second,
 #                     the publisher on the first (scenario 3)
 #   bare              bare-broadcast, the ceiling of our stack
+#   raw               raw-broadcast: tokio alone (hand-written handshake
+#                     and framing, one broadcast ring, one write per batch),
+#                     the floor of a Rust fan-out
 #   node-ws           the classic Node `ws` broadcast
 #   socketio          two Socket.IO processes with @socket.io/redis-adapter
 #                     over one Redis: subscribers on the second, the
@@ -122,6 +125,10 @@ start_server() {
         "127.0.0.1:$((port + 500)),127.0.0.1:$((second + 500))" ;;
     bare)
       taskset -c 0 target/release/bare-broadcast "127.0.0.1:$port" >"$out/$name-$port.log" 2>&1 &
+      wait_port "$port"
+      echo "$(listener_pid "$port") ws://127.0.0.1:$port/ ws://127.0.0.1:$port/ plain -" ;;
+    raw)
+      taskset -c 0 target/release/raw-broadcast "127.0.0.1:$port" >"$out/$name-$port.log" 2>&1 &
       wait_port "$port"
       echo "$(listener_pid "$port") ws://127.0.0.1:$port/ ws://127.0.0.1:$port/ plain -" ;;
     node-ws)

@@ -23,7 +23,7 @@ echo "| run | connections | failed | alive after hold | connects/s | connects pe
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" >>"$out/idle-results.md"
 for round in $(seq "$rounds"); do
   port=9110
-  for server in ${SERVERS:-switchyard bare node-ws socketio}; do
+  for server in ${SERVERS:-switchyard raw bare node-ws socketio}; do
     port=$((port + 1))
     read -r pids url _ target _ backend < <(start_server "$server" "$port")
     taskset -c 1 target/release/switchyard-loadtest --scenario idle --url "$url" --target "$target" \

@@ -5,6 +5,9 @@
 #     (two nodes over Redis: publisher on one, subscribers on the other)
 #   - bare-broadcast: hyper + fastwebsockets, frames encoded once, writes
 #     coalesced, no gateway logic (the ceiling of our stack)
+#   - raw-broadcast: tokio alone, hand-written handshake and framing, one
+#     broadcast ring, one contiguous write per batch (the floor of a Rust
+#     fan-out)
 #   - Node `ws` broadcast (the classic baseline)
 #   - Socket.IO, two processes with @socket.io/redis-adapter
 # Alternating per rate and round, the servers pinned to CPU 0 and the
@@ -36,7 +39,7 @@ rm -f "$out"/broadcast-*.json "$out/results.md"
 for round in $(seq "$rounds"); do
   for rate in "${rates[@]}"; do
     port=9100
-    for server in ${SERVERS:-switchyard bare node-ws socketio}; do
+    for server in ${SERVERS:-switchyard raw bare node-ws socketio}; do
       port=$((port + 1))
       read -r pids url publish_url target scrape < <(start_server "$server" "$port")
       via=$(publish_via "$server" "$port")

@@ -289,7 +289,7 @@ fn upgrade(
         match upgraded.await {
             Ok(ws) => {
                 let speaks = if echo { Speaks::Echo } else { Speaks::Protocol(protocol) };
-                session::run(node, ws.into_inner(), speaks, upgrade, permit).await
+                session::run_upgraded(node, ws.into_inner().into_inner(), speaks, upgrade, permit).await
             }
             Err(e) => debug!(error = %e, "upgrade did not complete"),
         }

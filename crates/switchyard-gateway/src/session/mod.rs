@@ -18,22 +18,45 @@ use crate::node::Node;
 use crate::upgrade::Upgrade;
 use handler::Handler;
 pub use handler::Speaks;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use liveness::Liveness;
 use std::sync::Arc;
 use switchyard_core::codes::CloseCode;
 use switchyard_core::metric;
 use switchyard_core::outbound::{Close, outbound};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 /// Server operations (user operations) waiting for a session, at most.
 const OPS_QUEUE: usize = 64;
 
-/// Serves one upgraded connection until it closes.
+/// Serves one upgraded connection until it closes. A plain TCP connection
+/// is taken back from hyper and split into its owned halves: reads and
+/// writes then go straight to the socket, not through hyper's boxed stream
+/// and a split's lock on every call (a TLS one keeps the generic path).
 /// `upgrade`: what the upgrade request said (a connect token, headers).
-pub async fn run<S>(node: Arc<Node>, stream: S, speaks: Speaks, upgrade: Upgrade, permit: Permit)
+pub async fn run_upgraded(node: Arc<Node>, upgraded: Upgraded, speaks: Speaks, upgrade: Upgrade, permit: Permit) {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            let (read, write) = parts.io.into_inner().into_split();
+            // What the client sent right behind its handshake, hyper read already.
+            let read = std::io::Cursor::new(parts.read_buf).chain(read);
+            run(node, read, write, speaks, upgrade, permit).await
+        }
+        Err(upgraded) => {
+            let (read, write) = tokio::io::split(TokioIo::new(upgraded));
+            run(node, read, write, speaks, upgrade, permit).await
+        }
+    }
+}
+
+/// Serves one connection, given its two halves, until it closes.
+pub async fn run<R, W>(node: Arc<Node>, read: R, write: W, speaks: Speaks, upgrade: Upgrade, permit: Permit)
 where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
 {
     let _permit = permit;
     let config = node.config.clone();
@@ -45,7 +68,6 @@ where
     if speaks == Speaks::Echo {
         liveness.mark_connected(); // echo connections have no connect step
     }
-    let (read, write) = tokio::io::split(stream);
     let protocol = match speaks {
         Speaks::Protocol(protocol) => Some(protocol),
         Speaks::Echo => None,
