@@ -41,8 +41,12 @@ pub async fn run_upgraded(node: Arc<Node>, upgraded: Upgraded, speaks: Speaks, u
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let (read, write) = parts.io.into_inner().into_split();
-            // What the client sent right behind its handshake, hyper read already.
-            let read = std::io::Cursor::new(parts.read_buf).chain(read);
+            // What the client sent right behind its handshake, hyper read
+            // already: copied out, since `read_buf` shares hyper's whole read
+            // buffer (kilobytes a connection would keep for nothing).
+            let early = bytes::Bytes::copy_from_slice(&parts.read_buf);
+            drop(parts.read_buf);
+            let read = std::io::Cursor::new(early).chain(read);
             run(node, read, write, speaks, upgrade, permit).await
         }
         Err(upgraded) => {
