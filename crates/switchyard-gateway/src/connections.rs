@@ -25,7 +25,7 @@ struct Inner {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     open: Mutex<HashMap<ConnId, Outbound>>,
     /// Where each user's sessions take server operations, by user.
-    users: Mutex<HashMap<String, HashMap<ConnId, tokio::sync::mpsc::Sender<ServerOp>>>>,
+    users: Mutex<HashMap<String, HashMap<ConnId, crate::command::OpSender>>>,
 }
 
 /// A session's entry in the index by user; leaves it when dropped.
@@ -138,7 +138,7 @@ impl Connections {
         &self,
         user: &str,
         id: ConnId,
-        ops: tokio::sync::mpsc::Sender<ServerOp>,
+        ops: crate::command::OpSender,
         max: usize,
     ) -> Option<UserRegistration> {
         let mut users = self.inner.users.lock().unwrap_or_else(|e| e.into_inner());
@@ -159,7 +159,7 @@ impl Connections {
         };
         let mut handed = 0;
         for target in targets {
-            match target.try_send(op()) {
+            match target.try_send(Box::new(op())) {
                 Ok(()) => handed += 1,
                 Err(_) => metric::control_dropped().increment(1),
             }

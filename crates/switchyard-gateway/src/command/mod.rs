@@ -29,7 +29,7 @@ pub mod session;
 pub mod subscribe;
 pub mod users;
 
-pub use session::{ClientSession, ServerOp};
+pub use session::{ClientSession, OpReceiver, OpSender, ServerOp};
 
 use crate::node::Node;
 use switchyard_broker::BrokerError;

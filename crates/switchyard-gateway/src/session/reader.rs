@@ -6,7 +6,7 @@
 
 use super::handler::Handler;
 use super::liveness::Liveness;
-use crate::command::ServerOp;
+
 use bytes::BytesMut;
 use switchyard_core::codes::CloseCode;
 use switchyard_core::metric;
@@ -14,7 +14,6 @@ use switchyard_core::outbound::{Close, OutFrame};
 use switchyard_core::wsframe;
 use switchyard_core::wsread::{Frame, FrameError, FrameReader, Opcode};
 use tokio::io::AsyncRead;
-use tokio::sync::mpsc;
 
 /// A message being reassembled from fragments.
 struct Partial {
@@ -29,7 +28,7 @@ struct Partial {
 pub async fn run<R>(
     read: R,
     handler: &mut Handler,
-    ops: &mut mpsc::Receiver<ServerOp>,
+    ops: &mut crate::command::OpReceiver,
     liveness: &Liveness,
     max_message_size: usize,
 ) -> Close
@@ -44,7 +43,7 @@ where
         let read = tokio::select! {
             read = frames.read_frame() => read,
             Some(op) = ops.recv() => {
-                handler.apply(op).await;
+                handler.apply(*op).await;
                 continue;
             }
         };

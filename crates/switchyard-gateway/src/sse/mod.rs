@@ -15,7 +15,7 @@
 pub mod command;
 pub mod stream;
 
-use crate::command::{ClientSession, ServerOp};
+use crate::command::{ClientSession, OpSender};
 use crate::connections::Permit;
 use crate::node::Node;
 use crate::query;
@@ -47,11 +47,11 @@ const OPS_QUEUE: usize = 64;
 /// The streams of this node, by session token: where their commands go.
 #[derive(Default)]
 pub struct SseSessions {
-    streams: Mutex<HashMap<String, mpsc::Sender<ServerOp>>>,
+    streams: Mutex<HashMap<String, OpSender>>,
 }
 
 impl SseSessions {
-    fn insert(&self, token: &str, ops: mpsc::Sender<ServerOp>) {
+    fn insert(&self, token: &str, ops: OpSender) {
         self.streams.lock().unwrap_or_else(|e| e.into_inner()).insert(token.to_owned(), ops);
     }
 
@@ -60,7 +60,7 @@ impl SseSessions {
     }
 
     /// Where the commands of the stream `token` go, if this node holds it.
-    pub fn get(&self, token: &str) -> Option<mpsc::Sender<ServerOp>> {
+    pub fn get(&self, token: &str) -> Option<OpSender> {
         self.streams.lock().unwrap_or_else(|e| e.into_inner()).get(token).cloned()
     }
 }
@@ -176,7 +176,7 @@ async fn run(
         tokio::select! {
             () = outbound.closed() => break,
             op = ops_rx.recv() => match op {
-                Some(op) => session.apply(op).await,
+                Some(op) => session.apply(*op).await,
                 None => break,
             },
         }
