@@ -6,7 +6,7 @@
 //!
 //!     bare-broadcast 127.0.0.1:9100
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Role};
 use http_body_util::Empty;
 use hyper::server::conn::http1;
@@ -23,24 +23,9 @@ use tokio::sync::mpsc;
 
 type Clients = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Bytes>>>>;
 
-/// One final, unmasked frame: the same bytes for every receiver.
-fn frame(opcode: u8, payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(payload.len() + 10);
-    out.put_u8(0x80 | opcode);
-    match payload.len() {
-        n if n < 126 => out.put_u8(n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            out.put_u8(126);
-            out.put_u16(n as u16);
-        }
-        n => {
-            out.put_u8(127);
-            out.put_u64(n as u64);
-        }
-    }
-    out.put_slice(payload);
-    out.freeze()
-}
+#[path = "../peer_frame.rs"]
+mod peer_frame;
+use peer_frame::frame;
 
 async fn client(io: TokioIo<hyper::upgrade::Upgraded>, id: u64, clients: Clients) {
     let (read, mut write) = tokio::io::split(io);

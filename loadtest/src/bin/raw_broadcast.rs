@@ -9,7 +9,7 @@
 //!     raw-broadcast 127.0.0.1:9100
 
 use base64::Engine as _;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,24 +24,9 @@ const MAX_MESSAGE: usize = 1 << 20;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// One final, unmasked frame.
-fn frame(opcode: u8, payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(payload.len() + 10);
-    out.put_u8(0x80 | opcode);
-    match payload.len() {
-        n if n < 126 => out.put_u8(n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            out.put_u8(126);
-            out.put_u16(n as u16);
-        }
-        n => {
-            out.put_u8(127);
-            out.put_u64(n as u64);
-        }
-    }
-    out.put_slice(payload);
-    out.freeze()
-}
+#[path = "../peer_frame.rs"]
+mod peer_frame;
+use peer_frame::frame;
 
 /// Reads the HTTP upgrade request and answers 101; the rest of what was read.
 async fn handshake(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {

@@ -96,17 +96,20 @@ pub struct Checked {
     pub held: bool,
 }
 
+/// A read of `channel`'s stream after `since`, up to `until` (or all of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRead {
+    pub channel: String,
+    pub since: Checked,
+    pub until: Option<u64>,
+}
+
 /// What the pushes task is to do.
 #[derive(Debug)]
 pub enum Action {
     Deliver(Envelope),
-    /// Read `channel`'s stream after `since` (up to `until`, or all of it)
-    /// and hand the result to [`Order::repaired`].
-    Read {
-        channel: String,
-        since: Checked,
-        until: Option<u64>,
-    },
+    /// Read the stream and hand the result to [`Order::repaired`].
+    Read(StreamRead),
     /// Move `channel` off `epoch` (and publish `envelope` in the new one).
     Rebase {
         channel: String,
@@ -196,7 +199,7 @@ impl Order {
             let since = track.position(true);
             let (channel, until) = (envelope.channel.clone(), envelope.offset - 1);
             track.held.push_back(envelope);
-            actions.push(Action::Read { channel, since, until: Some(until) });
+            actions.push(Action::Read(StreamRead { channel, since, until: Some(until) }));
             return true;
         }
         track.delivered(&envelope);
@@ -232,21 +235,20 @@ impl Order {
             if track.offset == 0 {
                 continue;
             }
-            actions.push(Action::Read { channel: channel.clone(), since: track.position(false), until: None });
+            actions.push(Action::Read(StreamRead {
+                channel: channel.clone(),
+                since: track.position(false),
+                until: None,
+            }));
         }
     }
 
     /// The answer to an [`Action::Read`]: the stream after `since.offset - 1`
     /// (so that the first publication is the one at `since`, to check), or
     /// the read's error.
-    pub fn repaired(
-        &mut self,
-        channel: &str,
-        since: &Checked,
-        until: Option<u64>,
-        read: Result<History, String>,
-        actions: &mut Vec<Action>,
-    ) {
+    pub fn repaired(&mut self, asked: &StreamRead, read: Result<History, String>, actions: &mut Vec<Action>) {
+        let StreamRead { channel, since, until } = asked;
+        let (channel, until) = (channel.as_str(), *until);
         let Some(track) = self.tracks.get_mut(channel) else { return };
         if since.held {
             track.repairing = false;
@@ -317,7 +319,11 @@ impl Order {
         if overflowed && !track.repairing {
             // Some were dropped: the stream has them.
             track.repairing = true;
-            actions.push(Action::Read { channel: channel.to_owned(), since: track.position(true), until: None });
+            actions.push(Action::Read(StreamRead {
+                channel: channel.to_owned(),
+                since: track.position(true),
+                until: None,
+            }));
         }
     }
 }
@@ -339,6 +345,11 @@ mod tests {
         }
     }
 
+    /// What a read of a stream answers: its publications and position.
+    fn stream(publications: Vec<Envelope>, epoch: &str, offset: u64) -> History {
+        History { publications, position: StreamPosition { epoch: epoch.into(), offset }, complete: true }
+    }
+
     fn delivered(actions: &[Action]) -> Vec<u64> {
         actions
             .iter()
@@ -357,19 +368,16 @@ mod tests {
         order.live(publication("e", 4, "d"), true, &mut actions);
         order.live(publication("e", 5, "e"), true, &mut actions);
         assert_eq!(delivered(&actions), [1]);
-        let Some(Action::Read { since, until, .. }) = actions.pop() else { panic!("{actions:?}") };
-        assert_eq!((since.offset, until), (1, Some(3)));
+        let Some(Action::Read(asked)) = actions.pop() else { panic!("{actions:?}") };
+        assert_eq!((asked.since.offset, asked.until), (1, Some(3)));
         // Another channel is not held meanwhile.
         let mut other = Vec::new();
         order.live(Envelope { channel: "d".into(), ..publication("x", 9, "z") }, true, &mut other);
         assert_eq!(delivered(&other), [9]);
-        let history = History {
-            publications: vec![publication("e", 1, "a"), publication("e", 2, "b"), publication("e", 3, "c")],
-            position: StreamPosition { epoch: "e".into(), offset: 5 },
-            complete: true,
-        };
+        let history =
+            stream(vec![publication("e", 1, "a"), publication("e", 2, "b"), publication("e", 3, "c")], "e", 5);
         let mut actions = Vec::new();
-        order.repaired("c", &since, until, Ok(history), &mut actions);
+        order.repaired(&asked, Ok(history), &mut actions);
         assert_eq!(delivered(&actions), [2, 3, 4, 5]);
     }
 
@@ -405,15 +413,12 @@ mod tests {
         }
         let mut actions = Vec::new();
         order.catch_up(&mut actions);
-        let Some(Action::Read { since, until: None, .. }) = actions.pop() else { panic!() };
-        assert_eq!(since.offset, 5);
+        let Some(Action::Read(asked)) = actions.pop() else { panic!() };
+        assert_eq!(asked.until, None);
+        assert_eq!(asked.since.offset, 5);
         // A promoted replica that had only up to 3.
-        let history = History {
-            publications: vec![],
-            position: StreamPosition { epoch: "e".into(), offset: 3 },
-            complete: false,
-        };
-        order.repaired("c", &since, None, Ok(history), &mut actions);
+        let history = stream(vec![], "e", 3);
+        order.repaired(&asked, Ok(history), &mut actions);
         assert!(matches!(&actions[..], [Action::Rebase { envelope: None, .. }]), "{actions:?}");
     }
 
@@ -424,19 +429,17 @@ mod tests {
         order.live(publication("e", 1, "a"), true, &mut actions);
         let mut actions = Vec::new();
         order.catch_up(&mut actions);
-        let Some(Action::Read { since, until: None, .. }) = actions.pop() else { panic!() };
-        assert!(!since.held);
+        let Some(Action::Read(asked)) = actions.pop() else { panic!() };
+        assert_eq!(asked.until, None);
+        assert!(!asked.since.held);
         // The next one comes live before the check is answered: delivered.
         order.live(publication("e", 2, "b"), true, &mut actions);
         assert_eq!(delivered(&actions), [2]);
         // The check finds 1 and 2 (and 3, which pub/sub had not brought yet).
-        let history = History {
-            publications: vec![publication("e", 1, "a"), publication("e", 2, "b"), publication("e", 3, "c")],
-            position: StreamPosition { epoch: "e".into(), offset: 3 },
-            complete: true,
-        };
+        let history =
+            stream(vec![publication("e", 1, "a"), publication("e", 2, "b"), publication("e", 3, "c")], "e", 3);
         let mut actions = Vec::new();
-        order.repaired("c", &since, None, Ok(history), &mut actions);
+        order.repaired(&asked, Ok(history), &mut actions);
         assert_eq!(delivered(&actions), [3]);
     }
 
@@ -447,15 +450,11 @@ mod tests {
         order.live(publication("e", 5, "a"), true, &mut actions);
         // Redis came back empty; the node heard the new epoch from offset 3.
         order.live(publication("f", 3, "c"), true, &mut actions);
-        let Some(Action::Read { since, until, .. }) = actions.pop() else { panic!("{actions:?}") };
-        assert_eq!((since.epoch.as_str(), since.offset, until), ("f", 0, Some(2)));
-        let history = History {
-            publications: vec![publication("f", 1, "a"), publication("f", 2, "b")],
-            position: StreamPosition { epoch: "f".into(), offset: 3 },
-            complete: true,
-        };
+        let Some(Action::Read(asked)) = actions.pop() else { panic!("{actions:?}") };
+        assert_eq!((asked.since.epoch.as_str(), asked.since.offset, asked.until), ("f", 0, Some(2)));
+        let history = stream(vec![publication("f", 1, "a"), publication("f", 2, "b")], "f", 3);
         let mut actions = Vec::new();
-        order.repaired("c", &since, until, Ok(history), &mut actions);
+        order.repaired(&asked, Ok(history), &mut actions);
         assert_eq!(delivered(&actions), [1, 2, 3]);
     }
 
@@ -469,16 +468,15 @@ mod tests {
             order.live(publication("e", offset, "x"), true, &mut actions);
         }
         assert_eq!(order.held, MAX_HELD);
-        let Some(Action::Read { since, until, .. }) = actions.pop() else { panic!() };
-        let history = History {
-            publications: vec![publication("e", 1, "a"), publication("e", 2, "b")],
-            position: StreamPosition { epoch: "e".into(), offset: 2 },
-            complete: true,
-        };
+        let Some(Action::Read(asked)) = actions.pop() else { panic!() };
+        let history = stream(vec![publication("e", 1, "a"), publication("e", 2, "b")], "e", 2);
         let mut actions = Vec::new();
-        order.repaired("c", &since, until, Ok(history), &mut actions);
+        order.repaired(&asked, Ok(history), &mut actions);
         assert_eq!(delivered(&actions).len(), 1 + MAX_HELD);
-        assert!(matches!(actions.last(), Some(Action::Read { until: None, .. })), "the dropped ones are read");
+        assert!(
+            matches!(actions.last(), Some(Action::Read(StreamRead { until: None, .. }))),
+            "the dropped ones are read"
+        );
         assert_eq!(order.held, 0);
     }
 }

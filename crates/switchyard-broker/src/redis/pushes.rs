@@ -19,7 +19,7 @@
 use super::Shared;
 use super::connection::Commands;
 use super::history;
-use super::order::{Action, Checked};
+use super::order::{Action, StreamRead};
 use super::subscriptions::Request;
 use crate::broker::{History, PublicationSink, StreamPosition};
 use bytes::Bytes;
@@ -72,11 +72,7 @@ pub fn lanes() -> (impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + Clone + '
 
 /// A stream read and what it is for.
 enum Job {
-    Read {
-        channel: String,
-        since: Checked,
-        until: Option<u64>,
-    },
+    Read(StreamRead),
     /// `after`: a pause first (a retry).
     Rebase {
         channel: String,
@@ -92,12 +88,7 @@ struct Retry {
 }
 
 enum Done {
-    Read {
-        channel: String,
-        since: Checked,
-        until: Option<u64>,
-        read: Result<History, String>,
-    },
+    Read(StreamRead, Result<History, String>),
     /// Ok: the channel's epoch and offset now; Err: why not, and the
     /// Envelope to publish on the next try.
     Rebase {
@@ -141,8 +132,8 @@ pub async fn run(
             },
             Some(done) = running.join_next(), if !running.is_empty() => {
                 let Ok(done) = done else { continue };
-                if let Done::Read { since, .. } = &done
-                    && !since.held
+                if let Done::Read(asked, _) = &done
+                    && !asked.since.held
                     && let Some((started, left)) = &mut catching_up
                 {
                     *left = left.saturating_sub(1);
@@ -168,7 +159,7 @@ pub async fn run(
         for action in actions.drain(..) {
             match action {
                 Action::Deliver(envelope) => sink.deliver(envelope),
-                Action::Read { channel, since, until } => queued.push_back(Job::Read { channel, since, until }),
+                Action::Read(asked) => queued.push_back(Job::Read(asked)),
                 Action::Rebase { channel, epoch, envelope } => {
                     let envelope = envelope.map(Box::new);
                     queued.push_back(Job::Rebase { channel, epoch, envelope, after: None });
@@ -188,12 +179,14 @@ pub async fn run(
 impl Job {
     async fn run(self, commands: &mut Commands) -> Done {
         match self {
-            Job::Read { channel, since, until } => {
+            Job::Read(asked) => {
                 // From the offset before `since`, to check the one at `since`.
+                let since = &asked.since;
                 let from = StreamPosition { epoch: since.epoch.clone(), offset: since.offset.saturating_sub(1) };
-                let limit = until.map_or(MAX_REPAIR, |u| (u.saturating_sub(since.offset) as usize).min(MAX_REPAIR)) + 1;
-                let read = history::read(commands, &channel, Some(&from), limit).await.map_err(|e| e.to_string());
-                Done::Read { channel, since, until, read }
+                let room = |u: u64| (u.saturating_sub(since.offset) as usize).min(MAX_REPAIR);
+                let limit = asked.until.map_or(MAX_REPAIR, room) + 1;
+                let read = history::read(commands, &asked.channel, Some(&from), limit).await.map_err(|e| e.to_string());
+                Done::Read(asked, read)
             }
             Job::Rebase { channel, epoch, envelope, after } => {
                 if let Some(pause) = after {
@@ -216,9 +209,9 @@ impl Job {
 
 fn finished(shared: &Shared, done: Done, actions: &mut Vec<Action>, queued: &mut VecDeque<Job>) {
     match done {
-        Done::Read { channel, since, until, read } => {
+        Done::Read(asked, read) => {
             let mut order = shared.order.lock().unwrap_or_else(|e| e.into_inner());
-            order.repaired(&channel, &since, until, read, actions);
+            order.repaired(&asked, read, actions);
         }
         Done::Rebase { channel, epoch, result: Ok(now) } => {
             info!(%channel, old_epoch = %epoch, epoch = %now.epoch, offset = now.offset, "channel moved to a new epoch");

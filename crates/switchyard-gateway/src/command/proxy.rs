@@ -8,7 +8,7 @@ use super::Refusal;
 use super::session::ClientSession;
 use crate::auth::Identity;
 use crate::proxy::bodies::{
-    ConnectRequest, ConnectResult, Data, PublishRequest, RefreshRequest, RefreshResult, SubscribeRequest,
+    Body, ConnectRequest, ConnectResult, Data, PublishRequest, RefreshRequest, RefreshResult, SubscribeRequest,
     SubscribeResult,
 };
 use crate::proxy::{Caller, Endpoint, Outcome, ProxyError};
@@ -44,7 +44,8 @@ impl ClientSession {
             },
         };
         let request_id = self.node.proxies.request_id(&self.node.name);
-        endpoint.call(&self.node.name, &request_id, &caller, &self.upgrade, request).await
+        let body = Body { request_id: &request_id, node: &self.node.name, caller: &caller, request };
+        endpoint.call(body, &self.upgrade).await
     }
 
     /// The backend's answer to a command as its result, or the refusal to

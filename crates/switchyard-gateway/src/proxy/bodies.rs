@@ -30,7 +30,7 @@ pub struct Caller<'a> {
 
 /// The whole body: the request id and node, the caller, the request.
 #[derive(Serialize)]
-pub(super) struct Body<'a, R: Serialize> {
+pub struct Body<'a, R: Serialize> {
     pub request_id: &'a str,
     pub node: &'a str,
     #[serde(flatten)]

@@ -2,7 +2,7 @@
 //! keep-alive connections, the bound on requests in flight, the timeout,
 //! the circuit breaker and the metrics.
 
-use super::bodies::{Answer, Body, Caller};
+use super::bodies::{Answer, Body};
 use super::breaker::{Admit, Breaker, Change};
 use super::{Outcome, ProxyError, Upgrade};
 use bytes::Bytes;
@@ -87,17 +87,15 @@ impl Endpoint {
         &self.headers
     }
 
-    /// POSTs `request` about `caller` and reads the backend's answer.
+    /// POSTs `body` (with the upgrade's forwarded headers) and reads the
+    /// backend's answer.
     pub async fn call<Q: Serialize, R: DeserializeOwned>(
         &self,
-        node: &str,
-        request_id: &str,
-        caller: &Caller<'_>,
+        body: Body<'_, Q>,
         upgrade: &Upgrade,
-        request: Q,
     ) -> Result<Outcome<R>, ProxyError> {
         metric::proxy_requests(self.name).increment(1);
-        let result = self.attempt(node, request_id, caller, upgrade, request).await;
+        let result = self.attempt(body, upgrade).await;
         if let Err(error) = &result {
             metric::proxy_errors(self.name, error.kind()).increment(1);
         }
@@ -106,11 +104,8 @@ impl Endpoint {
 
     async fn attempt<Q: Serialize, R: DeserializeOwned>(
         &self,
-        node: &str,
-        request_id: &str,
-        caller: &Caller<'_>,
+        body: Body<'_, Q>,
         upgrade: &Upgrade,
-        request: Q,
     ) -> Result<Outcome<R>, ProxyError> {
         // Over the bound: refuse now rather than queue behind a slow backend.
         let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else { return Err(ProxyError::Overloaded) };
@@ -118,8 +113,9 @@ impl Endpoint {
         if admitted == Admit::No {
             return Err(ProxyError::CircuitOpen);
         }
-        let body = serde_json::to_vec(&Body { request_id, node, caller, request })
-            .map_err(|e| ProxyError::Malformed(format!("cannot encode the request: {e}")))?;
+        let request_id = body.request_id;
+        let body =
+            serde_json::to_vec(&body).map_err(|e| ProxyError::Malformed(format!("cannot encode the request: {e}")))?;
         let mut http = Request::builder().method(Method::POST).uri(self.uri.clone());
         let headers = http.headers_mut().expect("a fresh builder has headers");
         for (name, value) in upgrade.headers.iter().filter(|(name, _)| self.headers.contains(name)) {
