@@ -7,12 +7,13 @@
 //! one writer that owns the socket.
 
 use crate::codes::CloseCode;
+use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 /// A frame waiting to be written.
 #[derive(Debug, Clone)]
@@ -54,28 +55,61 @@ pub enum PushError {
     Closed,
 }
 
+/// The frames waiting, and their size in bytes, under one lock: a push
+/// then costs the lock and nothing else shared.
+struct Queue {
+    frames: VecDeque<OutFrame>,
+    bytes: usize,
+}
+
 struct Shared {
     /// Frames waiting, oldest first. A plain deque under a short lock (never
     /// held across an await) rather than a channel: it allocates nothing
     /// until the first frame, which matters for idle connections.
-    frames: Mutex<VecDeque<OutFrame>>,
-    /// Wakes the writer when frames arrive in an empty queue, or when the
-    /// last filling end goes away.
-    ready: Notify,
-    queued_bytes: AtomicUsize,
+    queue: Mutex<Queue>,
+    /// The writer, waiting for frames or a close. One waiter only, so an
+    /// atomic waker rather than a `Notify` and its list behind a lock.
+    writer: AtomicWaker,
     max_bytes: usize,
     /// Filling ends alive; the writer stops once it is 0 and the queue is empty.
     senders: AtomicUsize,
     /// Set when the draining end is gone: pushes are refused.
     receiver_gone: AtomicBool,
+    /// Frames written so far, counted by the writer alone: the heartbeat
+    /// reads it to know whether anything but its own pings went out.
+    written: AtomicU64,
     close: OnceLock<Close>,
-    closing: CancellationToken,
+    /// Wakes whoever waits for the close besides the writer (the session's
+    /// teardown, the SSE stream).
+    closed: Notify,
 }
 
 impl Shared {
-    fn frames(&self) -> MutexGuard<'_, VecDeque<OutFrame>> {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
         // A panic while holding this lock leaves a valid deque behind.
-        self.frames.lock().unwrap_or_else(|e| e.into_inner())
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn request_close(&self, close: Close) -> bool {
+        let won = self.close.set(close).is_ok();
+        if won {
+            self.closed.notify_waiters();
+            self.writer.wake();
+        }
+        won
+    }
+
+    async fn closed(&self) {
+        loop {
+            let notified = self.closed.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a close in between is not missed.
+            notified.as_mut().enable();
+            if self.close.get().is_some() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -89,6 +123,18 @@ pub struct OutboundQueue {
     shared: Arc<Shared>,
 }
 
+/// What the writer is to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Frames are waiting.
+    Frames,
+    /// A close was requested; the frames still queued are left for the
+    /// close to take or drop.
+    Close(Close),
+    /// Every filling end is gone and nothing is queued.
+    Ended,
+}
+
 /// Above this many slots, a drained deque gives its memory back (a burst
 /// should not leave an idle connection holding it).
 const KEEP_CAPACITY: usize = 1024;
@@ -96,14 +142,14 @@ const KEEP_CAPACITY: usize = 1024;
 /// A queue that holds at most `max_bytes` of frames.
 pub fn outbound(max_bytes: usize) -> (Outbound, OutboundQueue) {
     let shared = Arc::new(Shared {
-        frames: Mutex::new(VecDeque::new()),
-        ready: Notify::new(),
-        queued_bytes: AtomicUsize::new(0),
+        queue: Mutex::new(Queue { frames: VecDeque::new(), bytes: 0 }),
+        writer: AtomicWaker::new(),
         max_bytes,
         senders: AtomicUsize::new(1),
         receiver_gone: AtomicBool::new(false),
+        written: AtomicU64::new(0),
         close: OnceLock::new(),
-        closing: CancellationToken::new(),
+        closed: Notify::new(),
     });
     (Outbound { shared: shared.clone() }, OutboundQueue { shared })
 }
@@ -118,7 +164,7 @@ impl Clone for Outbound {
 impl Drop for Outbound {
     fn drop(&mut self) {
         if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.ready.notify_one();
+            self.shared.writer.wake();
         }
     }
 }
@@ -130,21 +176,20 @@ impl Outbound {
             return Err(PushError::Closed);
         }
         let len = frame.bytes.len();
-        let before = self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        if before + len > self.shared.max_bytes {
-            self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            return Err(PushError::Full);
-        }
         let was_empty = {
-            let mut frames = self.shared.frames();
-            let was_empty = frames.is_empty();
-            frames.push_back(frame);
+            let mut queue = self.shared.queue();
+            if queue.bytes + len > self.shared.max_bytes {
+                return Err(PushError::Full);
+            }
+            queue.bytes += len;
+            let was_empty = queue.frames.is_empty();
+            queue.frames.push_back(frame);
             was_empty
         };
         // A non-empty queue has had its wake-up already: the writer takes
         // everything that is queued when it runs.
         if was_empty {
-            self.shared.ready.notify_one();
+            self.shared.writer.wake();
         }
         Ok(())
     }
@@ -152,11 +197,7 @@ impl Outbound {
     /// Asks the writer to close the connection. The first request wins;
     /// returns whether this one did.
     pub fn close(&self, close: Close) -> bool {
-        let won = self.shared.close.set(close).is_ok();
-        if won {
-            self.shared.closing.cancel();
-        }
-        won
+        self.shared.request_close(close)
     }
 
     /// How the connection is closing, once that has been decided.
@@ -166,12 +207,17 @@ impl Outbound {
 
     /// Resolves once a close has been requested.
     pub async fn closed(&self) {
-        self.shared.closing.cancelled().await
+        self.shared.closed().await
     }
 
     /// Bytes waiting in the queue.
     pub fn queued_bytes(&self) -> usize {
-        self.shared.queued_bytes.load(Ordering::Relaxed)
+        self.shared.queue().bytes
+    }
+
+    /// Frames the writer has written so far.
+    pub fn frames_written(&self) -> u64 {
+        self.shared.written.load(Ordering::Relaxed)
     }
 }
 
@@ -180,23 +226,58 @@ impl OutboundQueue {
     /// Returns 0 once every [`Outbound`] is gone and nothing is queued.
     /// Cancel-safe: frames are only taken once the wait is over.
     pub async fn recv_many(&mut self, batch: &mut Vec<OutFrame>, limit: usize) -> usize {
-        loop {
-            let n = self.take_queued(batch, limit);
-            if n > 0 {
-                return n;
+        std::future::poll_fn(|cx| self.poll_frames(cx, batch, limit)).await
+    }
+
+    fn poll_frames(&mut self, cx: &mut Context<'_>, batch: &mut Vec<OutFrame>, limit: usize) -> Poll<usize> {
+        let n = self.take_queued(batch, limit);
+        if n > 0 {
+            return Poll::Ready(n);
+        }
+        self.shared.writer.register(cx.waker());
+        // Checked again once registered: a push in between woke nobody.
+        let n = self.take_queued(batch, limit);
+        if n > 0 || self.shared.senders.load(Ordering::Acquire) == 0 {
+            // With no sender left, the last one may have pushed right before
+            // it went: that was taken above.
+            return Poll::Ready(n + self.take_queued(batch, limit));
+        }
+        Poll::Pending
+    }
+
+    /// Waits until frames are queued or a close is requested, whichever
+    /// comes first (a close first, when both are there); takes nothing.
+    /// Cancel-safe.
+    pub async fn ready(&self) -> Next {
+        std::future::poll_fn(|cx| {
+            if let Some(close) = self.close() {
+                return Poll::Ready(Next::Close(close));
+            }
+            if !self.shared.queue().frames.is_empty() {
+                return Poll::Ready(Next::Frames);
+            }
+            self.shared.writer.register(cx.waker());
+            // Checked again once registered: what came in between woke nobody.
+            if let Some(close) = self.close() {
+                return Poll::Ready(Next::Close(close));
+            }
+            if !self.shared.queue().frames.is_empty() {
+                return Poll::Ready(Next::Frames);
             }
             if self.shared.senders.load(Ordering::Acquire) == 0 {
                 // The last sender may have pushed right before it went.
-                return self.take_queued(batch, limit);
+                return Poll::Ready(if self.shared.queue().frames.is_empty() { Next::Ended } else { Next::Frames });
             }
-            self.shared.ready.notified().await;
-        }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Resolves once a close has been requested. Owns what it waits on, so
     /// it can sit in a `select!` beside [`OutboundQueue::recv_many`].
     pub fn closing(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.shared.closing.clone().cancelled_owned()
+        let shared = self.shared.clone();
+        async move { shared.closed().await }
     }
 
     pub fn close(&self) -> Option<Close> {
@@ -206,29 +287,31 @@ impl OutboundQueue {
     /// Asks for a close from the writer's side (e.g. a heartbeat timeout).
     /// The first request wins; returns whether this one did.
     pub fn request_close(&self, close: Close) -> bool {
-        let won = self.shared.close.set(close).is_ok();
-        if won {
-            self.shared.closing.cancel();
-        }
-        won
+        self.shared.request_close(close)
+    }
+
+    /// Counts `n` frames written (see [`Outbound::frames_written`]).
+    pub fn count_written(&self, n: usize) {
+        // The writer is the only one to change it: no read-modify-write.
+        let written = self.shared.written.load(Ordering::Relaxed);
+        self.shared.written.store(written + n as u64, Ordering::Relaxed);
     }
 
     /// Moves up to `limit` queued frames into `batch` without waiting;
     /// returns how many.
     pub fn take_queued(&mut self, batch: &mut Vec<OutFrame>, limit: usize) -> usize {
-        let mut frames = self.shared.frames();
-        let n = frames.len().min(limit);
+        let mut queue = self.shared.queue();
+        let n = queue.frames.len().min(limit);
         if n == 0 {
             return 0;
         }
         let before = batch.len();
-        batch.extend(frames.drain(..n));
-        if frames.is_empty() && frames.capacity() > KEEP_CAPACITY {
-            *frames = VecDeque::new();
-        }
-        drop(frames);
+        batch.extend(queue.frames.drain(..n));
         let bytes: usize = batch[before..].iter().map(|f| f.bytes.len()).sum();
-        self.shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        queue.bytes -= bytes;
+        if queue.frames.is_empty() && queue.frames.capacity() > KEEP_CAPACITY {
+            queue.frames = VecDeque::new();
+        }
         n
     }
 }
@@ -238,7 +321,7 @@ impl Drop for OutboundQueue {
         self.shared.receiver_gone.store(true, Ordering::Relaxed);
         // Frames (and the publications they share) are freed now, not when
         // the last hub entry lets go of its sender.
-        let dropped = std::mem::take(&mut *self.shared.frames());
+        let dropped = std::mem::take(&mut self.shared.queue().frames);
         drop(dropped);
     }
 }
@@ -291,6 +374,40 @@ mod tests {
         second.push(frame(10)).unwrap();
         drop(second);
         assert_eq!(writer.await.unwrap(), 6);
+    }
+
+    #[tokio::test]
+    async fn ready_wakes_for_frames_and_closes_and_puts_the_close_first() {
+        let (tx, mut rx) = outbound(1000);
+        let mut batch = Vec::new();
+        tx.push(frame(10)).unwrap();
+        assert_eq!(rx.ready().await, Next::Frames);
+        assert_eq!(rx.take_queued(&mut batch, 10), 1);
+        let waiting = tokio::spawn(async move {
+            let got = rx.ready().await;
+            (got, rx)
+        });
+        tokio::task::yield_now().await;
+        tx.push(frame(10)).unwrap();
+        let (got, mut rx) = waiting.await.unwrap();
+        assert_eq!(got, Next::Frames);
+        assert_eq!(rx.take_queued(&mut batch, 10), 1);
+        let waiting = tokio::spawn(async move {
+            let got = rx.ready().await;
+            (got, rx)
+        });
+        tokio::task::yield_now().await;
+        tx.push(frame(10)).unwrap();
+        assert!(tx.close(Close::Server(CloseCode::GoingAway)));
+        let (got, mut rx) = waiting.await.unwrap();
+        // Woken by the push or the close: either way the close comes first,
+        // and the frame is still there for it to take.
+        assert_eq!(got, Next::Close(Close::Server(CloseCode::GoingAway)));
+        batch.clear();
+        assert_eq!(rx.take_queued(&mut batch, 10), 1);
+        let (tx, rx) = outbound(1000);
+        drop(tx);
+        assert_eq!(rx.ready().await, Next::Ended);
     }
 
     #[tokio::test]

@@ -2,19 +2,32 @@
 //! buffer that starts small and follows the traffic.
 //!
 //! A gateway holds many more idle connections than busy ones, so the read
-//! buffer is the biggest per-connection cost it controls: it starts at
-//! [`MIN_READ`] bytes, doubles while reads fill it, halves while they do not,
-//! and a frame larger than it gets exactly the room it needs. Reassembly of
+//! buffer is the biggest per-connection cost it controls. A connection with
+//! nothing of a frame pending holds no buffer at all: it reads into its
+//! worker thread's scratch buffer and keeps only the bytes that came. Only
+//! a frame that arrives in pieces gets a buffer of its own, which starts at
+//! [`MIN_READ`] bytes, doubles while reads fill it, halves while they do
+//! not, and for a frame larger than it has exactly the room it needs. Reassembly of
 //! fragmented messages, UTF-8 of text and close codes are the session's:
 //! this module checks what a single frame must satisfy.
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 /// The smallest read, and the buffer an idle connection settles on.
 pub const MIN_READ: usize = 512;
-/// The largest read a busy connection grows to.
+/// The largest read a busy connection grows to, and the size of a worker
+/// thread's scratch buffer.
 pub const MAX_READ: usize = 64 * 1024;
+
+thread_local! {
+    /// Where a connection with nothing pending reads. Borrowed only within
+    /// one poll of the stream, never across an await.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// What a frame carries (RFC 6455 §5.2; no extensions are negotiated).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,29 +155,54 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         FrameReader { io, buf: BytesMut::new(), max_payload, read_size: MIN_READ }
     }
 
-    /// The next frame. Cancel-safe: its one await is a read into the
-    /// reader's own buffer, so bytes already read stay there for the next
-    /// call.
+    /// The next frame. Cancel-safe: bytes read are kept in the reader's own
+    /// buffer before its await returns, so they stay there for the next call.
     pub async fn read_frame(&mut self) -> Result<Frame, FrameError> {
         loop {
             if let Some(frame) = parse(&mut self.buf, self.max_payload)? {
                 return Ok(frame);
             }
-            if self.buf.is_empty() && self.buf.capacity() > 2 * self.read_size {
-                // A burst is over: give its buffer back.
+            let n = if self.buf.is_empty() {
+                // Also lets go of the block that frames taken from it share.
                 self.buf = BytesMut::new();
-            }
-            self.buf.reserve(self.read_size);
-            let n = self.io.read_buf(&mut self.buf).await.map_err(|_| FrameError::Closed)?;
-            if n == 0 {
-                return Err(FrameError::Closed);
-            }
-            if n >= self.read_size {
-                self.read_size = (self.read_size * 2).min(MAX_READ);
-            } else if n < self.read_size / 4 {
-                self.read_size = (self.read_size / 2).max(MIN_READ);
+                std::future::poll_fn(|cx| self.poll_read_scratch(cx)).await
+            } else {
+                if self.buf.capacity() > 2 * self.read_size.max(self.buf.len()) {
+                    // A burst is over: give its buffer back.
+                    self.buf = BytesMut::from(&self.buf[..]);
+                }
+                self.buf.reserve(self.read_size);
+                let n = self.io.read_buf(&mut self.buf).await;
+                if let Ok(n) = n {
+                    if n >= self.read_size {
+                        self.read_size = (self.read_size * 2).min(MAX_READ);
+                    } else if n < self.read_size / 4 {
+                        self.read_size = (self.read_size / 2).max(MIN_READ);
+                    }
+                }
+                n
+            };
+            match n {
+                Ok(0) | Err(_) => return Err(FrameError::Closed),
+                Ok(_) => {}
             }
         }
+    }
+
+    /// One read into the thread's scratch buffer; what came is copied into
+    /// the reader's own (empty) buffer.
+    fn poll_read_scratch(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        SCRATCH.with_borrow_mut(|scratch| {
+            scratch.resize(MAX_READ, 0);
+            let mut read = ReadBuf::new(scratch);
+            match Pin::new(&mut self.io).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) => {
+                    self.buf.extend_from_slice(read.filled());
+                    Poll::Ready(Ok(read.filled().len()))
+                }
+                other => other.map_ok(|()| 0),
+            }
+        })
     }
 
     /// Bytes the read buffer holds room for.

@@ -159,7 +159,7 @@ impl Connections {
         };
         let mut handed = 0;
         for target in targets {
-            match target.try_send(Box::new(op())) {
+            match target.try_send(op()) {
                 Ok(()) => handed += 1,
                 Err(_) => metric::control_dropped().increment(1),
             }

@@ -116,7 +116,7 @@ impl ClientSession {
             tokio::select! {
                 () = cancelled.cancelled() => {}
                 () = tokio::time::sleep_until(at) => {
-                    let _ = ops.send(Box::new(super::ServerOp::ProxyRefresh)).await;
+                    let _ = ops.send(super::ServerOp::ProxyRefresh).await;
                 }
             }
         });

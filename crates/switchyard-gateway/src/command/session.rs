@@ -55,11 +55,7 @@ pub enum ServerOp {
     Commands(Vec<Result<ClientFrame, (u32, Refusal)>>, tokio::sync::oneshot::Sender<Vec<Bytes>>),
 }
 
-/// Where a session's server operations are sent. Boxed: a channel allocates
-/// its first block of 32 slots when it is made, and with 40-byte operations
-/// in place that block cost every idle connection 1.3 KiB.
-pub type OpSender = tokio::sync::mpsc::Sender<Box<ServerOp>>;
-pub type OpReceiver = tokio::sync::mpsc::Receiver<Box<ServerOp>>;
+pub use super::ops::{OpReceiver, OpSender};
 
 /// A channel this session is subscribed to.
 #[derive(Debug, Clone, Default)]

@@ -32,6 +32,14 @@ impl Handler {
         }
     }
 
+    /// The protocol spoken, None for echo connections.
+    pub fn protocol(&self) -> Option<Protocol> {
+        match self {
+            Handler::Session(session) => Some(session.protocol()),
+            Handler::Echo(_) => None,
+        }
+    }
+
     pub fn is_closing(&self) -> bool {
         self.outbound().closing().is_some()
     }

@@ -2,7 +2,6 @@
 //! has connected yet (its first command), and until when its token holds.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use tokio::sync::Notify;
 use tokio::time::{Duration, Instant};
 
 pub struct Liveness {
@@ -11,10 +10,10 @@ pub struct Liveness {
     last_seen_ms: AtomicU64,
     connected: AtomicBool,
     /// Milliseconds after `start` past which the connection must close,
-    /// unless refreshed; 0 for never.
+    /// unless refreshed; 0 for never. Set by the session, in the task that
+    /// runs the connection's timed duties, which read it after every
+    /// command ([`super::duties`]).
     expires_ms: AtomicU64,
-    /// Wakes the writer when `expires_ms` changes.
-    expiry_changed: Notify,
 }
 
 impl Default for Liveness {
@@ -30,7 +29,6 @@ impl Liveness {
             last_seen_ms: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             expires_ms: AtomicU64::new(0),
-            expiry_changed: Notify::new(),
         }
     }
 
@@ -38,7 +36,6 @@ impl Liveness {
     pub fn expire_at(&self, at: Instant) {
         let ms = at.saturating_duration_since(self.start).as_millis().max(1) as u64;
         self.expires_ms.store(ms, Ordering::Relaxed);
-        self.expiry_changed.notify_one();
     }
 
     pub fn expires_at(&self) -> Option<Instant> {
@@ -46,11 +43,6 @@ impl Liveness {
             0 => None,
             ms => Some(self.start + Duration::from_millis(ms)),
         }
-    }
-
-    /// Resolves when the expiry changes.
-    pub async fn expiry_changed(&self) {
-        self.expiry_changed.notified().await
     }
 
     pub fn mark_connected(&self) {

@@ -2,11 +2,13 @@
 //!
 //! Two tasks per connection: this one reads frames and runs the client's
 //! commands and, between them, the server's operations for this
-//! connection, in order (the command layer's [`ClientSession`]); the writer
-//! ([`writer`]) owns the write half and is the only one to write, so pongs,
-//! replies, publications and close frames all go through the connection's
-//! outbound queue.
+//! connection, in order (the command layer's [`ClientSession`]), and the
+//! connection's timed duties ([`duties`]: heartbeats, deadlines); the writer
+//! ([`writer`]) owns the write half and is the only one to write, so pings,
+//! pongs, replies, publications and close frames all go through the
+//! connection's outbound queue.
 
+mod duties;
 mod handler;
 pub mod liveness;
 mod reader;
@@ -24,10 +26,9 @@ use liveness::Liveness;
 use std::sync::Arc;
 use switchyard_core::codes::CloseCode;
 use switchyard_core::metric;
-use switchyard_core::outbound::{Close, outbound};
+use switchyard_core::outbound::{Close, Outbound, outbound};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 /// Server operations (user operations) waiting for a session, at most.
 const OPS_QUEUE: usize = 64;
@@ -51,7 +52,9 @@ pub async fn run_upgraded(node: Arc<Node>, upgraded: Upgraded, speaks: Speaks, u
         }
         Err(upgraded) => {
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            run(node, read, write, speaks, upgrade, permit).await
+            // Boxed: held in place, this second form of the session would
+            // add its size to the task of every plain connection too.
+            Box::pin(run(node, read, write, speaks, upgrade, permit)).await
         }
     }
 }
@@ -76,13 +79,13 @@ where
         Speaks::Protocol(protocol) => Some(protocol),
         Speaks::Echo => None,
     };
-    let mut writer = tokio::spawn(writer::run(write, queue, protocol, liveness.clone(), config.clone()));
+    let mut writer = tokio::spawn(writer::run(write, queue, protocol));
 
     if node.is_draining() {
         // The drain took its list of connections before this one was in it.
         outbound.close(Close::Server(CloseCode::GoingAway));
     }
-    let (ops, mut ops_rx) = mpsc::channel(OPS_QUEUE);
+    let (ops, mut ops_rx) = crate::command::ops::op_queue(OPS_QUEUE);
     let mut handler = match protocol {
         Some(protocol) => {
             let session =
@@ -91,23 +94,25 @@ where
         }
         None => Handler::Echo(outbound.clone()),
     };
-    let reading = reader::run(read, &mut handler, &mut ops_rx, &liveness, config.client.max_message_size);
     // Once a close is decided, the peer has `close_timeout` to answer it
-    // before the socket is dropped.
-    let teardown = async {
-        outbound.closed().await;
-        tokio::time::sleep(config.client.close_timeout).await;
-    };
+    // before the socket is dropped. (Both futures are made in place: bound
+    // to a local first, each would take its room in this task twice.)
     tokio::select! {
-        close = reading => { outbound.close(close); }
-        () = teardown => {}
+        close = reader::run(read, &mut handler, &mut ops_rx, &liveness, &config.client) => { outbound.close(close); }
+        () = teardown(&outbound, config.client.close_timeout) => {}
     }
     if tokio::time::timeout(config.client.close_timeout, &mut writer).await.is_err() {
         writer.abort();
     }
-    handler.end().await;
+    Box::pin(handler.end()).await;
     metric::transport_connections("websocket").decrement(1.0);
     metric::connections_closed(close_label(outbound.closing())).increment(1);
+}
+
+/// Resolves `close_timeout` after a close was requested.
+async fn teardown(outbound: &Outbound, close_timeout: std::time::Duration) {
+    outbound.closed().await;
+    tokio::time::sleep(close_timeout).await;
 }
 
 /// The `code` label of `switchyard_connections_closed_total`: the close

@@ -4,11 +4,13 @@
 //! order, through the connection's handler, and between them the server's
 //! operations for this connection.
 
+use super::duties::Duties;
 use super::handler::Handler;
 use super::liveness::Liveness;
 
 use bytes::BytesMut;
 use switchyard_core::codes::CloseCode;
+use switchyard_core::config::ClientConfig;
 use switchyard_core::metric;
 use switchyard_core::outbound::{Close, OutFrame};
 use switchyard_core::wsframe;
@@ -25,25 +27,43 @@ struct Partial {
 /// Messages run inline, one after the other: while the handler is busy
 /// the reader waits, and so does the client's socket. A burst of messages
 /// runs in one go, so what they publish reaches the writers together.
+/// Between them run the server's operations and the connection's timed
+/// duties ([`Duties`]).
 pub async fn run<R>(
     read: R,
     handler: &mut Handler,
     ops: &mut crate::command::OpReceiver,
     liveness: &Liveness,
-    max_message_size: usize,
+    config: &ClientConfig,
 ) -> Close
 where
     R: AsyncRead + Unpin,
 {
+    let max_message_size = config.max_message_size;
     let mut frames = FrameReader::new(read, max_message_size);
     let mut partial: Option<Partial> = None;
+    let mut duties = Duties::new(config, liveness);
+    let timer = tokio::time::sleep_until(duties.due(liveness));
+    tokio::pin!(timer);
     loop {
+        // A command or an operation may have moved the token's expiry.
+        let due = duties.due(liveness);
+        if due != timer.deadline() {
+            timer.as_mut().reset(due);
+        }
         // `read_frame` is cancel-safe (bytes read stay in its buffer), so an
         // operation may come between two frames, or in the middle of one.
         let read = tokio::select! {
             read = frames.read_frame() => read,
-            Some(op) = ops.recv() => {
-                handler.apply(*op).await;
+            op = ops.recv() => {
+                // Boxed, like every command below: the futures of the
+                // commands are large (a proxy call is kilobytes), and held
+                // in place they would size every idle connection's task.
+                Box::pin(handler.apply(*op)).await;
+                continue;
+            }
+            () = &mut timer => {
+                duties.run(tokio::time::Instant::now(), liveness, handler.outbound(), handler.protocol());
                 continue;
             }
         };
@@ -73,7 +93,7 @@ where
                     if is_text && is_invalid_utf8(&frame.payload) {
                         return Close::Server(CloseCode::InvalidPayload);
                     }
-                    handler.on_message(&frame.payload, is_text).await;
+                    Box::pin(handler.on_message(&frame.payload, is_text)).await;
                 } else {
                     partial = Some(Partial { is_text, payload: frame.payload });
                 }
@@ -91,7 +111,7 @@ where
                     if is_text && is_invalid_utf8(&payload) {
                         return Close::Server(CloseCode::InvalidPayload);
                     }
-                    handler.on_message(&payload, is_text).await;
+                    Box::pin(handler.on_message(&payload, is_text)).await;
                 }
             }
             Opcode::Ping => {

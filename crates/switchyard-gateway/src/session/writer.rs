@@ -1,20 +1,26 @@
-//! The one writer of a connection: drains the outbound queue into vectored
-//! writes, sends heartbeats, and writes the close.
+//! The one writer of a connection: drains the outbound queue into as few
+//! writes as it can, and writes the close. It waits on the queue alone: the
+//! heartbeat and the other timed duties push their frames into the queue
+//! from the session task ([`super::duties`]).
+//!
+//! A batch is gathered and copied in its worker thread's scratch buffers
+//! and written at once without waiting; only what the socket did not take
+//! is copied out and awaited. So a writer between batches holds no buffer:
+//! an idle connection costs its task and nothing more.
 
-use super::liveness::Liveness;
 use crate::codec;
 use metrics::{Counter, Histogram};
+use std::cell::RefCell;
 use std::io::IoSlice;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use switchyard_core::clock::unix_micros;
 use switchyard_core::codes::CloseCode;
-use switchyard_core::config::Config;
 use switchyard_core::metric;
-use switchyard_core::outbound::{Close, OutFrame, OutboundQueue};
+use switchyard_core::outbound::{Close, Next, OutFrame, OutboundQueue};
 use switchyard_core::protocol::Protocol;
 use switchyard_core::wsframe;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::time::{Duration, Instant, MissedTickBehavior, interval_at};
 
 /// Frames taken from the queue per write.
 const BATCH: usize = 256;
@@ -25,137 +31,74 @@ const MAX_SLICES: usize = 512;
 /// segment is more than the copy. Larger batches go by `writev` of the
 /// frames as they are.
 const COPY_UP_TO: usize = 64 * 1024;
-/// Batches written back to back after a wake-up before the writer looks at
-/// its timers and the close again.
-const DRAIN_ROUNDS: usize = 8;
+/// Batches written back to back after a wake-up, at most, before the
+/// writer waits again.
+const DRAIN_ROUNDS: usize = 9;
 
-/// `protocol` is None for echo connections: they get no `ping` messages
-/// and no `disconnect` push, only WebSocket frames.
-pub async fn run<W>(
-    mut io: W,
-    mut queue: OutboundQueue,
-    protocol: Option<Protocol>,
-    liveness: Arc<Liveness>,
-    config: Arc<Config>,
-) where
+/// A worker thread's buffers for gathering a batch. Borrowed only while a
+/// batch is taken and tried, never across an await.
+struct Scratch {
+    frames: Vec<OutFrame>,
+    bytes: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch { frames: Vec::new(), bytes: Vec::new() }) };
+}
+
+/// `protocol` is None for echo connections: they get no `disconnect`
+/// push, only WebSocket frames.
+pub async fn run<W>(mut io: W, mut queue: OutboundQueue, protocol: Option<Protocol>)
+where
     W: AsyncWrite + Unpin,
 {
-    let ping_interval = config.client.ping_interval;
-    let silence_limit = ping_interval + config.client.pong_timeout;
-    let mut heartbeat = interval_at(Instant::now() + ping_interval, ping_interval);
-    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    // Grows with the first frames; an idle connection keeps it small.
-    let mut batch: Vec<OutFrame> = Vec::new();
     let sent = Sent::new();
-    let mut wrote_since_tick = false;
-    let connect_deadline = tokio::time::sleep(config.client.connect_timeout);
-    tokio::pin!(connect_deadline);
-    let mut awaiting_connect = !liveness.is_connected();
-    // Far off until a token sets it (`Liveness::expire_at`).
-    let expiry = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
-    tokio::pin!(expiry);
-    // Made once and re-armed only when they fire: a fresh waiter per wake-up
-    // would take the token's and the notifier's locks on every batch.
-    let closing = queue.closing();
-    tokio::pin!(closing);
-    let expiry_changed = liveness.expiry_changed();
-    tokio::pin!(expiry_changed);
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut closing => break,
-            () = &mut expiry_changed => {
-                expiry_changed.set(liveness.expiry_changed());
-                if let Some(at) = liveness.expires_at() {
-                    expiry.as_mut().reset(at);
-                }
-            }
-            () = &mut expiry => {
-                match liveness.expires_at() {
-                    Some(at) if at > Instant::now() => expiry.as_mut().reset(at),
-                    Some(_) => {
-                        metric::token_expirations().increment(1);
-                        queue.request_close(Close::Server(CloseCode::Unauthorized));
+    let close = loop {
+        match queue.ready().await {
+            Next::Frames => {
+                // What comes while writing goes too, without a wake-up (a
+                // few rounds at most; a close is seen between them).
+                for _ in 0..DRAIN_ROUNDS {
+                    match write_queued(&mut io, &mut queue, &sent).await {
+                        Ok(true) if queue.close().is_none() => {}
+                        Ok(_) => break,
+                        Err(_) => return,
                     }
-                    None => expiry.as_mut().reset(Instant::now() + Duration::from_secs(365 * 24 * 3600)),
                 }
             }
-            () = &mut connect_deadline, if awaiting_connect => {
-                awaiting_connect = false;
-                if !liveness.is_connected() {
-                    // Opened a WebSocket and said nothing: do not hold a place for it.
-                    metric::connect_timeouts().increment(1);
-                    queue.request_close(Close::Server(CloseCode::Unauthorized));
-                }
-            }
-            n = queue.recv_many(&mut batch, BATCH) => {
-                if n == 0 {
-                    return;
-                }
-                if write_batch(&mut io, &batch, &sent).await.is_err() {
-                    return;
-                }
-                batch.clear();
-                // What came while writing goes now, without a wake-up (a few
-                // rounds at most: heartbeats, expiry and closes are seen
-                // between them).
-                let mut rounds = 0;
-                while rounds < DRAIN_ROUNDS && queue.take_queued(&mut batch, BATCH) > 0 {
-                    rounds += 1;
-                    if write_batch(&mut io, &batch, &sent).await.is_err() {
-                        return;
-                    }
-                    batch.clear();
-                }
-                wrote_since_tick = true;
-            }
-            _ = heartbeat.tick() => {
-                if liveness.silent_for() > silence_limit {
-                    metric::heartbeat_timeouts().increment(1);
-                    // Lost if another close won first; that one is then written.
-                    queue.request_close(Close::Server(CloseCode::HeartbeatTimeout));
-                    continue;
-                }
-                batch.push(OutFrame::control(wsframe::control(wsframe::OPCODE_PING, b"")));
-                if !wrote_since_tick && let Some(protocol) = protocol {
-                    // Browsers cannot see WebSocket pings: tell them we are alive.
-                    batch.push(OutFrame::control(codec::ping(protocol)));
-                }
-                if write_batch(&mut io, &batch, &sent).await.is_err() {
-                    return;
-                }
-                batch.clear();
-                wrote_since_tick = false;
-            }
+            Next::Close(close) => break close,
+            Next::Ended => return,
         }
-    }
-    let close = queue.close().expect("the loop ends on a close");
-    batch.clear();
+    };
+    let mut last = Vec::new();
     match close {
         Close::Server(code) | Close::Announced(code) => {
             if code != CloseCode::SlowConsumer || matches!(close, Close::Announced(_)) {
                 // What was queued before the close still goes out first
                 // (with an announced close, its `disconnect` push); a slow
                 // consumer's backlog is dropped.
-                queue.take_queued(&mut batch, usize::MAX);
+                queue.take_queued(&mut last, usize::MAX);
             }
             if let Some(protocol) = protocol
                 && matches!(close, Close::Server(_))
             {
-                batch.push(OutFrame::control(codec::disconnect(protocol, code)));
+                last.push(OutFrame::control(codec::disconnect(protocol, code)));
             }
-            batch.push(OutFrame::control(wsframe::close(code.code(), code.reason())));
+            last.push(OutFrame::control(wsframe::close(code.code(), code.reason())));
         }
         Close::Peer(code) => {
             let echo = match code {
                 Some(code) => wsframe::close(code, ""),
                 None => wsframe::frame(wsframe::OPCODE_CLOSE, b""),
             };
-            batch.push(OutFrame::control(echo));
+            last.push(OutFrame::control(echo));
         }
         Close::Dropped => return,
     }
-    if write_batch(&mut io, &batch, &sent).await.is_ok() {
+    let counted = Counted::of(&last);
+    let bytes: Vec<u8> = last.iter().flat_map(|f| f.bytes.iter().copied()).collect();
+    if io.write_all(&bytes).await.is_ok() && io.flush().await.is_ok() {
+        sent.record(&counted);
         let _ = io.shutdown().await;
     }
 }
@@ -171,32 +114,98 @@ impl Sent {
     fn new() -> Self {
         Sent { messages: metric::messages_sent(), bytes: metric::bytes_sent(), latency: metric::delivery_latency() }
     }
+
+    fn record(&self, counted: &Counted) {
+        self.messages.increment(counted.frames as u64);
+        metric::MESSAGES_OUT.fetch_add(counted.frames as u64, std::sync::atomic::Ordering::Relaxed);
+        self.bytes.increment(counted.bytes as u64);
+        // One sample per write, for its oldest publication: the others in the
+        // same write waited less. Recording every delivery would cost more than
+        // the delivery itself at high fan-out.
+        if let Some(oldest) = counted.oldest_published_us {
+            self.latency.record(unix_micros().saturating_sub(oldest) as f64 / 1e6);
+        }
+    }
 }
 
-/// Writes every frame of `batch`, in order, in as few syscalls as the socket
-/// allows; then records what was sent.
-async fn write_batch<W: AsyncWrite + Unpin>(io: &mut W, batch: &[OutFrame], sent: &Sent) -> std::io::Result<()> {
-    let total: usize = batch.iter().map(|f| f.bytes.len()).sum();
-    if batch.len() > 1 && total <= COPY_UP_TO {
-        let mut buffer = Vec::with_capacity(total);
-        for frame in batch {
-            buffer.extend_from_slice(&frame.bytes);
+/// The frames, bytes and oldest publication of one write.
+struct Counted {
+    frames: usize,
+    bytes: usize,
+    oldest_published_us: Option<u64>,
+}
+
+impl Counted {
+    fn of(frames: &[OutFrame]) -> Self {
+        Counted {
+            frames: frames.len(),
+            bytes: frames.iter().map(|f| f.bytes.len()).sum(),
+            oldest_published_us: frames.iter().map(|f| f.published_at_us).filter(|&t| t > 0).min(),
         }
-        io.write_all(&buffer).await?;
-    } else {
-        write_vectored(io, batch).await?;
+    }
+}
+
+/// What is left of a batch after its first try.
+enum Rest {
+    Nothing,
+    /// The end of the copied batch, which the socket did not take.
+    Bytes(Vec<u8>),
+    /// A batch too large to copy, to go by `writev`.
+    Frames(Vec<OutFrame>),
+}
+
+/// Writes one batch of what is queued; false if nothing was.
+async fn write_queued<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    queue: &mut OutboundQueue,
+    sent: &Sent,
+) -> std::io::Result<bool> {
+    let Some((counted, rest)) = take_and_try(io, queue)? else { return Ok(false) };
+    match rest {
+        Rest::Nothing => {}
+        Rest::Bytes(bytes) => io.write_all(&bytes).await?,
+        Rest::Frames(frames) => write_vectored(io, &frames).await?,
     }
     io.flush().await?;
-    sent.messages.increment(batch.len() as u64);
-    metric::MESSAGES_OUT.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    sent.bytes.increment(total as u64);
-    // One sample per write, for its oldest publication: the others in the
-    // same write waited less. Recording every delivery would cost more than
-    // the delivery itself at high fan-out.
-    if let Some(oldest) = batch.iter().map(|f| f.published_at_us).filter(|&t| t > 0).min() {
-        sent.latency.record(unix_micros().saturating_sub(oldest) as f64 / 1e6);
+    queue.count_written(counted.frames);
+    sent.record(&counted);
+    Ok(true)
+}
+
+/// Takes a batch from the queue into the thread's scratch buffers and, if
+/// it is small enough to copy, writes it once without waiting.
+fn take_and_try<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    queue: &mut OutboundQueue,
+) -> std::io::Result<Option<(Counted, Rest)>> {
+    SCRATCH.with_borrow_mut(|scratch| {
+        let Scratch { frames, bytes } = scratch;
+        if queue.take_queued(frames, BATCH) == 0 {
+            return Ok(None);
+        }
+        let counted = Counted::of(frames);
+        if counted.bytes > COPY_UP_TO {
+            return Ok(Some((counted, Rest::Frames(std::mem::take(frames)))));
+        }
+        bytes.clear();
+        for frame in frames.drain(..) {
+            bytes.extend_from_slice(&frame.bytes);
+        }
+        let written = write_now(io, bytes)?;
+        let rest = if written < bytes.len() { Rest::Bytes(bytes[written..].to_vec()) } else { Rest::Nothing };
+        Ok(Some((counted, rest)))
+    })
+}
+
+/// One write of `buf`, without waiting: how much the stream took (0 if it
+/// would have to wait; the caller's next await registers its waker then).
+fn write_now<W: AsyncWrite + Unpin>(io: &mut W, buf: &[u8]) -> std::io::Result<usize> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match Pin::new(io).poll_write(&mut cx, buf) {
+        Poll::Ready(Ok(0)) if !buf.is_empty() => Err(std::io::ErrorKind::WriteZero.into()),
+        Poll::Ready(result) => result,
+        Poll::Pending => Ok(0),
     }
-    Ok(())
 }
 
 /// Writes every frame of `batch`, in order, by `writev` of the frames.

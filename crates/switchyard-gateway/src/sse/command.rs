@@ -130,7 +130,7 @@ async fn run_here(node: &Node, session: &str, commands: Vec<Bytes>) -> Option<Ve
         })
         .collect();
     let (reply, replies) = oneshot::channel();
-    ops.send(Box::new(ServerOp::Commands(frames, reply))).await.ok()?;
+    ops.send(ServerOp::Commands(frames, reply)).await.ok()?;
     let timeout = node.config.client.close_timeout.max(Duration::from_secs(10));
     tokio::time::timeout(timeout, replies).await.ok()?.ok()
 }

@@ -166,7 +166,7 @@ async fn run(
         outbound.close(switchyard_core::outbound::Close::Server(switchyard_core::codes::CloseCode::GoingAway));
     }
     let writer = tokio::spawn(stream::run(queue, chunks, liveness.clone(), config.clone()));
-    let (ops, mut ops_rx) = mpsc::channel(OPS_QUEUE);
+    let (ops, mut ops_rx) = crate::command::ops::op_queue(OPS_QUEUE);
     let mut session =
         ClientSession::new(node.clone(), id, Protocol::Json, outbound.clone(), liveness, upgrade, ops.clone());
     let session_token = session.token().to_owned();
@@ -175,10 +175,8 @@ async fn run(
     loop {
         tokio::select! {
             () = outbound.closed() => break,
-            op = ops_rx.recv() => match op {
-                Some(op) => session.apply(*op).await,
-                None => break,
-            },
+            // The session holds a sender itself: the queue never ends first.
+            op = ops_rx.recv() => session.apply(*op).await,
         }
     }
     node.sse.remove(&session_token);
