@@ -20,6 +20,7 @@
 
 pub mod connect;
 pub mod history;
+pub mod joined;
 pub mod ops;
 pub mod presence;
 pub mod proxy;

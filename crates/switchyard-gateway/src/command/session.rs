@@ -5,6 +5,7 @@
 //! its outbound queue.
 
 use super::Refusal;
+pub(super) use super::joined::{Joined, JoinedChannels};
 use super::saved::{SavedChannel, SavedSession, new_token};
 use crate::auth::Identity;
 use crate::codec;
@@ -14,7 +15,6 @@ use crate::session::liveness::Liveness;
 use crate::upgrade::Upgrade;
 use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,16 +57,6 @@ pub enum ServerOp {
 
 pub use super::ops::{OpReceiver, OpSender};
 
-/// A channel this session is subscribed to.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Joined {
-    /// For channels with history: the position acked by the client (at
-    /// first, the one it subscribed at).
-    pub position: Option<StreamPosition>,
-    /// Whether this session has an entry in the channel's presence.
-    pub in_presence: bool,
-}
-
 /// The state of one client's protocol session.
 pub struct ClientSession {
     pub(super) node: Arc<Node>,
@@ -88,7 +78,7 @@ pub struct ClientSession {
     /// Whether the client was told `token` (in a connect reply): sessions
     /// of clients that cannot resume are not saved.
     pub(super) token_issued: bool,
-    pub(super) channels: HashMap<String, Joined>,
+    pub(super) channels: JoinedChannels,
     /// Acks not saved yet, and when the session was last saved.
     unsaved_acks: bool,
     last_saved: Option<Instant>,
@@ -151,7 +141,7 @@ impl ClientSession {
             ops,
             token,
             token_issued: false,
-            channels: HashMap::new(),
+            channels: JoinedChannels::default(),
             unsaved_acks: false,
             last_saved: None,
             limiter,
@@ -328,7 +318,7 @@ impl ClientSession {
             channels: self
                 .channels
                 .iter()
-                .map(|(channel, joined)| SavedChannel { channel: channel.clone(), position: joined.position.clone() })
+                .map(|(channel, joined)| SavedChannel { channel: channel.to_owned(), position: joined.position.clone() })
                 .collect(),
         };
         let ttl = self.node.config.client.session_ttl;

@@ -197,7 +197,7 @@ impl ClientSession {
             self.leave(name, false).await;
             return Err(refusal);
         }
-        self.channels.insert(name.to_owned(), Joined { position: joining.position.clone(), in_presence });
+        self.channels.insert(name, Joined { position: joining.position.clone(), in_presence });
         Ok(joining)
     }
 
