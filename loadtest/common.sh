@@ -71,7 +71,8 @@ start_redis() {
 #   switchyard-sse    one node, subscribers over Server-Sent Events (the
 #                     fallback transport), the publisher over a WebSocket
 #   switchyard-before the same with the binary $BEFORE (an earlier build,
-#                     for before/after runs of a change)
+#                     for before/after runs of a change; also
+#                     switchyard-redis-before)
 #   switchyard-proxy  one node whose clients are named by the connect proxy,
 #                     against trivial-backend on $2+2000 (pinned to CPU 1,
 #                     with the generator: its CPU is the application's)
@@ -81,6 +82,8 @@ start_redis() {
 #   raw               raw-broadcast: tokio alone (hand-written handshake
 #                     and framing, one broadcast ring, one write per batch),
 #                     the floor of a Rust fan-out
+#   raw-envelope      the same, each message wrapped as switchyard's JSON
+#                     `pub` push (the same bytes on the wire)
 #   node-ws           the classic Node `ws` broadcast
 #   socketio          two Socket.IO processes with @socket.io/redis-adapter
 #                     over one Redis: subscribers on the second, the
@@ -114,11 +117,16 @@ start_server() {
       wait_port "$port"
       echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-json" \
         "127.0.0.1:$((port + 500))" ;;
-    switchyard-redis)
+    switchyard-redis | switchyard-redis-before)
+      local binary=target/release/switchyard
+      if [ "$name" = switchyard-redis-before ]; then
+        [ -x "${BEFORE:-}" ] || { echo "$name needs BEFORE=<an earlier switchyard binary>" >&2; return 1; }
+        binary=$BEFORE
+      fi
       start_redis "$redis"
       wait_port "$redis"
-      SWITCHYARD_BROKER__REDIS_URL="redis://127.0.0.1:$redis" start_switchyard "$port"
-      SWITCHYARD_BROKER__REDIS_URL="redis://127.0.0.1:$redis" start_switchyard "$second"
+      SWITCHYARD_BINARY=$binary SWITCHYARD_BROKER__REDIS_URL="redis://127.0.0.1:$redis" start_switchyard "$port"
+      SWITCHYARD_BINARY=$binary SWITCHYARD_BROKER__REDIS_URL="redis://127.0.0.1:$redis" start_switchyard "$second"
       wait_port "$port" && wait_port "$second"
       echo "$(listener_pid "$port"),$(listener_pid "$second"),$(listener_pid "$redis")" \
         "ws://127.0.0.1:$second/ws ws://127.0.0.1:$port/ws switchyard-json" \
@@ -127,8 +135,11 @@ start_server() {
       taskset -c 0 target/release/bare-broadcast "127.0.0.1:$port" >"$out/$name-$port.log" 2>&1 &
       wait_port "$port"
       echo "$(listener_pid "$port") ws://127.0.0.1:$port/ ws://127.0.0.1:$port/ plain -" ;;
-    raw)
-      taskset -c 0 target/release/raw-broadcast "127.0.0.1:$port" >"$out/$name-$port.log" 2>&1 &
+    raw | raw-envelope)
+      local envelope=
+      [ "$name" = raw-envelope ] && envelope=--envelope
+      # shellcheck disable=SC2086 # empty or one word
+      taskset -c 0 target/release/raw-broadcast "127.0.0.1:$port" $envelope >"$out/$name-$port.log" 2>&1 &
       wait_port "$port"
       echo "$(listener_pid "$port") ws://127.0.0.1:$port/ ws://127.0.0.1:$port/ plain -" ;;
     node-ws)

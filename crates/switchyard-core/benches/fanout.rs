@@ -1,6 +1,7 @@
 //! The fan-out path: one publication into N subscribers' outbound queues
 //! (encoded once, framed once, the same bytes shared), and the writers'
-//! side taking them out again.
+//! side taking them out again; a storm of subscribes to one channel; and
+//! the read path, client frames out of a stream.
 //!
 //!   cargo bench -p switchyard-core --bench fanout
 
@@ -11,6 +12,7 @@ use switchyard_core::config::SlowConsumerPolicy;
 use switchyard_core::hub::{Hub, Subscriber};
 use switchyard_core::outbound::{OutboundQueue, outbound};
 use switchyard_core::protocol::Protocol;
+use switchyard_core::wsread::FrameReader;
 use switchyard_proto::v1::Envelope;
 
 fn envelope() -> Envelope {
@@ -63,5 +65,53 @@ fn broadcast(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, broadcast);
+/// 10,000 connections subscribing to one channel, then leaving it.
+fn subscribe(c: &mut Criterion) {
+    let mut group = c.benchmark_group("subscribe");
+    let n = 10_000usize;
+    group.throughput(Throughput::Elements(n as u64));
+    let outbounds: Vec<_> = (0..n).map(|_| outbound(1 << 20)).collect();
+    group.bench_function("one_channel/10000", |b| {
+        b.iter(|| {
+            let hub = Hub::new();
+            for (conn, (tx, _)) in outbounds.iter().enumerate() {
+                let subscriber = Subscriber::new(Protocol::Json, tx.clone());
+                black_box(hub.subscribe("bench", conn as u64, subscriber, SlowConsumerPolicy::Disconnect, false));
+            }
+            for conn in 0..n {
+                black_box(hub.unsubscribe("bench", conn as u64));
+            }
+        })
+    });
+    group.finish();
+}
+
+/// 1,000 masked 128-byte client frames read from a stream that has them all.
+fn read_frames(c: &mut Criterion) {
+    let mut group = c.benchmark_group("read_frames");
+    let n = 1_000usize;
+    let mask = [1u8, 2, 3, 4];
+    let payload = [b'x'; 128];
+    let mut wire = Vec::new();
+    for _ in 0..n {
+        wire.extend_from_slice(&[0x81, 0x80 | 126, 0, 128]);
+        wire.extend_from_slice(&mask);
+        wire.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+    group.throughput(Throughput::Elements(n as u64));
+    group.bench_function("masked_128/1000", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let mut reader = FrameReader::new(&wire[..], 1 << 16);
+                for _ in 0..n {
+                    black_box(reader.read_frame().await.expect("a frame"));
+                }
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, broadcast, subscribe, read_frames);
 criterion_main!(benches);

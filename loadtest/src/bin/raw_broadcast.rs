@@ -7,6 +7,13 @@
 //! other client. No protocol, channels, limits, heartbeats or metrics.
 //!
 //!     raw-broadcast 127.0.0.1:9100
+//!     raw-broadcast 127.0.0.1:9100 --envelope
+//!
+//! With `--envelope`, each message goes out wrapped the way switchyard
+//! frames a client's publication of it in JSON (`{"pub":{"channel":...,
+//! "data":...,"info":{...}}}`, byte for byte the same size), so that a run
+//! can tell the cost of the protocol's bytes on the wire from the cost of
+//! the stack.
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -61,7 +68,13 @@ async fn handshake(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
 
 /// Client frames, unmasked, one message at a time (no fragmentation: the
 /// generator sends whole messages).
-async fn read_messages(mut read: OwnedReadHalf, mut buf: Vec<u8>, id: u64, ring: broadcast::Sender<(u64, Bytes)>) {
+async fn read_messages(
+    mut read: OwnedReadHalf,
+    mut buf: Vec<u8>,
+    id: u64,
+    ring: broadcast::Sender<(u64, Bytes)>,
+    envelope: bool,
+) {
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         // Parse every whole frame in the buffer.
@@ -101,7 +114,8 @@ async fn read_messages(mut read: OwnedReadHalf, mut buf: Vec<u8>, id: u64, ring:
             at += total;
             match b0 & 0x0f {
                 opcode @ (0x1 | 0x2) => {
-                    let _ = ring.send((id, frame(opcode, &payload)));
+                    let message = if envelope { enveloped(&payload, id) } else { payload };
+                    let _ = ring.send((id, frame(opcode, &message)));
                 }
                 0x8 => return,
                 _ => {}
@@ -113,6 +127,14 @@ async fn read_messages(mut read: OwnedReadHalf, mut buf: Vec<u8>, id: u64, ring:
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+}
+
+/// `payload` as switchyard's JSON `pub` push of a client's publication on
+/// the load generator's channel.
+fn enveloped(payload: &[u8], id: u64) -> Vec<u8> {
+    let head = br#"{"pub":{"channel":"bench","data":"#;
+    let tail = format!(r#","info":{{"client":"{:016x}-{id}","user":""}}}}}}"#, 0x6c53_556a_cf3c_bc33_u64);
+    [&head[..], payload, tail.as_bytes()].concat()
 }
 
 /// Copies whatever the ring holds for this client into one buffer, and
@@ -145,24 +167,25 @@ async fn write_messages(mut write: OwnedWriteHalf, id: u64, mut ring: broadcast:
     }
 }
 
-async fn client(mut stream: TcpStream, ring: broadcast::Sender<(u64, Bytes)>) {
+async fn client(mut stream: TcpStream, ring: broadcast::Sender<(u64, Bytes)>, envelope: bool) {
     let _ = stream.set_nodelay(true);
     let Ok(rest) = handshake(&mut stream).await else { return };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let (read, write) = stream.into_split();
     let writer = tokio::spawn(write_messages(write, id, ring.subscribe()));
-    read_messages(read, rest, id, ring).await;
+    read_messages(read, rest, id, ring, envelope).await;
     writer.abort();
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9100".into());
+    let envelope = std::env::args().any(|a| a == "--envelope");
     let listener = TcpListener::bind(&addr).await?;
     eprintln!("raw-broadcast listening on ws://{}/", listener.local_addr()?);
     let (ring, _) = broadcast::channel(RING);
     loop {
         let (stream, _) = listener.accept().await?;
-        tokio::spawn(client(stream, ring.clone()));
+        tokio::spawn(client(stream, ring.clone(), envelope));
     }
 }

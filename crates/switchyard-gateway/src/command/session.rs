@@ -318,7 +318,10 @@ impl ClientSession {
             channels: self
                 .channels
                 .iter()
-                .map(|(channel, joined)| SavedChannel { channel: channel.to_owned(), position: joined.position.clone() })
+                .map(|(channel, joined)| SavedChannel {
+                    channel: channel.to_owned(),
+                    position: joined.position.clone(),
+                })
                 .collect(),
         };
         let ttl = self.node.config.client.session_ttl;
