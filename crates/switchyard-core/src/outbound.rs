@@ -376,6 +376,12 @@ mod tests {
         assert_eq!(writer.await.unwrap(), 6);
     }
 
+    /// A writer waiting in `ready` on a task of its own; gives back what it
+    /// got, and the queue.
+    fn waiting_ready(rx: OutboundQueue) -> tokio::task::JoinHandle<(Next, OutboundQueue)> {
+        tokio::spawn(async move { (rx.ready().await, rx) })
+    }
+
     #[tokio::test]
     async fn ready_wakes_for_frames_and_closes_and_puts_the_close_first() {
         let (tx, mut rx) = outbound(1000);
@@ -383,19 +389,13 @@ mod tests {
         tx.push(frame(10)).unwrap();
         assert_eq!(rx.ready().await, Next::Frames);
         assert_eq!(rx.take_queued(&mut batch, 10), 1);
-        let waiting = tokio::spawn(async move {
-            let got = rx.ready().await;
-            (got, rx)
-        });
+        let waiting = waiting_ready(rx);
         tokio::task::yield_now().await;
         tx.push(frame(10)).unwrap();
         let (got, mut rx) = waiting.await.unwrap();
         assert_eq!(got, Next::Frames);
         assert_eq!(rx.take_queued(&mut batch, 10), 1);
-        let waiting = tokio::spawn(async move {
-            let got = rx.ready().await;
-            (got, rx)
-        });
+        let waiting = waiting_ready(rx);
         tokio::task::yield_now().await;
         tx.push(frame(10)).unwrap();
         assert!(tx.close(Close::Server(CloseCode::GoingAway)));
