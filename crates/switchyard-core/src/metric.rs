@@ -65,11 +65,11 @@ pub const PROXY_DURATION: &str = "switchyard_proxy_duration_seconds";
 pub const PROXY_CIRCUIT_OPEN: &str = "switchyard_proxy_circuit_open";
 pub const PROXY_CIRCUIT_OPENED: &str = "switchyard_proxy_circuit_opened_total";
 
-/// Messages received from and written to clients since the process
-/// started, readable (Prometheus handles are write-only): the node registry
-/// carries them, for the admin page's rates.
+/// Messages received from clients since the process started, readable
+/// (Prometheus handles are write-only): the node registry carries it, for
+/// the admin page's rates. What was written to clients is in the gateway's
+/// per-thread delivery tally.
 pub static MESSAGES_IN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-pub static MESSAGES_OUT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Buckets of the latency histogram, in seconds: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] =
@@ -144,7 +144,6 @@ pub fn describe() {
     describe_counter!(COMMAND_ERRORS, "Error replies sent, by error code.");
     describe_counter!(BROKER_PUBLISHED, "Publications this node handed to the broker.");
     describe_counter!(BROKER_RECEIVED, "Publications this node received from the broker.");
-    describe_histogram!(DELIVERY_LATENCY, Unit::Seconds, "From the publish time in the Envelope to the socket write.");
     describe_counter!(
         HEARTBEAT_TIMEOUTS,
         "Connections closed with 4011: no sign of life within ping interval + pong timeout."
@@ -300,9 +299,6 @@ pub fn broker_published() -> Counter {
 }
 pub fn broker_received() -> Counter {
     cached_counter(BROKER_RECEIVED, "", || counter!(BROKER_RECEIVED))
-}
-pub fn delivery_latency() -> Histogram {
-    cached_histogram(DELIVERY_LATENCY)
 }
 pub fn tls_handshake_failures() -> Counter {
     cached_counter(TLS_HANDSHAKE_FAILURES, "", || counter!(TLS_HANDSHAKE_FAILURES))

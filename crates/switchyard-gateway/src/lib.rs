@@ -23,7 +23,8 @@
 //! - [`rebalance`]: shedding connections above the cluster's mean (4012).
 //! - [`drain`]: closing every connection, paced, on shutdown.
 //! - [`tls`]: TLS on the public listener, reloaded when its files change.
-//! - [`metrics`]: the Prometheus recorder and its upkeep.
+//! - [`metrics`]: the Prometheus recorder, its rendering and its upkeep.
+//! - [`delivery_tally`]: what the writers count per write, kept per thread.
 //! - [`probe`]: a one-shot HTTP GET, for health checks without curl.
 //! - [`query`]: query strings of HTTP requests.
 
@@ -33,6 +34,7 @@ pub mod auth;
 pub mod codec;
 pub mod command;
 pub mod connections;
+pub mod delivery_tally;
 pub mod drain;
 pub mod metrics;
 pub mod node;

@@ -1,6 +1,8 @@
 //! The Prometheus recorder: installed once per process, rendered by the
-//! node's own `/metrics` route, its histograms kept fresh by an upkeep task.
+//! node's own `/metrics` route together with the writers' per-thread
+//! [`delivery_tally`], its histograms kept fresh by an upkeep task.
 
+use crate::delivery_tally;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -15,8 +17,6 @@ pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(metric::DELIVERY_LATENCY.to_owned()), metric::LATENCY_BUCKETS)
-                .expect("the bucket list is not empty")
                 .set_buckets_for_metric(Matcher::Full(metric::PROXY_DURATION.to_owned()), metric::LATENCY_BUCKETS)
                 .expect("the bucket list is not empty")
                 .set_buckets_for_metric(Matcher::Full(metric::BROKER_CATCH_UP.to_owned()), metric::LATENCY_BUCKETS)
@@ -32,6 +32,18 @@ pub fn install() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// The text of `/metrics`: the recorder's series, with the frames and
+/// bytes sent brought up to the writers' tally first, and the delivery
+/// latency histogram, which the tally keeps.
+pub fn render(handle: &PrometheusHandle) -> String {
+    let totals = delivery_tally::totals();
+    metric::messages_sent().absolute(totals.frames);
+    metric::bytes_sent().absolute(totals.bytes);
+    let mut text = handle.render();
+    totals.render_latency(&mut text);
+    text
 }
 
 /// Runs the recorder's upkeep (draining histogram samples) until `stop`.

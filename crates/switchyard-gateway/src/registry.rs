@@ -36,7 +36,7 @@ pub async fn heartbeat(node: Arc<Node>, address: String, stop: CancellationToken
             expires_at: now + 3 * every.as_secs().max(1),
             ready: node.is_ready(),
             messages_in: metric::MESSAGES_IN.load(std::sync::atomic::Ordering::Relaxed),
-            messages_out: metric::MESSAGES_OUT.load(std::sync::atomic::Ordering::Relaxed),
+            messages_out: crate::delivery_tally::totals().frames,
             broker_up: node.stores.broker.is_ready(),
         };
         if let Err(e) = node.stores.registry.register(&info).await {

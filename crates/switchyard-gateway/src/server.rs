@@ -216,7 +216,7 @@ async fn route(
         ("/healthz", _) => text(StatusCode::OK, "ok\n"),
         ("/readyz", _) => readiness(node),
         ("/metrics", Role::Internal | Role::Public { metrics: true }) => {
-            let mut response = text(StatusCode::OK, handle.render());
+            let mut response = text(StatusCode::OK, crate::metrics::render(handle));
             response
                 .headers_mut()
                 .insert("content-type", HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

@@ -9,14 +9,13 @@
 //! an idle connection costs its task and nothing more.
 
 use crate::codec;
-use metrics::{Counter, Histogram};
+use crate::delivery_tally;
 use std::cell::RefCell;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use switchyard_core::clock::unix_micros;
 use switchyard_core::codes::CloseCode;
-use switchyard_core::metric;
 use switchyard_core::outbound::{Close, Next, OutFrame, OutboundQueue};
 use switchyard_core::protocol::Protocol;
 use switchyard_core::wsframe;
@@ -52,14 +51,13 @@ pub async fn run<W>(mut io: W, mut queue: OutboundQueue, protocol: Option<Protoc
 where
     W: AsyncWrite + Unpin,
 {
-    let sent = Sent::new();
     let close = loop {
         match queue.ready().await {
             Next::Frames => {
                 // What comes while writing goes too, without a wake-up (a
                 // few rounds at most; a close is seen between them).
                 for _ in 0..DRAIN_ROUNDS {
-                    match write_queued(&mut io, &mut queue, &sent).await {
+                    match write_queued(&mut io, &mut queue).await {
                         Ok(true) if queue.close().is_none() => {}
                         Ok(_) => break,
                         Err(_) => return,
@@ -98,33 +96,8 @@ where
     let counted = Counted::of(&last);
     let bytes: Vec<u8> = last.iter().flat_map(|f| f.bytes.iter().copied()).collect();
     if io.write_all(&bytes).await.is_ok() && io.flush().await.is_ok() {
-        sent.record(&counted);
+        counted.record();
         let _ = io.shutdown().await;
-    }
-}
-
-/// What a writer counts, looked up once per connection rather than per write.
-struct Sent {
-    messages: Counter,
-    bytes: Counter,
-    latency: Histogram,
-}
-
-impl Sent {
-    fn new() -> Self {
-        Sent { messages: metric::messages_sent(), bytes: metric::bytes_sent(), latency: metric::delivery_latency() }
-    }
-
-    fn record(&self, counted: &Counted) {
-        self.messages.increment(counted.frames as u64);
-        metric::MESSAGES_OUT.fetch_add(counted.frames as u64, std::sync::atomic::Ordering::Relaxed);
-        self.bytes.increment(counted.bytes as u64);
-        // One sample per write, for its oldest publication: the others in the
-        // same write waited less. Recording every delivery would cost more than
-        // the delivery itself at high fan-out.
-        if let Some(oldest) = counted.oldest_published_us {
-            self.latency.record(unix_micros().saturating_sub(oldest) as f64 / 1e6);
-        }
     }
 }
 
@@ -143,6 +116,15 @@ impl Counted {
             oldest_published_us: frames.iter().map(|f| f.published_at_us).filter(|&t| t > 0).min(),
         }
     }
+
+    /// Counts the write. One latency sample per write, for its oldest
+    /// publication: the others in the same write waited less. Recording
+    /// every delivery would cost more than the delivery itself at high
+    /// fan-out.
+    fn record(&self) {
+        let latency_us = self.oldest_published_us.map(|oldest| unix_micros().saturating_sub(oldest));
+        delivery_tally::record_write(self.frames, self.bytes, latency_us);
+    }
 }
 
 /// What is left of a batch after its first try.
@@ -155,11 +137,7 @@ enum Rest {
 }
 
 /// Writes one batch of what is queued; false if nothing was.
-async fn write_queued<W: AsyncWrite + Unpin>(
-    io: &mut W,
-    queue: &mut OutboundQueue,
-    sent: &Sent,
-) -> std::io::Result<bool> {
+async fn write_queued<W: AsyncWrite + Unpin>(io: &mut W, queue: &mut OutboundQueue) -> std::io::Result<bool> {
     let Some((counted, rest)) = take_and_try(io, queue)? else { return Ok(false) };
     match rest {
         Rest::Nothing => {}
@@ -168,7 +146,7 @@ async fn write_queued<W: AsyncWrite + Unpin>(
     }
     io.flush().await?;
     queue.count_written(counted.frames);
-    sent.record(&counted);
+    counted.record();
     Ok(true)
 }
 

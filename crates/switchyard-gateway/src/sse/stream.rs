@@ -6,6 +6,7 @@
 //! and ends it with a `disconnect` frame.
 
 use crate::codec;
+use crate::delivery_tally;
 use crate::session::liveness::Liveness;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::sync::Arc;
@@ -56,17 +57,13 @@ pub async fn run(mut queue: OutboundQueue, chunks: mpsc::Sender<Bytes>, liveness
                 }
                 let sent_at = switchyard_core::clock::unix_micros();
                 let chunk = events(&batch);
-                let bytes = chunk.len() as u64;
+                let bytes = chunk.len();
                 if chunks.send(chunk).await.is_err() {
                     queue.request_close(Close::Dropped);
                     return;
                 }
-                metric::messages_sent().increment(batch.len() as u64);
-                metric::MESSAGES_OUT.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                metric::bytes_sent().increment(bytes);
-                if let Some(oldest) = batch.iter().map(|f| f.published_at_us).filter(|&t| t > 0).min() {
-                    metric::delivery_latency().record(sent_at.saturating_sub(oldest) as f64 / 1e6);
-                }
+                let oldest = batch.iter().map(|f| f.published_at_us).filter(|&t| t > 0).min();
+                delivery_tally::record_write(batch.len(), bytes, oldest.map(|t| sent_at.saturating_sub(t)));
                 batch.clear();
                 wrote_since_tick = true;
             }
