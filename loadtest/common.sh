@@ -68,6 +68,8 @@ start_redis() {
 # publisher connect, the generator's --target, and switchyard's metrics
 # listeners (comma-separated; "-" for peers).
 #   switchyard        one node, in-memory broker
+#   switchyard-delayed  the same with client.write_delay at $WRITE_DELAY
+#                     (1ms unless set): fewer, larger writes
 #   switchyard-sse    one node, subscribers over Server-Sent Events (the
 #                     fallback transport), the publisher over a WebSocket
 #   switchyard-before the same with the binary $BEFORE (an earlier build,
@@ -93,6 +95,11 @@ start_server() {
   case "$name" in
     switchyard)
       start_switchyard "$port"
+      wait_port "$port"
+      echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-json" \
+        "127.0.0.1:$((port + 500))" ;;
+    switchyard-delayed)
+      SWITCHYARD_CLIENT__WRITE_DELAY="${WRITE_DELAY:-1ms}" start_switchyard "$port"
       wait_port "$port"
       echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-json" \
         "127.0.0.1:$((port + 500))" ;;

@@ -79,7 +79,7 @@ where
         Speaks::Protocol(protocol) => Some(protocol),
         Speaks::Echo => None,
     };
-    let mut writer = tokio::spawn(writer::run(write, queue, protocol));
+    let mut writer = tokio::spawn(writer::run(write, queue, protocol, config.client.write_delay));
 
     if node.is_draining() {
         // The drain took its list of connections before this one was in it.

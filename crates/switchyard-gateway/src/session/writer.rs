@@ -14,12 +14,14 @@ use std::cell::RefCell;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 use switchyard_core::clock::unix_micros;
 use switchyard_core::codes::CloseCode;
 use switchyard_core::outbound::{Close, Next, OutFrame, OutboundQueue};
 use switchyard_core::protocol::Protocol;
 use switchyard_core::wsframe;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
 
 /// Frames taken from the queue per write.
 const BATCH: usize = 256;
@@ -46,14 +48,30 @@ thread_local! {
 }
 
 /// `protocol` is None for echo connections: they get no `disconnect`
-/// push, only WebSocket frames.
-pub async fn run<W>(mut io: W, mut queue: OutboundQueue, protocol: Option<Protocol>)
+/// push, only WebSocket frames. With a `write_delay`, the writer waits that
+/// long once frames are there before it writes (`client.write_delay`).
+pub async fn run<W>(mut io: W, mut queue: OutboundQueue, protocol: Option<Protocol>, write_delay: Duration)
 where
     W: AsyncWrite + Unpin,
 {
+    // Made at the first delayed write and reset for the next ones: a timer
+    // in the task itself would make every idle connection carry it.
+    let mut delay: Option<Pin<Box<Sleep>>> = None;
     let close = loop {
         match queue.ready().await {
             Next::Frames => {
+                if !write_delay.is_zero() {
+                    let deadline = Instant::now() + write_delay;
+                    match delay.as_mut() {
+                        Some(sleep) => sleep.as_mut().reset(deadline),
+                        None => delay = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                    // A close requested meanwhile is seen after the wait,
+                    // by the rounds below and the next `ready`.
+                    if let Some(sleep) = delay.as_mut() {
+                        sleep.await;
+                    }
+                }
                 // What comes while writing goes too, without a wake-up (a
                 // few rounds at most; a close is seen between them).
                 for _ in 0..DRAIN_ROUNDS {
@@ -213,4 +231,97 @@ async fn write_vectored<W: AsyncWrite + Unpin>(io: &mut W, batch: &[OutFrame]) -
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::sync::{Arc, Mutex};
+    use switchyard_core::outbound::outbound;
+
+    /// A socket that takes everything and keeps each write apart.
+    #[derive(Clone, Default)]
+    struct Writes(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Writes {
+        fn taken(&self) -> Vec<Vec<u8>> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl AsyncWrite for Writes {
+        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn frame(text: &'static str) -> OutFrame {
+        OutFrame::control(Bytes::from_static(text.as_bytes()))
+    }
+
+    /// Lets the writer run as far as it can (the clock is paused: no time passes).
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_delay_each_frame_is_written_when_it_comes() {
+        let (tx, rx) = outbound(1 << 20);
+        let writes = Writes::default();
+        tokio::spawn(run(writes.clone(), rx, None, Duration::ZERO));
+        tx.push(frame("a")).unwrap();
+        settle().await;
+        tx.push(frame("b")).unwrap();
+        settle().await;
+        assert_eq!(writes.taken(), vec![b"a".to_vec(), b"b".to_vec()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_delay_gathers_what_comes_meanwhile_into_one_write() {
+        let (tx, rx) = outbound(1 << 20);
+        let writes = Writes::default();
+        tokio::spawn(run(writes.clone(), rx, None, Duration::from_millis(10)));
+        tx.push(frame("a")).unwrap();
+        settle().await;
+        tokio::time::advance(Duration::from_millis(5)).await;
+        settle().await;
+        assert!(writes.taken().is_empty(), "nothing is written before the delay is over");
+        tx.push(frame("b")).unwrap();
+        tokio::time::advance(Duration::from_millis(6)).await;
+        settle().await;
+        assert_eq!(writes.taken(), vec![b"ab".to_vec()]);
+        // The next batch waits its own delay.
+        tx.push(frame("c")).unwrap();
+        settle().await;
+        assert_eq!(writes.taken().len(), 1);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        settle().await;
+        assert_eq!(writes.taken(), vec![b"ab".to_vec(), b"c".to_vec()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_during_the_delay_still_writes_what_was_queued_first() {
+        let (tx, rx) = outbound(1 << 20);
+        let writes = Writes::default();
+        let writer = tokio::spawn(run(writes.clone(), rx, None, Duration::from_millis(10)));
+        tx.push(frame("a")).unwrap();
+        settle().await;
+        tx.close(Close::Server(CloseCode::GoingAway));
+        tokio::time::advance(Duration::from_millis(10)).await;
+        writer.await.unwrap();
+        let written: Vec<u8> = writes.taken().concat();
+        let close = wsframe::close(CloseCode::GoingAway.code(), CloseCode::GoingAway.reason());
+        assert!(written.starts_with(b"a"), "the queued frame goes first");
+        assert!(written.ends_with(&close), "then the close frame");
+    }
 }
