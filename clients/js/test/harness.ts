@@ -4,7 +4,7 @@
 
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -172,13 +172,18 @@ export class Haproxy {
     writeFileSync(join(dir, "haproxy.cfg"), config);
     const child = track(spawn("haproxy", ["-f", join(dir, "haproxy.cfg"), "-db"], { stdio: "ignore" }));
     const proxy = new Haproxy(port, child);
-    await until("haproxy to listen", async () => {
-      try {
-        return (await fetch(`http://127.0.0.1:${port}/readyz`)).ok;
-      } catch {
-        return false;
-      }
-    });
+    try {
+      await until("haproxy to listen", async () => {
+        try {
+          return (await fetch(`http://127.0.0.1:${port}/readyz`)).ok;
+        } catch {
+          return false;
+        }
+      });
+    } finally {
+      // haproxy read its configuration when it started.
+      rmSync(dir, { recursive: true, force: true });
+    }
     return proxy;
   }
 

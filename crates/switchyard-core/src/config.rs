@@ -196,7 +196,7 @@ pub struct ClientConfig {
     /// Bytes a connection's outbound queue may hold before the namespace's
     /// slow-consumer policy applies. Default: 1048576 (1 MiB).
     pub max_queue_bytes: usize,
-    /// How long a connection's writer waits, once frames are queued, before
+    /// How long a WebSocket connection's writer waits, once frames are queued, before
     /// it writes them: what comes meanwhile goes in the same write. At high
     /// fan-out the cost of a node is mostly its socket writes, so this
     /// trades that much latency for fewer of them. Rounded up to the

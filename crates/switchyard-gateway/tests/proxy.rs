@@ -313,9 +313,9 @@ async fn the_refresh_proxy_extends_a_connection_until_it_says_expired() {
 
 #[tokio::test]
 async fn a_backend_is_reached_over_tls() {
-    let dir = std::env::temp_dir().join(format!("switchyard-proxy-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    switchyard_testkit::redis::make_certificates(&dir);
+    let scratch = switchyard_testkit::scratch::ScratchDir::new("proxy-tls");
+    let dir = scratch.path();
+    switchyard_testkit::redis::make_certificates(dir);
     let (cert, key) = (dir.join("redis.crt"), dir.join("redis.key"));
     let backend = Backend::start(&["--tls", cert.to_str().unwrap(), key.to_str().unwrap()]).await;
     let mut config = test_config();
@@ -329,5 +329,4 @@ async fn a_backend_is_reached_over_tls() {
     let untrusting = TestNode::start(config).await;
     let client = Client::connect(&untrusting.ws_url(), Options::new(Encoding::Json)).await.unwrap();
     assert_eq!(server_error(client.rpc("echo", "[1]").await).0, 108);
-    let _ = std::fs::remove_dir_all(&dir);
 }

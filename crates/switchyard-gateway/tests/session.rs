@@ -73,9 +73,9 @@ async fn a_node_killed_under_a_steady_flow_costs_the_application_nothing() {
 
 #[tokio::test]
 async fn wss_with_rustls_and_commands_that_settle() {
-    let dir = std::env::temp_dir().join(format!("switchyard-session-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    make_certificates(&dir);
+    let scratch = switchyard_testkit::scratch::ScratchDir::new("session-tls");
+    let dir = scratch.path();
+    make_certificates(dir);
     let mut config = test_config();
     config.tls.cert = Some(dir.join("redis.crt"));
     config.tls.key = Some(dir.join("redis.key"));

@@ -23,6 +23,7 @@ pub mod node;
 pub mod process;
 pub mod raw;
 pub mod redis;
+pub mod scratch;
 pub mod sentinel;
 pub mod sse;
 pub mod token;

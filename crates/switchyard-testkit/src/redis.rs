@@ -3,30 +3,12 @@
 //! replica under three sentinels, on 127.0.0.1 with free ports, killed when
 //! dropped.
 
+use crate::scratch::ScratchDir;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
-
-/// A scratch directory, removed on drop.
-pub(crate) struct ScratchDir(pub(crate) PathBuf);
-
-impl ScratchDir {
-    pub(crate) fn new(what: &str) -> Self {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("switchyard-{what}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("create a scratch dir");
-        ScratchDir(path)
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A port that was free a moment ago, for servers that cannot take port 0
 /// and tell which they got (Redis, haproxy); the caller retries if it
@@ -73,8 +55,8 @@ impl RedisServer {
     /// 127.0.0.1 from a CA made for this test (see [`RedisServer::tls_ca`]).
     pub async fn start_tls() -> RedisServer {
         let dir = ScratchDir::new("redis-tls");
-        make_certificates(&dir.0);
-        let file = |name: &str| dir.0.join(name).to_string_lossy().into_owned();
+        make_certificates(dir.path());
+        let file = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
         let extra = [
             "--tls-cert-file".to_owned(),
             file("redis.crt"),
@@ -93,10 +75,10 @@ impl RedisServer {
     }
 
     async fn start_in(dir: ScratchDir, extra: &[String], bus_offset: Option<u16>, tls: bool) -> RedisServer {
-        let tls_ca = tls.then(|| dir.0.join("ca.crt"));
+        let tls_ca = tls.then(|| dir.path().join("ca.crt"));
         for _ in 0..10 {
             let port = free_port(bus_offset);
-            if let Some(child) = spawn(port, extra, &dir.0, tls_ca.as_deref()).await {
+            if let Some(child) = spawn(port, extra, dir.path(), tls_ca.as_deref()).await {
                 return RedisServer { child: Some(child), port, extra: extra.to_vec(), tls_ca, _dir: dir };
             }
         }
@@ -140,7 +122,7 @@ impl RedisServer {
     pub async fn restart(&mut self) {
         self.kill().await;
         for _ in 0..50 {
-            if let Some(child) = spawn(self.port, &self.extra, &self._dir.0, self.tls_ca.as_deref()).await {
+            if let Some(child) = spawn(self.port, &self.extra, self._dir.path(), self.tls_ca.as_deref()).await {
                 self.child = Some(child);
                 return;
             }

@@ -2,7 +2,8 @@
 //! 127.0.0.1 with free ports: for failover tests. Everything is killed
 //! when dropped.
 
-use crate::redis::{RedisServer, ScratchDir, free_port};
+use crate::redis::{RedisServer, free_port};
+use crate::scratch::ScratchDir;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
@@ -39,7 +40,7 @@ impl SentinelGroup {
         let mut sentinel_ports = Vec::new();
         while sentinels.len() < 3 {
             let sentinel_port = free_port(None);
-            let file = dir.0.join(format!("sentinel-{sentinel_port}.conf"));
+            let file = dir.path().join(format!("sentinel-{sentinel_port}.conf"));
             // Sentinel rewrites its file: each gets its own.
             let config = format!(
                 "port {sentinel_port}\nbind 127.0.0.1\ndir {}\n\
@@ -47,7 +48,7 @@ impl SentinelGroup {
                  sentinel down-after-milliseconds {MASTER} 1000\n\
                  sentinel failover-timeout {MASTER} 5000\n\
                  sentinel parallel-syncs {MASTER} 1\n",
-                dir.0.display(),
+                dir.path().display(),
                 primary.port
             );
             std::fs::write(&file, config).expect("write a sentinel config");
