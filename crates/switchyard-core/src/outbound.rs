@@ -67,11 +67,6 @@ struct Shared {
     /// held across an await) rather than a channel: it allocates nothing
     /// until the first frame, which matters for idle connections.
     queue: Mutex<Queue>,
-    /// Whether `queue` holds frames; changed under its lock only. The
-    /// writer reads it without the lock: to know whether to take at all,
-    /// and in `ready`. Once per write, a lock taken only to find the
-    /// queue empty cost more than the pushes of the frames written.
-    has_frames: AtomicBool,
     /// The writer, waiting for frames or a close. One waiter only, so an
     /// atomic waker rather than a `Notify` and its list behind a lock.
     writer: AtomicWaker,
@@ -148,7 +143,6 @@ const KEEP_CAPACITY: usize = 1024;
 pub fn outbound(max_bytes: usize) -> (Outbound, OutboundQueue) {
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue { frames: VecDeque::new(), bytes: 0 }),
-        has_frames: AtomicBool::new(false),
         writer: AtomicWaker::new(),
         max_bytes,
         senders: AtomicUsize::new(1),
@@ -190,9 +184,6 @@ impl Outbound {
             queue.bytes += len;
             let was_empty = queue.frames.is_empty();
             queue.frames.push_back(frame);
-            if was_empty {
-                self.shared.has_frames.store(true, Ordering::Release);
-            }
             was_empty
         };
         // A non-empty queue has had its wake-up already: the writer takes
@@ -262,7 +253,7 @@ impl OutboundQueue {
             if let Some(close) = self.close() {
                 return Poll::Ready(Next::Close(close));
             }
-            if self.shared.has_frames.load(Ordering::Acquire) {
+            if !self.shared.queue().frames.is_empty() {
                 return Poll::Ready(Next::Frames);
             }
             self.shared.writer.register(cx.waker());
@@ -270,13 +261,12 @@ impl OutboundQueue {
             if let Some(close) = self.close() {
                 return Poll::Ready(Next::Close(close));
             }
-            if self.shared.has_frames.load(Ordering::Acquire) {
+            if !self.shared.queue().frames.is_empty() {
                 return Poll::Ready(Next::Frames);
             }
             if self.shared.senders.load(Ordering::Acquire) == 0 {
                 // The last sender may have pushed right before it went.
-                let has_frames = self.shared.has_frames.load(Ordering::Acquire);
-                return Poll::Ready(if has_frames { Next::Frames } else { Next::Ended });
+                return Poll::Ready(if self.shared.queue().frames.is_empty() { Next::Ended } else { Next::Frames });
             }
             Poll::Pending
         })
@@ -310,11 +300,6 @@ impl OutboundQueue {
     /// Moves up to `limit` queued frames into `batch` without waiting;
     /// returns how many.
     pub fn take_queued(&mut self, batch: &mut Vec<OutFrame>, limit: usize) -> usize {
-        // A push in progress sets the flag before its wake-up: a writer
-        // that missed its frame here is woken for it.
-        if !self.shared.has_frames.load(Ordering::Acquire) {
-            return 0;
-        }
         let mut queue = self.shared.queue();
         let n = queue.frames.len().min(limit);
         if n == 0 {
@@ -324,11 +309,8 @@ impl OutboundQueue {
         batch.extend(queue.frames.drain(..n));
         let bytes: usize = batch[before..].iter().map(|f| f.bytes.len()).sum();
         queue.bytes -= bytes;
-        if queue.frames.is_empty() {
-            self.shared.has_frames.store(false, Ordering::Release);
-            if queue.frames.capacity() > KEEP_CAPACITY {
-                queue.frames = VecDeque::new();
-            }
+        if queue.frames.is_empty() && queue.frames.capacity() > KEEP_CAPACITY {
+            queue.frames = VecDeque::new();
         }
         n
     }
@@ -339,11 +321,7 @@ impl Drop for OutboundQueue {
         self.shared.receiver_gone.store(true, Ordering::Relaxed);
         // Frames (and the publications they share) are freed now, not when
         // the last hub entry lets go of its sender.
-        let dropped = {
-            let mut queue = self.shared.queue();
-            self.shared.has_frames.store(false, Ordering::Release);
-            std::mem::take(&mut queue.frames)
-        };
+        let dropped = std::mem::take(&mut self.shared.queue().frames);
         drop(dropped);
     }
 }
