@@ -238,7 +238,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use std::sync::{Arc, Mutex};
-    use switchyard_core::outbound::outbound;
+    use switchyard_core::outbound::{Outbound, outbound};
 
     /// A socket that takes everything and keeps each write apart.
     #[derive(Clone, Default)]
@@ -267,6 +267,14 @@ mod tests {
         OutFrame::control(Bytes::from_static(text.as_bytes()))
     }
 
+    /// A writer with `write_delay` on a recording socket, and its queue.
+    fn start(write_delay: Duration) -> (Outbound, Writes, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = outbound(1 << 20);
+        let writes = Writes::default();
+        let writer = tokio::spawn(run(writes.clone(), rx, None, write_delay));
+        (tx, writes, writer)
+    }
+
     /// Lets the writer run as far as it can (the clock is paused: no time passes).
     async fn settle() {
         for _ in 0..10 {
@@ -276,9 +284,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn without_a_delay_each_frame_is_written_when_it_comes() {
-        let (tx, rx) = outbound(1 << 20);
-        let writes = Writes::default();
-        tokio::spawn(run(writes.clone(), rx, None, Duration::ZERO));
+        let (tx, writes, _writer) = start(Duration::ZERO);
         tx.push(frame("a")).unwrap();
         settle().await;
         tx.push(frame("b")).unwrap();
@@ -288,9 +294,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_write_delay_gathers_what_comes_meanwhile_into_one_write() {
-        let (tx, rx) = outbound(1 << 20);
-        let writes = Writes::default();
-        tokio::spawn(run(writes.clone(), rx, None, Duration::from_millis(10)));
+        let (tx, writes, _writer) = start(Duration::from_millis(10));
         tx.push(frame("a")).unwrap();
         settle().await;
         tokio::time::advance(Duration::from_millis(5)).await;
@@ -311,9 +315,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_close_during_the_delay_still_writes_what_was_queued_first() {
-        let (tx, rx) = outbound(1 << 20);
-        let writes = Writes::default();
-        let writer = tokio::spawn(run(writes.clone(), rx, None, Duration::from_millis(10)));
+        let (tx, writes, writer) = start(Duration::from_millis(10));
         tx.push(frame("a")).unwrap();
         settle().await;
         tx.close(Close::Server(CloseCode::GoingAway));
