@@ -1,8 +1,8 @@
 //! The Hub: this node's subscriptions, and fan-out to their connections.
 //!
 //! A publication is encoded once per protocol that has a subscriber on its
-//! channel, framed once, and the same [`Bytes`] are pushed into every
-//! subscriber's outbound queue. Pushing never waits: a full queue applies the
+//! channel and framed once, and a reference to that one frame is pushed
+//! into every subscriber's outbound queue. Pushing never waits: a full queue applies the
 //! namespace's slow-consumer policy to that subscriber alone.
 //!
 //! The map is sharded by channel so that subscribes on one channel do not
@@ -16,7 +16,6 @@ use crate::outbound::{Close, OutFrame, Outbound, PushError};
 use crate::position::StreamPosition;
 use crate::protocol::Protocol;
 use crate::wsframe;
-use bytes::Bytes;
 use prost::Message as _;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
@@ -322,15 +321,18 @@ impl Hub {
             return Fanout::default();
         };
         let frame = ServerFrame { id: 0, message: Some(push_message(envelope)) };
-        let json_frame = (entry.json > 0).then(|| wsframe::text(&json::encode_server_frame(&frame)));
-        let protobuf_frame = (entry.protobuf > 0).then(|| wsframe::binary(&frame.encode_to_vec()));
+        let at = envelope.published_at_us;
+        let json_frame =
+            (entry.json > 0).then(|| OutFrame::publication(wsframe::text(&json::encode_server_frame(&frame)), at));
+        let protobuf_frame =
+            (entry.protobuf > 0).then(|| OutFrame::publication(wsframe::binary(&frame.encode_to_vec()), at));
         let frame_for = |protocol: Protocol| -> OutFrame {
-            let bytes: &Bytes = match protocol {
+            match protocol {
                 Protocol::Json => json_frame.as_ref(),
                 Protocol::Protobuf => protobuf_frame.as_ref(),
             }
-            .expect("a frame is encoded for every protocol with a subscriber");
-            OutFrame { bytes: bytes.clone(), published_at_us: envelope.published_at_us }
+            .expect("a frame is encoded for every protocol with a subscriber")
+            .clone()
         };
         let mut fanout = Fanout::default();
         if entry.recovering_count > 0 {
@@ -404,6 +406,7 @@ pub fn publication(envelope: &Envelope) -> Publication {
 mod tests {
     use super::*;
     use crate::outbound::{OutboundQueue, outbound};
+    use bytes::Bytes;
 
     fn subscriber(protocol: Protocol, max: usize) -> (Subscriber, OutboundQueue) {
         let (tx, rx) = outbound(max);
@@ -446,9 +449,9 @@ mod tests {
         qb.recv_many(&mut fb, 10).await;
         qc.recv_many(&mut fc, 10).await;
         // The very same allocation, not equal copies.
-        assert_eq!(fa[0].bytes.as_ptr(), fb[0].bytes.as_ptr());
-        assert_eq!(&fa[0].bytes[2..], br#"{"pub":{"channel":"news","data":{"text": "hi"}}}"#);
-        let decoded = ServerFrame::decode(&fc[0].bytes[2..]).unwrap();
+        assert_eq!(fa[0].bytes().as_ptr(), fb[0].bytes().as_ptr());
+        assert_eq!(&fa[0].bytes()[2..], br#"{"pub":{"channel":"news","data":{"text": "hi"}}}"#);
+        let decoded = ServerFrame::decode(&fc[0].bytes()[2..]).unwrap();
         let Some(server_frame::Message::Pub(p)) = decoded.message else { panic!("not a pub") };
         assert_eq!(&p.data[..], br#"{"text": "hi"}"#);
     }
@@ -488,7 +491,7 @@ mod tests {
         hub.broadcast(&at(5)); // a duplicate now: skipped
         hub.broadcast(&at(6));
         queue.recv_many(&mut batch, 10).await;
-        let got: Vec<String> = batch.iter().map(|f| String::from_utf8_lossy(&f.bytes).into_owned()).collect();
+        let got: Vec<String> = batch.iter().map(|f| String::from_utf8_lossy(f.bytes()).into_owned()).collect();
         assert_eq!(got.len(), 3, "{got:?}");
         assert_eq!(got[0], "reply");
         assert!(got[1].contains(r#""offset":5"#) && got[2].contains(r#""offset":6"#), "{got:?}");
@@ -512,7 +515,7 @@ mod tests {
         }
         let mut batch = Vec::new();
         queue.recv_many(&mut batch, 10).await;
-        let got: Vec<String> = batch.iter().map(|f| String::from_utf8_lossy(&f.bytes).into_owned()).collect();
+        let got: Vec<String> = batch.iter().map(|f| String::from_utf8_lossy(f.bytes()).into_owned()).collect();
         assert_eq!(got.len(), 3, "{got:?}");
         for (frame, offset) in got.iter().zip([1, 2, 3]) {
             assert!(frame.contains(&format!(r#""offset":{offset},"epoch":"new""#)), "{frame}");

@@ -15,19 +15,50 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use tokio::sync::Notify;
 
-/// A frame waiting to be written.
+/// A frame waiting to be written. One pointer: a publication's frame is
+/// made once and every subscriber's queue holds a reference to it, so a
+/// queue's slots stay small (fan-out writes one slot per subscriber, and
+/// the writer reads it back, on every publication).
 #[derive(Debug, Clone)]
-pub struct OutFrame {
+pub struct OutFrame(Arc<FrameData>);
+
+#[derive(Debug)]
+struct FrameData {
     /// The whole frame, header included.
-    pub bytes: Bytes,
+    bytes: Bytes,
     /// For publications: when it was published (µs since the Unix epoch),
     /// for the delivery latency metric; 0 for anything else.
-    pub published_at_us: u64,
+    published_at_us: u64,
 }
 
 impl OutFrame {
+    /// A frame that is not a publication (a reply, a ping, a close).
     pub fn control(bytes: Bytes) -> Self {
-        OutFrame { bytes, published_at_us: 0 }
+        Self::publication(bytes, 0)
+    }
+
+    /// A publication's frame, published at `published_at_us`.
+    pub fn publication(bytes: Bytes, published_at_us: u64) -> Self {
+        OutFrame(Arc::new(FrameData { bytes, published_at_us }))
+    }
+
+    /// The whole frame, header included.
+    pub fn bytes(&self) -> &Bytes {
+        &self.0.bytes
+    }
+
+    /// When the publication was published (µs since the Unix epoch); 0
+    /// for frames that are not publications.
+    pub fn published_at_us(&self) -> u64 {
+        self.0.published_at_us
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.bytes.is_empty()
     }
 }
 
@@ -175,7 +206,7 @@ impl Outbound {
         if self.shared.close.get().is_some() || self.shared.receiver_gone.load(Ordering::Relaxed) {
             return Err(PushError::Closed);
         }
-        let len = frame.bytes.len();
+        let len = frame.len();
         let was_empty = {
             let mut queue = self.shared.queue();
             if queue.bytes + len > self.shared.max_bytes {
@@ -253,16 +284,18 @@ impl OutboundQueue {
             if let Some(close) = self.close() {
                 return Poll::Ready(Next::Close(close));
             }
-            if !self.shared.queue().frames.is_empty() {
-                return Poll::Ready(Next::Frames);
+            {
+                let queue = self.shared.queue();
+                if !queue.frames.is_empty() {
+                    return Poll::Ready(Next::Frames);
+                }
+                // Registered under the lock: a push after this finds the
+                // queue empty and wakes this waker; one before was seen.
+                self.shared.writer.register(cx.waker());
             }
-            self.shared.writer.register(cx.waker());
-            // Checked again once registered: what came in between woke nobody.
+            // Checked again once registered: a close in between woke nobody.
             if let Some(close) = self.close() {
                 return Poll::Ready(Next::Close(close));
-            }
-            if !self.shared.queue().frames.is_empty() {
-                return Poll::Ready(Next::Frames);
             }
             if self.shared.senders.load(Ordering::Acquire) == 0 {
                 // The last sender may have pushed right before it went.
@@ -307,7 +340,7 @@ impl OutboundQueue {
         }
         let before = batch.len();
         batch.extend(queue.frames.drain(..n));
-        let bytes: usize = batch[before..].iter().map(|f| f.bytes.len()).sum();
+        let bytes: usize = batch[before..].iter().map(OutFrame::len).sum();
         queue.bytes -= bytes;
         if queue.frames.is_empty() && queue.frames.capacity() > KEEP_CAPACITY {
             queue.frames = VecDeque::new();

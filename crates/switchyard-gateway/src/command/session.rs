@@ -344,7 +344,7 @@ impl ClientSession {
     pub(super) fn reply_frame(&mut self, frame: ServerFrame) -> OutFrame {
         let out = self.frame(frame);
         if let Some(collected) = &mut self.collected {
-            collected.push(switchyard_core::wsframe::payload(&out.bytes));
+            collected.push(switchyard_core::wsframe::payload(out.bytes()));
         }
         out
     }
@@ -364,7 +364,7 @@ impl ClientSession {
         metric::command_errors(refusal.code).increment(1);
         let reply = OutFrame::control(codec::error_reply(self.protocol, id, refusal.code, &refusal.message));
         if let Some(collected) = &mut self.collected {
-            collected.push(switchyard_core::wsframe::payload(&reply.bytes));
+            collected.push(switchyard_core::wsframe::payload(reply.bytes()));
         }
         self.queue(reply);
     }

@@ -32,7 +32,7 @@ const MAX_SLICES: usize = 512;
 /// segment is more than the copy. Larger batches go by `writev` of the
 /// frames as they are.
 const COPY_UP_TO: usize = 64 * 1024;
-/// Batches written back to back after a wake-up, at most, before the
+/// Batches written back to back after a delayed wait, at most, before the
 /// writer waits again.
 const DRAIN_ROUNDS: usize = 9;
 
@@ -59,21 +59,26 @@ where
     let mut delay: Option<Pin<Box<Sleep>>> = None;
     let close = loop {
         match queue.ready().await {
-            Next::Frames => {
-                if !write_delay.is_zero() {
-                    let deadline = Instant::now() + write_delay;
-                    match delay.as_mut() {
-                        Some(sleep) => sleep.as_mut().reset(deadline),
-                        None => delay = Some(Box::pin(tokio::time::sleep_until(deadline))),
-                    }
-                    // A close requested meanwhile is seen after the wait,
-                    // by the rounds below and the next `ready`.
-                    if let Some(sleep) = delay.as_mut() {
-                        sleep.await;
-                    }
+            Next::Frames if write_delay.is_zero() => {
+                // One batch per wake-up: what comes while writing is seen
+                // by the next `ready`, which locks the queue anyway.
+                if write_queued(&mut io, &mut queue).await.is_err() {
+                    return;
                 }
-                // What comes while writing goes too, without a wake-up (a
-                // few rounds at most; a close is seen between them).
+            }
+            Next::Frames => {
+                let deadline = Instant::now() + write_delay;
+                match delay.as_mut() {
+                    Some(sleep) => sleep.as_mut().reset(deadline),
+                    None => delay = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                }
+                // A close requested meanwhile is seen after the wait, by
+                // the rounds below and the next `ready`.
+                if let Some(sleep) = delay.as_mut() {
+                    sleep.await;
+                }
+                // What comes while writing goes too, without waiting again
+                // (a few rounds at most; a close is seen between them).
                 for _ in 0..DRAIN_ROUNDS {
                     match write_queued(&mut io, &mut queue).await {
                         Ok(true) if queue.close().is_none() => {}
@@ -112,7 +117,7 @@ where
         Close::Dropped => return,
     }
     let counted = Counted::of(&last);
-    let bytes: Vec<u8> = last.iter().flat_map(|f| f.bytes.iter().copied()).collect();
+    let bytes: Vec<u8> = last.iter().flat_map(|f| f.bytes().iter().copied()).collect();
     if io.write_all(&bytes).await.is_ok() && io.flush().await.is_ok() {
         counted.record();
         let _ = io.shutdown().await;
@@ -130,8 +135,8 @@ impl Counted {
     fn of(frames: &[OutFrame]) -> Self {
         Counted {
             frames: frames.len(),
-            bytes: frames.iter().map(|f| f.bytes.len()).sum(),
-            oldest_published_us: frames.iter().map(|f| f.published_at_us).filter(|&t| t > 0).min(),
+            bytes: frames.iter().map(OutFrame::len).sum(),
+            oldest_published_us: frames.iter().map(OutFrame::published_at_us).filter(|&t| t > 0).min(),
         }
     }
 
@@ -185,7 +190,7 @@ fn take_and_try<W: AsyncWrite + Unpin>(
         }
         bytes.clear();
         for frame in frames.drain(..) {
-            bytes.extend_from_slice(&frame.bytes);
+            bytes.extend_from_slice(frame.bytes());
         }
         let written = write_now(io, bytes)?;
         let rest = if written < bytes.len() { Rest::Bytes(bytes[written..].to_vec()) } else { Rest::Nothing };
@@ -210,8 +215,8 @@ async fn write_vectored<W: AsyncWrite + Unpin>(io: &mut W, batch: &[OutFrame]) -
     let (mut index, mut offset) = (0, 0);
     while index < batch.len() {
         let end = batch.len().min(index + MAX_SLICES);
-        let slices: Vec<IoSlice<'_>> = std::iter::once(&batch[index].bytes[offset..])
-            .chain(batch[index + 1..end].iter().map(|f| &f.bytes[..]))
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&batch[index].bytes()[offset..])
+            .chain(batch[index + 1..end].iter().map(|f| &f.bytes()[..]))
             .map(IoSlice::new)
             .collect();
         let mut written = io.write_vectored(&slices).await?;
@@ -219,7 +224,7 @@ async fn write_vectored<W: AsyncWrite + Unpin>(io: &mut W, batch: &[OutFrame]) -
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         while written > 0 {
-            let left = batch[index].bytes.len() - offset;
+            let left = batch[index].len() - offset;
             if written >= left {
                 written -= left;
                 index += 1;

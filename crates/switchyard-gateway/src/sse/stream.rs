@@ -26,7 +26,7 @@ const BATCH: usize = 256;
 fn events(frames: &[OutFrame]) -> Bytes {
     let mut out = BytesMut::new();
     for frame in frames {
-        event(&mut out, &wsframe::payload(&frame.bytes));
+        event(&mut out, &wsframe::payload(frame.bytes()));
     }
     out.freeze()
 }
@@ -62,7 +62,7 @@ pub async fn run(mut queue: OutboundQueue, chunks: mpsc::Sender<Bytes>, liveness
                     queue.request_close(Close::Dropped);
                     return;
                 }
-                let oldest = batch.iter().map(|f| f.published_at_us).filter(|&t| t > 0).min();
+                let oldest = batch.iter().map(OutFrame::published_at_us).filter(|&t| t > 0).min();
                 delivery_tally::record_write(batch.len(), bytes, oldest.map(|t| sent_at.saturating_sub(t)));
                 batch.clear();
                 wrote_since_tick = true;
