@@ -196,11 +196,13 @@ pub struct ClientConfig {
     /// Bytes a connection's outbound queue may hold before the namespace's
     /// slow-consumer policy applies. Default: 1048576 (1 MiB).
     pub max_queue_bytes: usize,
-    /// How long a WebSocket connection's writer waits, once frames are queued, before
-    /// it writes them: what comes meanwhile goes in the same write. At high
-    /// fan-out the cost of a node is mostly its socket writes, so this
-    /// trades that much latency for fewer of them. Rounded up to the
-    /// runtime's timer (a millisecond). Default: `0s` (write at once).
+    /// The period of the node's write clock: a WebSocket connection with
+    /// frames queued writes them at the clock's next tick, so what comes
+    /// meanwhile goes in the same write. A frame waits up to this long (the
+    /// first after a quiet spell, the whole of it). At high fan-out the cost
+    /// of a node is mostly its socket writes, so this trades that latency
+    /// for fewer of them. Ticks fall on the runtime's millisecond timer.
+    /// Default: `0s` (write at once, no clock).
     #[serde(with = "humantime_serde")]
     pub write_delay: Duration,
     /// Channels one connection may subscribe to; more get error 106.

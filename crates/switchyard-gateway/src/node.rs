@@ -4,6 +4,7 @@ use crate::auth::Authenticator;
 use crate::command::presence::LocalPresence;
 use crate::command::users::Requests;
 use crate::connections::Connections;
+use crate::session::write_clock::WriteClock;
 use crate::sse::SseSessions;
 use crate::tls::Tls;
 use governor::clock::QuantaClock;
@@ -62,6 +63,8 @@ pub struct Node {
     /// New connections per client address (`limits.connects_per_second_per_ip`),
     /// when set.
     pub connect_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// The writers' clock, when `client.write_delay` is set.
+    pub write_clock: Option<Arc<WriteClock>>,
     next_conn: AtomicU64,
     draining: AtomicBool,
 }
@@ -184,7 +187,9 @@ impl Node {
             let burst = NonZeroU32::new(config.limits.connects_burst_per_ip).unwrap_or(NonZeroU32::MIN);
             RateLimiter::new(Quota::per_second(rate).allow_burst(burst), Default::default(), rate_clock.clone())
         });
+        let write_clock = (!config.client.write_delay.is_zero()).then(|| WriteClock::new(config.client.write_delay));
         Ok(Arc::new(Node {
+            write_clock,
             auth,
             proxies,
             tls,

@@ -118,6 +118,30 @@ async fn publications_arrive_in_publish_order() {
 }
 
 #[tokio::test]
+async fn with_a_write_delay_every_publication_arrives_in_order_in_both_encodings() {
+    let mut config = test_config();
+    config.client.write_delay = std::time::Duration::from_millis(5);
+    let node = TestNode::start(config).await;
+    let mut json = client(&node, Encoding::Json).await;
+    let mut proto = client(&node, Encoding::Protobuf).await;
+    let publisher = client(&node, Encoding::Json).await;
+    json.subscribe("seq").await.unwrap();
+    proto.subscribe("seq").await.unwrap();
+    // Each publish waits for its reply, which waits for a tick.
+    for i in 0..100 {
+        publisher.publish("seq", format!("{i}")).await.unwrap();
+    }
+    for sub in [&mut json, &mut proto] {
+        for i in 0..100 {
+            let p = within("the next publication", sub.next_publication()).await.unwrap();
+            assert_eq!(p.data, format!("{i}").as_bytes());
+        }
+    }
+    // The replies went through the write clock too, and a close still does.
+    assert_eq!(json.close().await.map(|(code, _)| code), Some(1000));
+}
+
+#[tokio::test]
 async fn closing_cleanly_leaves_every_channel() {
     let node = TestNode::start(test_config()).await;
     let c = client(&node, Encoding::Json).await;

@@ -12,6 +12,7 @@ mod duties;
 mod handler;
 pub mod liveness;
 mod reader;
+pub mod write_clock;
 mod writer;
 
 use crate::command::ClientSession;
@@ -79,7 +80,7 @@ where
         Speaks::Protocol(protocol) => Some(protocol),
         Speaks::Echo => None,
     };
-    let mut writer = tokio::spawn(writer::run(write, queue, protocol, config.client.write_delay));
+    let mut writer = tokio::spawn(writer::run(write, queue, protocol, node.write_clock.clone()));
 
     if node.is_draining() {
         // The drain took its list of connections before this one was in it.

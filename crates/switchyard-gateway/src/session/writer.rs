@@ -10,18 +10,18 @@
 
 use crate::codec;
 use crate::delivery_tally;
+use crate::session::write_clock::WriteClock;
 use std::cell::RefCell;
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 use switchyard_core::clock::unix_micros;
 use switchyard_core::codes::CloseCode;
 use switchyard_core::outbound::{Close, Next, OutFrame, OutboundQueue};
 use switchyard_core::protocol::Protocol;
 use switchyard_core::wsframe;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::time::{Instant, Sleep};
 
 /// Frames taken from the queue per write.
 const BATCH: usize = 256;
@@ -32,8 +32,8 @@ const MAX_SLICES: usize = 512;
 /// segment is more than the copy. Larger batches go by `writev` of the
 /// frames as they are.
 const COPY_UP_TO: usize = 64 * 1024;
-/// Batches written back to back after a delayed wait, at most, before the
-/// writer waits again.
+/// Batches written back to back after a tick of the write clock, at most,
+/// before the writer waits again.
 const DRAIN_ROUNDS: usize = 9;
 
 /// A worker thread's buffers for gathering a batch. Borrowed only while a
@@ -48,35 +48,29 @@ thread_local! {
 }
 
 /// `protocol` is None for echo connections: they get no `disconnect`
-/// push, only WebSocket frames. With a `write_delay`, the writer waits that
-/// long once frames are there before it writes (`client.write_delay`).
-pub async fn run<W>(mut io: W, mut queue: OutboundQueue, protocol: Option<Protocol>, write_delay: Duration)
-where
+/// push, only WebSocket frames. With a `write_clock` (`client.write_delay`),
+/// the writer waits for its next tick once frames are there.
+pub async fn run<W>(
+    mut io: W,
+    mut queue: OutboundQueue,
+    protocol: Option<Protocol>,
+    write_clock: Option<Arc<WriteClock>>,
+) where
     W: AsyncWrite + Unpin,
 {
-    // Made at the first delayed write and reset for the next ones: a timer
-    // in the task itself would make every idle connection carry it.
-    let mut delay: Option<Pin<Box<Sleep>>> = None;
     let close = loop {
-        match queue.ready().await {
-            Next::Frames if write_delay.is_zero() => {
+        match (queue.ready().await, &write_clock) {
+            (Next::Frames, None) => {
                 // One batch per wake-up: what comes while writing is seen
                 // by the next `ready`, which locks the queue anyway.
                 if write_queued(&mut io, &mut queue).await.is_err() {
                     return;
                 }
             }
-            Next::Frames => {
-                let deadline = Instant::now() + write_delay;
-                match delay.as_mut() {
-                    Some(sleep) => sleep.as_mut().reset(deadline),
-                    None => delay = Some(Box::pin(tokio::time::sleep_until(deadline))),
-                }
+            (Next::Frames, Some(clock)) => {
                 // A close requested meanwhile is seen after the wait, by
                 // the rounds below and the next `ready`.
-                if let Some(sleep) = delay.as_mut() {
-                    sleep.await;
-                }
+                clock.next_tick().await;
                 // What comes while writing goes too, without waiting again
                 // (a few rounds at most; a close is seen between them).
                 for _ in 0..DRAIN_ROUNDS {
@@ -87,8 +81,8 @@ where
                     }
                 }
             }
-            Next::Close(close) => break close,
-            Next::Ended => return,
+            (Next::Close(close), _) => break close,
+            (Next::Ended, _) => return,
         }
     };
     let mut last = Vec::new();
@@ -242,7 +236,8 @@ async fn write_vectored<W: AsyncWrite + Unpin>(io: &mut W, batch: &[OutFrame]) -
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
+    use std::time::Duration;
     use switchyard_core::outbound::{Outbound, outbound};
 
     /// A socket that takes everything and keeps each write apart.
@@ -272,11 +267,16 @@ mod tests {
         OutFrame::control(Bytes::from_static(text.as_bytes()))
     }
 
-    /// A writer with `write_delay` on a recording socket, and its queue.
+    /// A writer on a recording socket, with `write_delay` (a write clock of
+    /// its own unless it is 0), and its queue.
     fn start(write_delay: Duration) -> (Outbound, Writes, tokio::task::JoinHandle<()>) {
+        start_on((!write_delay.is_zero()).then(|| WriteClock::new(write_delay)))
+    }
+
+    fn start_on(clock: Option<Arc<WriteClock>>) -> (Outbound, Writes, tokio::task::JoinHandle<()>) {
         let (tx, rx) = outbound(1 << 20);
         let writes = Writes::default();
-        let writer = tokio::spawn(run(writes.clone(), rx, None, write_delay));
+        let writer = tokio::spawn(run(writes.clone(), rx, None, clock));
         (tx, writes, writer)
     }
 
@@ -285,6 +285,12 @@ mod tests {
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
+    }
+
+    /// Lets `ms` milliseconds of the paused clock pass, then settles.
+    async fn pass(ms: u64) {
+        tokio::time::advance(Duration::from_millis(ms)).await;
+        settle().await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -302,20 +308,53 @@ mod tests {
         let (tx, writes, _writer) = start(Duration::from_millis(10));
         tx.push(frame("a")).unwrap();
         settle().await;
-        tokio::time::advance(Duration::from_millis(5)).await;
-        settle().await;
+        pass(5).await;
         assert!(writes.taken().is_empty(), "nothing is written before the delay is over");
         tx.push(frame("b")).unwrap();
-        tokio::time::advance(Duration::from_millis(6)).await;
-        settle().await;
+        pass(6).await;
         assert_eq!(writes.taken(), vec![b"ab".to_vec()]);
         // The next batch waits its own delay.
         tx.push(frame("c")).unwrap();
         settle().await;
         assert_eq!(writes.taken().len(), 1);
-        tokio::time::advance(Duration::from_millis(10)).await;
-        settle().await;
+        pass(10).await;
         assert_eq!(writes.taken(), vec![b"ab".to_vec(), b"c".to_vec()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writers_on_one_clock_write_at_its_tick_however_long_each_waited() {
+        let clock = WriteClock::new(Duration::from_millis(10));
+        let (first, first_writes, _a) = start_on(Some(clock.clone()));
+        let (second, second_writes, _b) = start_on(Some(clock));
+        first.push(frame("a")).unwrap();
+        settle().await;
+        tokio::time::advance(Duration::from_millis(7)).await;
+        second.push(frame("b")).unwrap();
+        settle().await;
+        pass(2).await;
+        assert!(first_writes.taken().is_empty() && second_writes.taken().is_empty());
+        pass(1).await;
+        // The second waited 3 ms of the 10: the tick was already running.
+        assert_eq!(first_writes.taken(), vec![b"a".to_vec()]);
+        assert_eq!(second_writes.taken(), vec![b"b".to_vec()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_quiet_spell_the_first_frame_waits_the_whole_delay() {
+        let (tx, writes, _writer) = start(Duration::from_millis(10));
+        tx.push(frame("a")).unwrap();
+        settle().await;
+        pass(10).await;
+        assert_eq!(writes.taken().len(), 1);
+        // Nobody waits: the clock stops after its next tick.
+        pass(53).await;
+        tx.push(frame("b")).unwrap();
+        settle().await;
+        // Had it ticked on, its next tick would be 7 ms away.
+        pass(9).await;
+        assert_eq!(writes.taken().len(), 1);
+        pass(1).await;
+        assert_eq!(writes.taken(), vec![b"a".to_vec(), b"b".to_vec()]);
     }
 
     #[tokio::test(start_paused = true)]
