@@ -40,11 +40,15 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Waits until `check` holds, polling; fails after DEADLINE with `what`. */
+/**
+ * Waits until `check` holds, polling; fails after DEADLINE with `what`.
+ * Counts on the monotonic clock: the wall clock of a virtual machine can
+ * step, and a step forward would end the wait early.
+ */
 export async function until(what: string, check: () => boolean | Promise<boolean>): Promise<void> {
-  const end = Date.now() + DEADLINE;
+  const end = performance.now() + DEADLINE;
   while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
