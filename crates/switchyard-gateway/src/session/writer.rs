@@ -287,6 +287,12 @@ mod tests {
         }
     }
 
+    /// Queues the frame `text` and lets the writer see it.
+    async fn queue(tx: &Outbound, text: &'static str) {
+        tx.push(frame(text)).unwrap();
+        settle().await;
+    }
+
     /// Lets `ms` milliseconds of the paused clock pass, then settles.
     async fn pass(ms: u64) {
         tokio::time::advance(Duration::from_millis(ms)).await;
@@ -296,26 +302,22 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn without_a_delay_each_frame_is_written_when_it_comes() {
         let (tx, writes, _writer) = start(Duration::ZERO);
-        tx.push(frame("a")).unwrap();
-        settle().await;
-        tx.push(frame("b")).unwrap();
-        settle().await;
+        queue(&tx, "a").await;
+        queue(&tx, "b").await;
         assert_eq!(writes.taken(), vec![b"a".to_vec(), b"b".to_vec()]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_write_delay_gathers_what_comes_meanwhile_into_one_write() {
         let (tx, writes, _writer) = start(Duration::from_millis(10));
-        tx.push(frame("a")).unwrap();
-        settle().await;
+        queue(&tx, "a").await;
         pass(5).await;
         assert!(writes.taken().is_empty(), "nothing is written before the delay is over");
         tx.push(frame("b")).unwrap();
         pass(6).await;
         assert_eq!(writes.taken(), vec![b"ab".to_vec()]);
         // The next batch waits its own delay.
-        tx.push(frame("c")).unwrap();
-        settle().await;
+        queue(&tx, "c").await;
         assert_eq!(writes.taken().len(), 1);
         pass(10).await;
         assert_eq!(writes.taken(), vec![b"ab".to_vec(), b"c".to_vec()]);
@@ -326,11 +328,9 @@ mod tests {
         let clock = WriteClock::new(Duration::from_millis(10));
         let (first, first_writes, _a) = start_on(Some(clock.clone()));
         let (second, second_writes, _b) = start_on(Some(clock));
-        first.push(frame("a")).unwrap();
-        settle().await;
-        tokio::time::advance(Duration::from_millis(7)).await;
-        second.push(frame("b")).unwrap();
-        settle().await;
+        queue(&first, "a").await;
+        pass(7).await;
+        queue(&second, "b").await;
         pass(2).await;
         assert!(first_writes.taken().is_empty() && second_writes.taken().is_empty());
         pass(1).await;
@@ -342,14 +342,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn after_a_quiet_spell_the_first_frame_waits_the_whole_delay() {
         let (tx, writes, _writer) = start(Duration::from_millis(10));
-        tx.push(frame("a")).unwrap();
-        settle().await;
+        queue(&tx, "a").await;
         pass(10).await;
         assert_eq!(writes.taken().len(), 1);
         // Nobody waits: the clock stops after its next tick.
         pass(53).await;
-        tx.push(frame("b")).unwrap();
-        settle().await;
+        queue(&tx, "b").await;
         // Had it ticked on, its next tick would be 7 ms away.
         pass(9).await;
         assert_eq!(writes.taken().len(), 1);
@@ -360,8 +358,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_close_during_the_delay_still_writes_what_was_queued_first() {
         let (tx, writes, writer) = start(Duration::from_millis(10));
-        tx.push(frame("a")).unwrap();
-        settle().await;
+        queue(&tx, "a").await;
         tx.close(Close::Server(CloseCode::GoingAway));
         tokio::time::advance(Duration::from_millis(10)).await;
         writer.await.unwrap();
