@@ -72,6 +72,8 @@ start_redis() {
 #                     (1ms unless set): fewer, larger writes
 #   switchyard-sse    one node, subscribers over Server-Sent Events (the
 #                     fallback transport), the publisher over a WebSocket
+#   switchyard-sse-delayed  the same with client.write_delay at $WRITE_DELAY
+#                     (1ms unless set)
 #   switchyard-before the same with the binary $BEFORE (an earlier build,
 #                     for before/after runs of a change; also
 #                     switchyard-redis-before)
@@ -103,8 +105,10 @@ start_server() {
       wait_port "$port"
       echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-json" \
         "127.0.0.1:$((port + 500))" ;;
-    switchyard-sse)
-      start_switchyard "$port"
+    switchyard-sse | switchyard-sse-delayed)
+      local delay=0s
+      [ "$name" = switchyard-sse-delayed ] && delay=${WRITE_DELAY:-1ms}
+      SWITCHYARD_CLIENT__WRITE_DELAY=$delay start_switchyard "$port"
       wait_port "$port"
       echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-sse" \
         "127.0.0.1:$((port + 500))" ;;

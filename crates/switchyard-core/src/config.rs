@@ -196,8 +196,8 @@ pub struct ClientConfig {
     /// Bytes a connection's outbound queue may hold before the namespace's
     /// slow-consumer policy applies. Default: 1048576 (1 MiB).
     pub max_queue_bytes: usize,
-    /// The period of the node's write clock: a WebSocket connection with
-    /// frames queued writes them at the clock's next tick, so what comes
+    /// The period of the node's write clock: a connection (WebSocket or SSE
+    /// stream) with frames queued writes them at the clock's next tick, so what comes
     /// meanwhile goes in the same write. A frame waits up to this long (the
     /// first after a quiet spell, the whole of it). At high fan-out the cost
     /// of a node is mostly its socket writes, so this trades that latency

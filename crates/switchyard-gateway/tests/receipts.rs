@@ -67,8 +67,7 @@ async fn receipts_count_nodes_and_connections_and_say_who_did_not_answer() {
     // without it.
     let _on_c = subscribers(&c.ws_url(), 1).await;
     assert_eq!(publish_with_receipt(&a).await, json!({"nodes": 3, "clients": 6, "unanswered": 0}));
-    let stopped = std::process::Command::new("kill").args(["-STOP", &c.pid().to_string()]).status().unwrap();
-    assert!(stopped.success());
+    c.pause().await;
     let receipt = within("the receipt, without the stopped node", publish_with_receipt(&a)).await;
     assert_eq!(receipt, json!({"nodes": 2, "clients": 5, "unanswered": 1}));
     c.kill();

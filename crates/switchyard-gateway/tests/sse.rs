@@ -222,3 +222,18 @@ async fn a_stream_recovers_a_channel_from_a_position() {
     switchyard_testkit::http::api(node.addr, "k", "/api/publish", json!({"channel": "chat:r", "data": 6})).await;
     assert_eq!(offsets_until(&mut stream, "chat:r", 6).await, vec![6]);
 }
+
+#[tokio::test]
+async fn with_a_write_delay_a_stream_gets_every_publication_in_order() {
+    let mut config = with_history(test_config(), "chat", 100);
+    config.api.key = Some("k".into());
+    config.client.write_delay = std::time::Duration::from_millis(5);
+    let node = TestNode::start(config).await;
+    let mut stream = SseStream::open(node.addr, "channel=chat%3Ad").await.unwrap();
+    assert_eq!(until_key(&mut stream, "sub").await["sub"]["channel"], "chat:d");
+    for n in 1..=50 {
+        let publish = json!({"channel": "chat:d", "data": n});
+        assert_eq!(switchyard_testkit::http::api(node.addr, "k", "/api/publish", publish).await.0, 200);
+    }
+    assert_eq!(offsets_until(&mut stream, "chat:d", 50).await, (1..=50).collect::<Vec<u64>>());
+}

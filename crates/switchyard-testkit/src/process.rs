@@ -68,6 +68,22 @@ impl GatewayProcess {
         assert!(status.map(|s| s.success()).unwrap_or(false), "kill -TERM failed");
     }
 
+    /// Stops the process (SIGSTOP) and returns once every one of its
+    /// threads has stopped: a signal is sent at once but takes effect as
+    /// each thread next enters the kernel, and a thread still running could
+    /// answer one more message.
+    pub async fn pause(&self) {
+        let pid = self.pid().to_string();
+        let status = std::process::Command::new("kill").args(["-STOP", &pid]).status();
+        assert!(status.map(|s| s.success()).unwrap_or(false), "kill -STOP failed");
+        crate::within("every thread of the node to stop", async {
+            while !all_threads_stopped(&pid) {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+    }
+
     /// Kills the process at once (SIGKILL): no drain, no goodbye.
     pub fn kill(&mut self) {
         let _ = self.child.start_kill();
@@ -81,6 +97,18 @@ impl GatewayProcess {
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in its
+/// `/proc` stat line, after the command's closing parenthesis).
+fn all_threads_stopped(pid: &str) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
+            .unwrap_or(false)
+    })
 }
 
 /// The address after `key` in a log line (`listen=127.0.0.1:4242`).

@@ -165,7 +165,7 @@ async fn run(
     if node.is_draining() {
         outbound.close(switchyard_core::outbound::Close::Server(switchyard_core::codes::CloseCode::GoingAway));
     }
-    let writer = tokio::spawn(stream::run(queue, chunks, liveness.clone(), config.clone()));
+    let writer = tokio::spawn(stream::run(queue, chunks, liveness.clone(), config.clone(), node.write_clock.clone()));
     let (ops, mut ops_rx) = crate::command::ops::op_queue(OPS_QUEUE);
     let mut session =
         ClientSession::new(node.clone(), id, Protocol::Json, outbound.clone(), liveness, upgrade, ops.clone());
