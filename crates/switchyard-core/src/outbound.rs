@@ -7,12 +7,11 @@
 //! one writer that owns the socket.
 
 use crate::codes::CloseCode;
-use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use tokio::sync::Notify;
 
 /// A frame waiting to be written. One pointer: a publication's frame is
@@ -86,11 +85,24 @@ pub enum PushError {
     Closed,
 }
 
-/// The frames waiting, and their size in bytes, under one lock: a push
-/// then costs the lock and nothing else shared.
+/// The frames waiting, their size in bytes, and the writer waiting for
+/// them, under one lock: a push then costs the lock and nothing else
+/// shared, and finding the queue empty and registering is one lock.
 struct Queue {
     frames: VecDeque<OutFrame>,
     bytes: usize,
+    /// The writer, waiting for frames or a close (one waiter only). Taken
+    /// by whoever wakes it.
+    writer: Option<Waker>,
+}
+
+impl Queue {
+    /// Registers `waker` as the writer's, unless it is registered already.
+    fn register(&mut self, waker: &Waker) {
+        if !self.writer.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.writer = Some(waker.clone());
+        }
+    }
 }
 
 struct Shared {
@@ -98,9 +110,6 @@ struct Shared {
     /// held across an await) rather than a channel: it allocates nothing
     /// until the first frame, which matters for idle connections.
     queue: Mutex<Queue>,
-    /// The writer, waiting for frames or a close. One waiter only, so an
-    /// atomic waker rather than a `Notify` and its list behind a lock.
-    writer: AtomicWaker,
     max_bytes: usize,
     /// Filling ends alive; the writer stops once it is 0 and the queue is empty.
     senders: AtomicUsize,
@@ -121,11 +130,20 @@ impl Shared {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Wakes the writer if it waits. Taken under the lock it registers
+    /// under: a writer registering after this sees what was changed before.
+    fn wake_writer(&self) {
+        let writer = self.queue().writer.take();
+        if let Some(writer) = writer {
+            writer.wake();
+        }
+    }
+
     fn request_close(&self, close: Close) -> bool {
         let won = self.close.set(close).is_ok();
         if won {
             self.closed.notify_waiters();
-            self.writer.wake();
+            self.wake_writer();
         }
         won
     }
@@ -173,8 +191,7 @@ const KEEP_CAPACITY: usize = 1024;
 /// A queue that holds at most `max_bytes` of frames.
 pub fn outbound(max_bytes: usize) -> (Outbound, OutboundQueue) {
     let shared = Arc::new(Shared {
-        queue: Mutex::new(Queue { frames: VecDeque::new(), bytes: 0 }),
-        writer: AtomicWaker::new(),
+        queue: Mutex::new(Queue { frames: VecDeque::new(), bytes: 0, writer: None }),
         max_bytes,
         senders: AtomicUsize::new(1),
         receiver_gone: AtomicBool::new(false),
@@ -195,7 +212,7 @@ impl Clone for Outbound {
 impl Drop for Outbound {
     fn drop(&mut self) {
         if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.writer.wake();
+            self.shared.wake_writer();
         }
     }
 }
@@ -207,20 +224,20 @@ impl Outbound {
             return Err(PushError::Closed);
         }
         let len = frame.len();
-        let was_empty = {
+        let writer = {
             let mut queue = self.shared.queue();
             if queue.bytes + len > self.shared.max_bytes {
                 return Err(PushError::Full);
             }
             queue.bytes += len;
-            let was_empty = queue.frames.is_empty();
+            // A non-empty queue has had its wake-up already: the writer
+            // takes everything that is queued when it runs.
+            let writer = if queue.frames.is_empty() { queue.writer.take() } else { None };
             queue.frames.push_back(frame);
-            was_empty
+            writer
         };
-        // A non-empty queue has had its wake-up already: the writer takes
-        // everything that is queued when it runs.
-        if was_empty {
-            self.shared.writer.wake();
+        if let Some(writer) = writer {
+            writer.wake();
         }
         Ok(())
     }
@@ -261,17 +278,19 @@ impl OutboundQueue {
     }
 
     fn poll_frames(&mut self, cx: &mut Context<'_>, batch: &mut Vec<OutFrame>, limit: usize) -> Poll<usize> {
-        let n = self.take_queued(batch, limit);
-        if n > 0 {
-            return Poll::Ready(n);
+        {
+            let mut queue = self.shared.queue();
+            let n = take(&mut queue, batch, limit);
+            if n > 0 {
+                return Poll::Ready(n);
+            }
+            // Registered under the lock: a push after this finds the queue
+            // empty and wakes this waker; one before was taken.
+            queue.register(cx.waker());
         }
-        self.shared.writer.register(cx.waker());
-        // Checked again once registered: a push in between woke nobody.
-        let n = self.take_queued(batch, limit);
-        if n > 0 || self.shared.senders.load(Ordering::Acquire) == 0 {
-            // With no sender left, the last one may have pushed right before
-            // it went: that was taken above.
-            return Poll::Ready(n + self.take_queued(batch, limit));
+        if self.shared.senders.load(Ordering::Acquire) == 0 {
+            // The last sender may have pushed right before it went.
+            return Poll::Ready(self.take_queued(batch, limit));
         }
         Poll::Pending
     }
@@ -285,13 +304,13 @@ impl OutboundQueue {
                 return Poll::Ready(Next::Close(close));
             }
             {
-                let queue = self.shared.queue();
+                let mut queue = self.shared.queue();
                 if !queue.frames.is_empty() {
                     return Poll::Ready(Next::Frames);
                 }
                 // Registered under the lock: a push after this finds the
                 // queue empty and wakes this waker; one before was seen.
-                self.shared.writer.register(cx.waker());
+                queue.register(cx.waker());
             }
             // Checked again once registered: a close in between woke nobody.
             if let Some(close) = self.close() {
@@ -333,20 +352,24 @@ impl OutboundQueue {
     /// Moves up to `limit` queued frames into `batch` without waiting;
     /// returns how many.
     pub fn take_queued(&mut self, batch: &mut Vec<OutFrame>, limit: usize) -> usize {
-        let mut queue = self.shared.queue();
-        let n = queue.frames.len().min(limit);
-        if n == 0 {
-            return 0;
-        }
-        let before = batch.len();
-        batch.extend(queue.frames.drain(..n));
-        let bytes: usize = batch[before..].iter().map(OutFrame::len).sum();
-        queue.bytes -= bytes;
-        if queue.frames.is_empty() && queue.frames.capacity() > KEEP_CAPACITY {
-            queue.frames = VecDeque::new();
-        }
-        n
+        take(&mut self.shared.queue(), batch, limit)
     }
+}
+
+/// Moves up to `limit` frames of `queue` into `batch`; how many.
+fn take(queue: &mut Queue, batch: &mut Vec<OutFrame>, limit: usize) -> usize {
+    let n = queue.frames.len().min(limit);
+    if n == 0 {
+        return 0;
+    }
+    let before = batch.len();
+    batch.extend(queue.frames.drain(..n));
+    let bytes: usize = batch[before..].iter().map(OutFrame::len).sum();
+    queue.bytes -= bytes;
+    if queue.frames.is_empty() && queue.frames.capacity() > KEEP_CAPACITY {
+        queue.frames = VecDeque::new();
+    }
+    n
 }
 
 impl Drop for OutboundQueue {
