@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # What a server asks of the kernel while it fans out: its sendto, recvfrom
-# and epoll_wait calls, the wake-ups it causes, and its CPU time, counted by
+# and epoll_wait calls, the TCP segments sent in its context (its own, and
+# the ACKs its peers' sockets send back at once while it delivers to them
+# over loopback), the wake-ups it causes, and its CPU time, counted by
 # `perf stat` over the middle half of a broadcast run, for each server in
 # SERVERS, alternating, ROUNDS times. The servers are those of common.sh,
 # pinned as in run.sh. Needs perf (apt-get install linux-perf).
@@ -24,12 +26,12 @@ seconds=${duration%s}
 window=$((seconds / 2))
 [ "$window" -ge 1 ] || { echo "the duration is at least 2s" >&2; exit 1; }
 
-events=syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,sched:sched_waking,task-clock
+events=syscalls:sys_enter_sendto,net:net_dev_xmit,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,sched:sched_waking,task-clock
 table="$out/syscalls.md"
 rm -f "$out/results.md"
 {
-  echo "| run | rate/s | sendto/s | deliveries per sendto | recvfrom/s | epoll_wait/s | wake-ups/s | CPU ms/s |"
-  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  echo "| run | rate/s | sendto/s | deliveries per sendto | segments/s | recvfrom/s | epoll_wait/s | wake-ups/s | CPU ms/s |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 } >"$table"
 for round in $(seq "$rounds"); do
   for rate in "${rates[@]}"; do
@@ -61,7 +63,8 @@ for line in open(path):
 per_second = lambda event: counts.get(event, 0.0) / window
 sendto = per_second("syscalls:sys_enter_sendto")
 frames = rate * subscribers / sendto if sendto else 0
-print(f"| {label} | {rate} | {sendto:,.0f} | {frames:.1f} | {per_second('syscalls:sys_enter_recvfrom'):,.0f} "
+print(f"| {label} | {rate} | {sendto:,.0f} | {frames:.1f} | {per_second('net:net_dev_xmit'):,.0f} "
+      f"| {per_second('syscalls:sys_enter_recvfrom'):,.0f} "
       f"| {per_second('syscalls:sys_enter_epoll_wait'):,.0f} | {per_second('sched:sched_waking'):,.0f} "
       f"| {per_second('task-clock'):.0f} |")
 PY
