@@ -88,6 +88,8 @@ start_redis() {
 #                     the floor of a Rust fan-out
 #   raw-envelope      the same, each message wrapped as switchyard's JSON
 #                     `pub` push (the same bytes on the wire)
+#   raw-envelope-work the same, each writer spinning $RAW_WORK_NS (500
+#                     unless set) before each write: user work between sends
 #   node-ws           the classic Node `ws` broadcast
 #   socketio          two Socket.IO processes with @socket.io/redis-adapter
 #                     over one Redis: subscribers on the second, the
@@ -146,11 +148,12 @@ start_server() {
       taskset -c 0 target/release/bare-broadcast "127.0.0.1:$port" >"$out/$name-$port.log" 2>&1 &
       wait_port "$port"
       echo "$(listener_pid "$port") ws://127.0.0.1:$port/ ws://127.0.0.1:$port/ plain -" ;;
-    raw | raw-envelope)
-      local envelope=
-      [ "$name" = raw-envelope ] && envelope=--envelope
-      # shellcheck disable=SC2086 # empty or one word
-      taskset -c 0 target/release/raw-broadcast "127.0.0.1:$port" $envelope >"$out/$name-$port.log" 2>&1 &
+    raw | raw-envelope | raw-envelope-work)
+      local flags=
+      [ "$name" != raw ] && flags=--envelope
+      [ "$name" = raw-envelope-work ] && flags="$flags --work-ns ${RAW_WORK_NS:-500}"
+      # shellcheck disable=SC2086 # words to split
+      taskset -c 0 target/release/raw-broadcast "127.0.0.1:$port" $flags >"$out/$name-$port.log" 2>&1 &
       wait_port "$port"
       echo "$(listener_pid "$port") ws://127.0.0.1:$port/ ws://127.0.0.1:$port/ plain -" ;;
     node-ws)

@@ -8,17 +8,24 @@
 //!
 //!     raw-broadcast 127.0.0.1:9100
 //!     raw-broadcast 127.0.0.1:9100 --envelope
+//!     raw-broadcast 127.0.0.1:9100 --envelope --work-ns 500
 //!
 //! With `--envelope`, each message goes out wrapped the way switchyard
 //! frames a client's publication of it in JSON (`{"pub":{"channel":...,
 //! "data":...,"info":{...}}}`, byte for byte the same size), so that a run
 //! can tell the cost of the protocol's bytes on the wire from the cost of
 //! the stack.
+//!
+//! With `--work-ns N`, each writer spins N ns before each write: user work
+//! between sends, as a server with more to do per write has, so that a run
+//! can tell what that work costs beyond itself (the kernel's cost per send
+//! depends on how closely the sends follow one another).
 
 use base64::Engine as _;
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -139,7 +146,12 @@ fn enveloped(payload: &[u8], id: u64) -> Vec<u8> {
 
 /// Copies whatever the ring holds for this client into one buffer, and
 /// writes it with one call.
-async fn write_messages(mut write: OwnedWriteHalf, id: u64, mut ring: broadcast::Receiver<(u64, Bytes)>) {
+async fn write_messages(
+    mut write: OwnedWriteHalf,
+    id: u64,
+    mut ring: broadcast::Receiver<(u64, Bytes)>,
+    work: Duration,
+) {
     let mut out = Vec::with_capacity(64 * 1024);
     loop {
         match ring.recv().await {
@@ -160,6 +172,12 @@ async fn write_messages(mut write: OwnedWriteHalf, id: u64, mut ring: broadcast:
         if out.is_empty() {
             continue;
         }
+        if !work.is_zero() {
+            let start = Instant::now();
+            while start.elapsed() < work {
+                std::hint::spin_loop();
+            }
+        }
         if write.write_all(&out).await.is_err() {
             return;
         }
@@ -167,12 +185,12 @@ async fn write_messages(mut write: OwnedWriteHalf, id: u64, mut ring: broadcast:
     }
 }
 
-async fn client(mut stream: TcpStream, ring: broadcast::Sender<(u64, Bytes)>, envelope: bool) {
+async fn client(mut stream: TcpStream, ring: broadcast::Sender<(u64, Bytes)>, envelope: bool, work: Duration) {
     let _ = stream.set_nodelay(true);
     let Ok(rest) = handshake(&mut stream).await else { return };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let (read, write) = stream.into_split();
-    let writer = tokio::spawn(write_messages(write, id, ring.subscribe()));
+    let writer = tokio::spawn(write_messages(write, id, ring.subscribe(), work));
     read_messages(read, rest, id, ring, envelope).await;
     writer.abort();
 }
@@ -180,12 +198,17 @@ async fn client(mut stream: TcpStream, ring: broadcast::Sender<(u64, Bytes)>, en
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9100".into());
-    let envelope = std::env::args().any(|a| a == "--envelope");
+    let args: Vec<String> = std::env::args().collect();
+    let envelope = args.iter().any(|a| a == "--envelope");
+    let work = match args.iter().position(|a| a == "--work-ns") {
+        Some(at) => Duration::from_nanos(args.get(at + 1).and_then(|n| n.parse().ok()).unwrap_or(0)),
+        None => Duration::ZERO,
+    };
     let listener = TcpListener::bind(&addr).await?;
     eprintln!("raw-broadcast listening on ws://{}/", listener.local_addr()?);
     let (ring, _) = broadcast::channel(RING);
     loop {
         let (stream, _) = listener.accept().await?;
-        tokio::spawn(client(stream, ring.clone(), envelope));
+        tokio::spawn(client(stream, ring.clone(), envelope, work));
     }
 }
