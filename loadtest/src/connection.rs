@@ -53,7 +53,16 @@ pub async fn connect(url: &str, target: Target, channels: &[String]) -> anyhow::
     reader.set_auto_pong(false);
     let mut ignore = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
     match target {
-        Target::Plain => {}
+        Target::Plain => {
+            // A switchyard client has sent its connect and subscribe by
+            // now; a plain peer's has said nothing. A TCP socket that has
+            // sent data soon after receiving is in Linux's interactive ACK
+            // mode: it holds its ACKs until more than a segment is
+            // unacknowledged, and over loopback such an ACK is sent inside
+            // the server's own `sendto`. One ping puts every client in the
+            // same mode, so that no server is spared that kernel work.
+            writer.write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"hello"))).await?;
+        }
         Target::SocketIo => {
             socketio_join(&mut reader, &mut writer).await?;
             if !channels.is_empty() {
