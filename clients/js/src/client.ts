@@ -23,23 +23,10 @@ import type {
 } from "./frames.js";
 import { jsonCodec } from "./json.js";
 import { SseSocket } from "./sse.js";
+import type { WebSocketConstructor, WebSocketLike } from "./socket.js";
 import { Subscription, type SubscribeOptions, type SubscriptionHost } from "./subscription.js";
 
 export type ClientState = "disconnected" | "connecting" | "connected";
-
-/** The part of the WebSocket API the client uses (browsers' and the `ws` package's). */
-export interface WebSocketLike {
-  binaryType: string;
-  readyState: number;
-  send(data: string | Uint8Array): void;
-  close(code?: number, reason?: string): void;
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number; reason: string }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
-}
-
-export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
 
 export interface ClientOptions {
   /** A connect token (JWT). */

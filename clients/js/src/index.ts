@@ -1,7 +1,8 @@
 // @switchyard/client: the SDK for switchyard real-time gateways.
 
 export { Client } from "./client.js";
-export type { ClientEvents, ClientOptions, ClientState, WebSocketConstructor, WebSocketLike } from "./client.js";
+export type { ClientEvents, ClientOptions, ClientState } from "./client.js";
+export type { WebSocketConstructor, WebSocketLike } from "./socket.js";
 export { Subscription } from "./subscription.js";
 export type { Gap, SubscribeOptions, SubscriptionEvents, SubscriptionState } from "./subscription.js";
 export { ClientCodes, SwitchyardError } from "./errors.js";

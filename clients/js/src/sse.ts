@@ -2,7 +2,7 @@
 // behind the same small interface as a WebSocket, so the client runs the
 // same protocol over it. JSON only; browsers only (it needs EventSource).
 
-import type { WebSocketLike } from "./client.js";
+import type { WebSocketLike } from "./socket.js";
 
 const CLOSED = 3;
 

@@ -9,6 +9,30 @@ pub use switchyard_core::position::StreamPosition;
 use switchyard_proto::v1::{Control, Envelope};
 
 impl History {
+    /// What a read of a channel's history answers, whatever the broker:
+    /// `publications` (oldest first, at most the read's limit) of a channel
+    /// now at `position`, read after `since` (or the newest, without it).
+    /// This is the one place that decides whether a read is complete.
+    pub fn read(mut publications: Vec<Envelope>, position: StreamPosition, since: Option<&StreamPosition>) -> History {
+        // Offset 0 is "before the first publication" in any epoch.
+        let since = since.map(|s| {
+            if s.offset == 0 { StreamPosition { epoch: position.epoch.clone(), offset: 0 } } else { s.clone() }
+        });
+        let complete = match &since {
+            None => true,
+            Some(since) if since.epoch != position.epoch || since.offset > position.offset => false,
+            Some(since) => {
+                let starts_right = publications.first().is_none_or(|e| e.offset == since.offset + 1);
+                starts_right && publications.len() as u64 == position.offset - since.offset
+            }
+        };
+        if since.is_some_and(|s| s.epoch != position.epoch) {
+            // Offsets of another epoch mean nothing in this one.
+            publications.clear();
+        }
+        History { publications, position, complete }
+    }
+
     /// Whether publications that followed `since` are gone (another epoch,
     /// trimmed or expired): being short by a read's limit is not that.
     pub fn lost_after(&self, since: &StreamPosition) -> bool {

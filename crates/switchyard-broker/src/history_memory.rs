@@ -88,26 +88,10 @@ impl MemoryHistory {
         }
         let position = StreamPosition { epoch: state.epoch.clone(), offset: state.offset };
         let kept = &state.publications;
-        // Offset 0 is "before the first publication" in any epoch.
-        let since = since.map(|s| {
-            if s.offset == 0 { StreamPosition { epoch: position.epoch.clone(), offset: 0 } } else { s.clone() }
-        });
-        match since.as_ref() {
-            None => {
-                let skip = kept.len().saturating_sub(limit);
-                History { publications: kept.iter().skip(skip).cloned().collect(), position, complete: true }
-            }
-            Some(since) if since.epoch != position.epoch || since.offset > position.offset => {
-                History { publications: Vec::new(), position, complete: false }
-            }
-            Some(since) => {
-                let wanted = position.offset - since.offset;
-                let publications: Vec<Envelope> =
-                    kept.iter().filter(|e| e.offset > since.offset).take(limit).cloned().collect();
-                let starts_right = publications.first().is_none_or(|e| e.offset == since.offset + 1);
-                let complete = starts_right && publications.len() as u64 == wanted;
-                History { publications, position, complete }
-            }
-        }
+        let publications: Vec<Envelope> = match since {
+            None => kept.iter().skip(kept.len().saturating_sub(limit)).cloned().collect(),
+            Some(since) => kept.iter().filter(|e| e.offset > since.offset).take(limit).cloned().collect(),
+        };
+        History::read(publications, position, since)
     }
 }

@@ -15,12 +15,9 @@ use crate::metric;
 use crate::outbound::{Close, OutFrame, Outbound, PushError};
 use crate::position::StreamPosition;
 use crate::protocol::Protocol;
-use crate::wsframe;
-use prost::Message as _;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::RwLock;
-use switchyard_proto::json;
 use switchyard_proto::v1::{ClientInfo, Envelope, MemberEvent, Publication, ServerFrame, server_frame};
 
 /// Identifies a connection on this node.
@@ -322,10 +319,8 @@ impl Hub {
         };
         let frame = ServerFrame { id: 0, message: Some(push_message(envelope)) };
         let at = envelope.published_at_us;
-        let json_frame =
-            (entry.json > 0).then(|| OutFrame::publication(wsframe::text(&json::encode_server_frame(&frame)), at));
-        let protobuf_frame =
-            (entry.protobuf > 0).then(|| OutFrame::publication(wsframe::binary(&frame.encode_to_vec()), at));
+        let json_frame = (entry.json > 0).then(|| OutFrame::publication(Protocol::Json.encode(&frame), at));
+        let protobuf_frame = (entry.protobuf > 0).then(|| OutFrame::publication(Protocol::Protobuf.encode(&frame), at));
         let frame_for = |protocol: Protocol| -> OutFrame {
             match protocol {
                 Protocol::Json => json_frame.as_ref(),
@@ -407,6 +402,7 @@ mod tests {
     use super::*;
     use crate::outbound::{OutboundQueue, outbound};
     use bytes::Bytes;
+    use prost::Message as _;
 
     fn subscriber(protocol: Protocol, max: usize) -> (Subscriber, OutboundQueue) {
         let (tx, rx) = outbound(max);

@@ -56,6 +56,7 @@ pub const CONTROL_DROPPED: &str = "switchyard_control_dropped_total";
 pub const USER_OPERATIONS: &str = "switchyard_user_operations_total";
 pub const TRANSPORT_CONNECTIONS: &str = "switchyard_transport_connections";
 pub const REBALANCE_SHED: &str = "switchyard_rebalance_shed_total";
+pub const REBALANCE_CHECKS: &str = "switchyard_rebalance_checks_total";
 pub const ADMIN_LOGINS: &str = "switchyard_admin_logins_total";
 pub const SSE_COMMANDS: &str = "switchyard_sse_command_requests_total";
 pub const SSE_COMMAND_ERRORS: &str = "switchyard_sse_command_errors_total";
@@ -64,12 +65,6 @@ pub const PROXY_ERRORS: &str = "switchyard_proxy_errors_total";
 pub const PROXY_DURATION: &str = "switchyard_proxy_duration_seconds";
 pub const PROXY_CIRCUIT_OPEN: &str = "switchyard_proxy_circuit_open";
 pub const PROXY_CIRCUIT_OPENED: &str = "switchyard_proxy_circuit_opened_total";
-
-/// Messages received from clients since the process started, readable
-/// (Prometheus handles are write-only): the node registry carries it, for
-/// the admin page's rates. What was written to clients is in the gateway's
-/// per-thread delivery tally.
-pub static MESSAGES_IN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Buckets of the latency histogram, in seconds: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] =
@@ -190,6 +185,7 @@ pub fn describe() {
     describe_counter!(CONTROL_DROPPED, "Control messages dropped because this node's control queue was full.");
     describe_counter!(ADMIN_LOGINS, "Admin page logins, by outcome: accepted, refused (wrong password), locked.");
     describe_counter!(REBALANCE_SHED, "Connections this node closed with 4012 to rebalance the cluster.");
+    describe_counter!(REBALANCE_CHECKS, "Times the rebalancer compared this node with the cluster's mean.");
     describe_gauge!(TRANSPORT_CONNECTIONS, "Open client connections on this node, by transport (websocket, sse).");
     describe_counter!(
         SSE_COMMANDS,
@@ -231,6 +227,8 @@ pub fn describe() {
         heartbeat_timeouts(),
         slow_consumer_disconnects(),
         slow_consumer_drops(),
+        rebalance_checks(),
+        rebalance_shed(),
     ] {
         counter.increment(0);
     }
@@ -411,6 +409,9 @@ pub fn sse_command_errors(reason: &'static str) -> Counter {
 }
 pub fn rebalance_shed() -> Counter {
     cached_counter(REBALANCE_SHED, "", || counter!(REBALANCE_SHED))
+}
+pub fn rebalance_checks() -> Counter {
+    cached_counter(REBALANCE_CHECKS, "", || counter!(REBALANCE_CHECKS))
 }
 /// `proxy`: `connect`, `refresh`, `subscribe`, `publish`, `rpc`.
 pub fn proxy_requests(proxy: &'static str) -> Counter {

@@ -1,5 +1,13 @@
 //! The two encodings of the client protocol, chosen per connection by
-//! `Sec-WebSocket-Protocol`.
+//! `Sec-WebSocket-Protocol`, and the one place a server frame is encoded
+//! into a WebSocket frame (publications by the hub, everything else by the
+//! gateway's codec).
+
+use crate::wsframe;
+use bytes::Bytes;
+use prost::Message as _;
+use switchyard_proto::json;
+use switchyard_proto::v1::ServerFrame;
 
 /// How a connection's frames are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,6 +37,15 @@ impl Protocol {
             Self::PROTOBUF_NAME => Some(Protocol::Protobuf),
             _ => None,
         })
+    }
+
+    /// `frame` as one complete WebSocket frame: a text frame of JSON, or a
+    /// binary frame of protobuf.
+    pub fn encode(self, frame: &ServerFrame) -> Bytes {
+        match self {
+            Protocol::Json => wsframe::text(&json::encode_server_frame(frame)),
+            Protocol::Protobuf => wsframe::binary(&frame.encode_to_vec()),
+        }
     }
 
     /// A bounded metric label.

@@ -4,7 +4,6 @@ use bytes::Bytes;
 use prost::Message as _;
 use switchyard_core::codes::{CloseCode, ErrorCode};
 use switchyard_core::protocol::Protocol;
-use switchyard_core::wsframe;
 use switchyard_proto::json::{self, FrameError};
 use switchyard_proto::v1::{ClientFrame, Disconnect, Error, Ping, ServerFrame, server_frame};
 
@@ -48,10 +47,7 @@ pub fn decode(protocol: Protocol, payload: &[u8], is_text: bool) -> Result<Clien
 
 /// One server frame as a complete WebSocket frame.
 pub fn encode(protocol: Protocol, frame: &ServerFrame) -> Bytes {
-    match protocol {
-        Protocol::Json => wsframe::text(&json::encode_server_frame(frame)),
-        Protocol::Protobuf => wsframe::binary(&frame.encode_to_vec()),
-    }
+    protocol.encode(frame)
 }
 
 pub fn error_reply(protocol: Protocol, id: u32, code: ErrorCode, message: &str) -> Bytes {
@@ -59,10 +55,12 @@ pub fn error_reply(protocol: Protocol, id: u32, code: ErrorCode, message: &str) 
     encode(protocol, &ServerFrame { id, message: Some(server_frame::Message::Error(error)) })
 }
 
-/// The `disconnect` push that precedes a server's close frame.
-pub fn disconnect(protocol: Protocol, code: CloseCode) -> Bytes {
+/// The `disconnect` push that precedes a server's close: with `reason`,
+/// or the code's own where it is empty.
+pub fn disconnect(protocol: Protocol, code: CloseCode, reason: &str) -> Bytes {
+    let reason = if reason.is_empty() { code.reason() } else { reason };
     let disconnect =
-        Disconnect { code: u32::from(code.code()), reason: code.reason().to_owned(), reconnect: code.reconnect() };
+        Disconnect { code: u32::from(code.code()), reason: reason.to_owned(), reconnect: code.reconnect() };
     encode(protocol, &ServerFrame { id: 0, message: Some(server_frame::Message::Disconnect(disconnect)) })
 }
 
@@ -84,7 +82,7 @@ mod tests {
         let p = Protocol::Json;
         assert_eq!(payload(&ping(p)), br#"{"ping":{}}"#);
         assert_eq!(
-            payload(&disconnect(p, CloseCode::SlowConsumer)),
+            payload(&disconnect(p, CloseCode::SlowConsumer, "")),
             br#"{"disconnect":{"code":4008,"reason":"slow consumer","reconnect":true}}"#
         );
         assert_eq!(

@@ -1,55 +1,50 @@
 //! The switchyard gateway node.
 //!
-//! # Layout
-//! - [`settings`]: configuration layering (defaults → file → env → flags).
-//! - [`node`]: what one node shares between its connections.
-//! - [`server`]: the accept loop and HTTP routes (`/ws`, `/metrics`,
-//!   `/healthz`, `/readyz`), and [`server::serve`], the entry point.
-//! - [`connections`]: the live connections of this node and the limit.
-//! - [`command`]: the command layer: the rules of every command, for every
-//!   entry point (WebSocket sessions, the HTTP API, the control channel).
-//! - [`session`]: one WebSocket connection: reader, handler, writer.
-//! - [`sse`]: the fallback transport: Server-Sent Events and their commands.
-//! - [`codec`]: client frames in and server frames out, per encoding.
-//! - [`admin`]: the admin page and its JSON endpoints.
-//! - [`api`]: the HTTP API (publish, history, presence, user operations,
-//!   channels, nodes).
-//! - [`auth`]: who a connecting client is.
-//! - [`proxy`]: the application's backend, asked over HTTP (connect,
-//!   refresh, subscribe, publish, rpc).
-//! - [`upgrade`]: what the request that opened a connection leaves to it.
-//! - [`origin`]: which browser origins may connect.
-//! - [`registry`]: this node's heartbeat in the cluster registry.
-//! - [`rebalance`]: shedding connections above the cluster's mean (4012).
-//! - [`drain`]: closing every connection, paced, on shutdown.
-//! - [`tls`]: TLS on the public listener, reloaded when its files change.
-//! - [`metrics`]: the Prometheus recorder, its rendering and its upkeep.
-//! - [`delivery_tally`]: what the writers count per write, kept per thread.
-//! - [`probe`]: a one-shot HTTP GET, for health checks without curl.
-//! - [`query`]: query strings of HTTP requests.
+//! # Layout, bottom to top (each floor imports only the floors below it)
+//! - Leaves, which import nothing of this crate but each other's plain
+//!   types: [`settings`] (configuration layering), `auth` (who a token
+//!   says a client is), `tls`, `origin`, `query`, [`probe`], `handshake`
+//!   (what the request that opened a connection leaves to its session),
+//!   [`codec`] (client frames in, server frames out), `refusal` (why a
+//!   command failed), `http` (one body reader, response type and
+//!   error-to-status table), `recorder` (the Prometheus recorder),
+//!   `traffic_tally` (per-thread counts of what connections read and
+//!   write), `proxy` (the application's backend, over HTTP).
+//! - `node`: the node's shared state: connections and permits, the index
+//!   by user, SSE streams, server operations, requests to other nodes,
+//!   local presence, the write clock.
+//! - `command`: the command layer: every rule of the protocol, for every
+//!   entry point. Knows the node, never a transport.
+//! - `transport`: WebSocket and SSE, on one connection lifecycle.
+//! - `routes`: the HTTP routes (the API, the admin page, SSE commands,
+//!   health, metrics).
+//! - `duties`: background work (heartbeat, presence refresh, rebalancing,
+//!   control messages, receipts), each stopped by its owner.
+//! - `server`: the accept loops and the shutdown order; [`serve`].
+//!
+//! docs/architecture.md walks a publication and a `subscribe` through
+//! these files.
 
-pub mod admin;
-pub mod api;
-pub mod auth;
+mod auth;
 pub mod codec;
-pub mod command;
-pub mod connections;
-pub mod delivery_tally;
-pub mod drain;
-pub mod metrics;
-pub mod node;
-pub mod origin;
+mod command;
+mod duties;
+mod handshake;
+mod http;
+mod node;
+mod origin;
 pub mod probe;
-pub mod proxy;
-pub mod query;
-pub mod rebalance;
-pub mod registry;
-pub mod server;
-pub mod session;
+mod proxy;
+mod query;
+mod recorder;
+mod refusal;
+mod routes;
+mod server;
 pub mod settings;
-pub mod sse;
-pub mod tls;
-pub mod upgrade;
+mod tls;
+mod traffic_tally;
+mod transport;
 
-pub use node::Node;
+pub use duties::presence_refresh::refresh_all as refresh_presence;
+pub use node::{Node, StartError};
 pub use server::serve;

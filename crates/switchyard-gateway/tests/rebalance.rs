@@ -1,30 +1,50 @@
-//! Active rebalancing through a real haproxy (least connections): two
-//! nodes hold 1,000 sessions on a history channel with a steady flow of
+//! Active rebalancing through a real haproxy (least connections), with
+//! real `switchyard` processes (each with metrics of its own): two nodes
+//! hold 1,000 sessions on a history channel with a steady flow of
 //! publications; a third node starts; the first two shed their excess with
 //! 4012, the sessions move and resume, the cluster settles within the
 //! tolerance of the mean, nobody misses or repeats an offset, and nobody
 //! sheds again once it settled.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_client::{Encoding, Options, Session, SessionEvent, SessionOptions};
-use switchyard_core::config::Config;
 use switchyard_testkit::haproxy::Haproxy;
+use switchyard_testkit::http::sample;
 use switchyard_testkit::redis::free_port;
-use switchyard_testkit::{RedisServer, TestNode, test_config, with_history, within};
+use switchyard_testkit::{GatewayProcess, RedisServer, within};
 
 const CLIENTS: usize = 1000;
 
-fn config(redis: &RedisServer) -> Config {
-    let mut config = with_history(test_config(), "chat", 10_000);
-    config.broker.redis_url = Some(redis.url());
-    config.broker.heartbeat_interval = Duration::from_millis(200);
-    config.rebalance.enabled = true;
-    config.rebalance.interval = Duration::from_millis(300);
-    config.rebalance.max_per_second = 200;
-    config
+/// A node on `redis`, listening on `listen`, rebalancing every 300 ms.
+async fn node(redis: &RedisServer, listen: SocketAddr) -> GatewayProcess {
+    let url = redis.url();
+    let env = [
+        ("SWITCHYARD_REDIS_URL", url.as_str()),
+        ("SWITCHYARD_NAMESPACES__CHAT__HISTORY_SIZE", "10000"),
+        ("SWITCHYARD_NAMESPACES__CHAT__HISTORY_TTL", "10m"),
+        ("SWITCHYARD_BROKER__HEARTBEAT_INTERVAL", "200ms"),
+        ("SWITCHYARD_REBALANCE__ENABLED", "true"),
+        ("SWITCHYARD_REBALANCE__INTERVAL", "300ms"),
+        ("SWITCHYARD_REBALANCE__MAX_PER_SECOND", "200"),
+    ];
+    GatewayProcess::start_on(Path::new(env!("CARGO_BIN_EXE_switchyard")), listen, &[], &env).await
+}
+
+/// What `node`'s metrics say of `name` (an unlabelled series).
+async fn read(node: &GatewayProcess, name: &str) -> u64 {
+    sample(&node.metrics().await, name, "") as u64
+}
+
+async fn counts(nodes: &[&GatewayProcess]) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for node in nodes {
+        counts.push(read(node, "switchyard_connections").await as usize);
+    }
+    counts
 }
 
 fn balanced(counts: &[usize]) -> bool {
@@ -35,8 +55,9 @@ fn balanced(counts: &[usize]) -> bool {
 #[tokio::test]
 async fn a_new_node_gets_its_share_and_nothing_is_lost() {
     let redis = RedisServer::start().await;
-    let a = TestNode::start(config(&redis)).await;
-    let b = TestNode::start(config(&redis)).await;
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let a = node(&redis, loopback).await;
+    let b = node(&redis, loopback).await;
     // The third node's place in the balancer, down until it starts.
     let c_addr = SocketAddr::from(([127, 0, 0, 1], free_port(None)));
     let proxy = Haproxy::start_with(&[a.addr, b.addr, c_addr], "leastconn").await;
@@ -78,43 +99,53 @@ async fn a_new_node_gets_its_share_and_nothing_is_lost() {
             }
         })
     };
-    let (a_before, b_before) = (a.node.connections.len(), b.node.connections.len());
-    assert_eq!(a_before + b_before, CLIENTS);
+    assert_eq!(counts(&[&a, &b]).await.iter().sum::<usize>(), CLIENTS);
 
     let started = std::time::Instant::now();
-    let mut c_config = config(&redis);
-    c_config.listen = c_addr;
-    let c = TestNode::start(c_config).await;
+    let c = node(&redis, c_addr).await;
     let nodes = [&a, &b, &c];
-    let counts = || nodes.iter().map(|n| n.node.connections.len()).collect::<Vec<_>>();
     within("each node to hold the mean ±10 %", async {
-        while !(balanced(&counts()) && counts().iter().sum::<usize>() == CLIENTS) {
+        loop {
+            let now = counts(&nodes).await;
+            if balanced(&now) && now.iter().sum::<usize>() == CLIENTS {
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await;
-    eprintln!("balanced {:?} after the third node started: {:?}", started.elapsed(), counts());
+    eprintln!("balanced {:?} after the third node started: {:?}", started.elapsed(), counts(&nodes).await);
     // It settles: a window of four checks on every node with nobody
     // shedding (a loop would never give one), and it stays balanced.
-    let shed = |n: &TestNode| n.node.rebalance.shed.load(Ordering::Relaxed);
-    let checks = |n: &TestNode| n.node.rebalance.checks.load(Ordering::Relaxed);
+    let shed = async |n: &GatewayProcess| read(n, "switchyard_rebalance_shed_total").await;
+    let checks = async |n: &GatewayProcess| read(n, "switchyard_rebalance_checks_total").await;
     within("a quiet window of four checks", async {
         loop {
-            let (shed_then, checks_then): (Vec<u64>, Vec<u64>) = nodes.iter().map(|n| (shed(n), checks(n))).unzip();
-            while nodes.iter().zip(&checks_then).any(|(n, &c)| checks(n) < c + 4) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut then = Vec::new();
+            for n in nodes {
+                then.push((shed(n).await, checks(n).await));
             }
-            if nodes.iter().map(|n| shed(n)).collect::<Vec<_>>() == shed_then {
+            for (n, &(_, checked)) in nodes.iter().zip(&then) {
+                while checks(n).await < checked + 4 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            let mut quiet = true;
+            for (n, &(shed_then, _)) in nodes.iter().zip(&then) {
+                quiet &= shed(n).await == shed_then;
+            }
+            if quiet {
                 return;
             }
         }
     })
     .await;
-    assert!(balanced(&counts()), "{:?}", counts());
-    assert_eq!(shed(&c), 0, "the new node never sheds");
+    let settled = counts(&nodes).await;
+    assert!(balanced(&settled), "{settled:?}");
+    assert_eq!(shed(&c).await, 0, "the new node never sheds");
     // From half and half to a third each: a third moves (and a little more,
     // as counts a heartbeat old meet clients on their way); a loop would not stop.
-    let total = shed(&a) + shed(&b);
+    let total = shed(&a).await + shed(&b).await;
     assert!(total <= (CLIENTS / 3) as u64 + (CLIENTS / 20) as u64, "shed {total} to move {}", CLIENTS / 3);
 
     // Every session has every offset since it subscribed, once, in order.

@@ -233,7 +233,7 @@ async fn redis_auth_and_acl_users_work() {
         let presence = switchyard_proto::v1::PresenceRequest { channel: "room:r".into() };
         let reply = subscriber.command(switchyard_proto::v1::client_frame::Command::Presence(presence)).await;
         assert!(matches!(reply, Ok(switchyard_proto::v1::server_frame::Message::Presence(p)) if p.clients.len() == 1));
-        switchyard_gateway::command::presence::refresh_all(&node.node, std::time::Duration::from_secs(60)).await;
+        switchyard_gateway::refresh_presence(&node.node, std::time::Duration::from_secs(60)).await;
         subscriber.unsubscribe("room:r").await.unwrap();
         assert_eq!(sample(&node.metrics().await, "switchyard_broker_errors_total", "operation=\"presence\""), 0.0);
         // Sessions are saved before replies: none failed for want of a right.

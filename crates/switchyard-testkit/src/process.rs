@@ -21,10 +21,16 @@ impl GatewayProcess {
     /// Runs `binary serve ARGS` with `--listen 127.0.0.1:0` and waits for it
     /// to say where it listens.
     pub async fn start(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> GatewayProcess {
+        Self::start_on(binary, SocketAddr::from(([127, 0, 0, 1], 0)), args, env).await
+    }
+
+    /// [`GatewayProcess::start`] listening on `listen` (a balancer in front
+    /// may know the address before the node starts).
+    pub async fn start_on(binary: &Path, listen: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> GatewayProcess {
         let mut command = Command::new(binary);
         command
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", &listen.to_string()])
             .args(args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -92,6 +98,13 @@ impl GatewayProcess {
     /// Waits for the process to exit; its exit code.
     pub async fn wait(&mut self) -> Option<i32> {
         self.child.wait().await.ok().and_then(|s| s.code())
+    }
+
+    /// The node's `/metrics` text (from its public listener, or its
+    /// internal one where it has one).
+    pub async fn metrics(&self) -> String {
+        let addr = self.internal_addr.unwrap_or(self.addr);
+        crate::http::get(addr, "/metrics").await.expect("GET /metrics").1
     }
 
     pub fn ws_url(&self) -> String {

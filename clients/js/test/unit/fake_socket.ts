@@ -1,7 +1,7 @@
 // A scripted WebSocket for unit tests: records what the client sends and
 // lets the test play the server.
 
-import type { WebSocketLike } from "../../src/client.js";
+import type { WebSocketLike } from "../../src/socket.js";
 import type { ServerFrame } from "../../src/frames.js";
 
 export class FakeSocket implements WebSocketLike {

@@ -1,15 +1,13 @@
 //! Connections to one Redis or to a Redis Cluster, behind one type each for
 //! commands and for pub/sub. Both speak RESP3; both reconnect by themselves.
 
+use super::client::{RedisTls, client, resp3};
 use super::sentinel::{Followed, Sentinels};
 use redis::aio::{AsyncPushSender, ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
-use redis::{
-    ClientTlsConfig, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, ProtocolVersion, RedisFuture, TlsCertificates,
-    Value,
-};
+use redis::{Cmd, Pipeline, ProtocolVersion, RedisFuture, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,30 +16,6 @@ use std::time::Duration;
 const SUBSCRIBE_CHUNK: usize = 512;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// PEM material for `rediss://` connections.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RedisTls {
-    /// The CA to trust instead of the system's roots.
-    pub ca: Option<Vec<u8>>,
-    /// A client certificate and key, for mutual TLS.
-    pub client: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-impl RedisTls {
-    fn certificates(&self) -> Option<TlsCertificates> {
-        if self.ca.is_none() && self.client.is_none() {
-            return None;
-        }
-        Some(TlsCertificates {
-            client_tls: self
-                .client
-                .clone()
-                .map(|(client_cert, client_key)| ClientTlsConfig { client_cert, client_key }),
-            root_cert: self.ca.clone(),
-        })
-    }
-}
 
 /// Where Redis is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,21 +32,6 @@ pub enum RedisTarget {
 impl RedisTarget {
     pub fn is_cluster(&self) -> bool {
         matches!(self, RedisTarget::Cluster(_))
-    }
-}
-
-fn resp3(url: &str) -> redis::RedisResult<ConnectionInfo> {
-    let info = url.into_connection_info()?;
-    let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
-    Ok(info.set_redis_settings(settings))
-}
-
-pub(super) fn client(url: &str, tls: &RedisTls) -> redis::RedisResult<redis::Client> {
-    // rustls needs a process-wide crypto provider; the first install wins.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    match tls.certificates() {
-        Some(certificates) => redis::Client::build_with_tls(resp3(url)?, certificates),
-        None => redis::Client::open(resp3(url)?),
     }
 }
 

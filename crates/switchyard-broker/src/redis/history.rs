@@ -34,21 +34,5 @@ pub async fn read<C: ConnectionLike + Send>(
             publications.push(envelope);
         }
     }
-    // Offset 0 is "before the first publication" in any epoch.
-    let since = since
-        .map(|s| if s.offset == 0 { StreamPosition { epoch: position.epoch.clone(), offset: 0 } } else { s.clone() });
-    let since = since.as_ref();
-    let complete = match since {
-        None => true,
-        Some(since) if since.offset == position.offset && since.epoch == position.epoch => true,
-        Some(since) if since.epoch != position.epoch || since.offset > position.offset => false,
-        Some(since) => {
-            let starts_right = publications.first().is_some_and(|e| e.offset == since.offset + 1);
-            starts_right && publications.len() as u64 == position.offset - since.offset
-        }
-    };
-    if since.is_some_and(|s| s.epoch != position.epoch) {
-        publications.clear();
-    }
-    Ok(History { publications, position, complete })
+    Ok(History::read(publications, position, since))
 }

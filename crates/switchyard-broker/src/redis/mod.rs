@@ -10,6 +10,7 @@
 //! - A health loop pings both connections every second; that drives
 //!   readiness, reconnects, and reloading the library after a Redis restart.
 
+mod client;
 mod connection;
 mod health;
 mod history;
@@ -23,7 +24,8 @@ mod sentinel;
 mod sessions;
 mod subscriptions;
 
-pub use connection::{RedisTarget, RedisTls};
+pub use client::RedisTls;
+pub use connection::RedisTarget;
 pub use presence::RedisPresence;
 pub use registry::RedisRegistry;
 pub use sentinel::Sentinels;

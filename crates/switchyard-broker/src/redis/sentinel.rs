@@ -33,7 +33,7 @@ pub struct Sentinels {
 
 impl Sentinels {
     /// The primary's URL, from the first sentinel that answers.
-    pub async fn primary_url(&self, tls: &super::RedisTls) -> redis::RedisResult<String> {
+    pub async fn primary_url(&self, tls: &super::client::RedisTls) -> redis::RedisResult<String> {
         let mut last = None;
         for sentinel in &self.sentinels {
             match tokio::time::timeout(ASK_TIMEOUT, self.ask(sentinel, tls)).await {
@@ -45,8 +45,8 @@ impl Sentinels {
         Err(last.unwrap_or_else(|| redis::RedisError::from((redis::ErrorKind::Client, "no sentinels configured"))))
     }
 
-    async fn ask(&self, sentinel: &str, tls: &super::RedisTls) -> redis::RedisResult<String> {
-        let client = super::connection::client(sentinel, tls)?;
+    async fn ask(&self, sentinel: &str, tls: &super::client::RedisTls) -> redis::RedisResult<String> {
+        let client = super::client::client(sentinel, tls)?;
         let mut conn = client.get_multiplexed_async_connection().await?;
         let address: Option<(String, u16)> =
             redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(&self.master).query_async(&mut conn).await?;

@@ -22,7 +22,7 @@ impl ClientSession {
             return Err(Refusal::new(ErrorCode::BadRequest, "already connected"));
         }
         let token =
-            if request.token.is_empty() { self.upgrade.token.clone().unwrap_or_default() } else { request.token };
+            if request.token.is_empty() { self.handshake.token.clone().unwrap_or_default() } else { request.token };
         let identity = self.identify(&token, &request.data).await?;
         let expires_in = identity.expires_at.map(|exp| exp.saturating_sub(unix_seconds()) as u32);
         self.establish(identity)?;
@@ -51,8 +51,7 @@ impl ClientSession {
         let mut rejoined = Vec::new();
         for saved in saved.channels {
             let Ok((channel, _)) = resolve(&self.node, &saved.channel) else { continue };
-            if self.check_user_channel(&channel).is_err() || self.channels.len() >= self.node.config.client.max_channels
-            {
+            if self.check_user_channel(&channel).is_err() {
                 continue;
             }
             let name = channel.as_str().to_owned();
@@ -106,13 +105,13 @@ impl ClientSession {
         }
     }
 
-    /// Commands before `connect` run as the upgrade's token says, or as an
+    /// Commands before `connect` run as the opening request's token says, or as an
     /// anonymous client where that is allowed.
     pub(super) async fn ensure_connected(&mut self) -> Result<(), Refusal> {
         if self.identity.is_some() {
             return Ok(());
         }
-        let token = self.upgrade.token.clone().unwrap_or_default();
+        let token = self.handshake.token.clone().unwrap_or_default();
         let identity = self.identify(&token, &[]).await?;
         self.establish(identity)?;
         self.subscribe_claimed().await;

@@ -3,76 +3,58 @@
 //! channel translate their input into calls here and the results back into
 //! their own shapes; they hold no rules of their own.
 //!
+//! Commands know the node ([`crate::node`]) and never a transport or an
+//! HTTP route: those stand above and call in.
+//!
 //! # Layout
-//! - [`session`]: [`ClientSession`], one client's protocol state and the
-//!   dispatch of its commands, for any transport.
+//! - [`session`]: [`ClientSession`], one client's protocol session (the
+//!   one thing "session" names here): its identity, channels and
+//!   positions, command rate, and the dispatch of its commands.
+//! - [`liveness`]: when a session's peer was last heard from, and until
+//!   when its token holds; the session sets it, transports act on it.
 //! - [`connect`]: connect, tokens, refresh and resume.
 //! - [`subscribe`]: subscribe, recovery, unsubscribe, and server-side
 //!   subscriptions (the `subs` claim, user operations).
+//! - [`joined`]: the channels of one session.
 //! - [`publish`]: publish, from a client or a backend.
 //! - [`history`]: reading a channel's history.
-//! - [`presence`]: presence and presence stats, and this node's entries.
-//! - [`users`]: user operations and cluster-wide surveys, sent and applied.
+//! - [`presence`]: presence and presence stats; entering and leaving.
+//! - [`users`]: user operations (subscribe, unsubscribe, disconnect every
+//!   connection of a user, on every node).
+//! - [`channels`]: the cluster-wide survey of channels.
+//! - [`stream_commands`]: an SSE client's commands, run on the node that
+//!   holds its stream.
+//! - [`control`]: control messages from other nodes, applied here.
 //! - [`proxy`]: what the application's backend is asked (connect, refresh,
 //!   subscribe, publish) and how its answers become results or refusals.
 //! - [`rpc`]: the `rpc` command, answered by the backend.
 //! - [`saved`]: what a session leaves behind for `connect.resume`.
 
+pub mod channels;
 pub mod connect;
+pub mod control;
 pub mod history;
 pub mod joined;
-pub mod ops;
+pub mod liveness;
 pub mod presence;
 pub mod proxy;
 pub mod publish;
 pub mod rpc;
 pub mod saved;
 pub mod session;
+pub mod stream_commands;
 pub mod subscribe;
 pub mod users;
 
-pub use session::{ClientSession, OpReceiver, OpSender, ServerOp};
+pub use session::ClientSession;
+
+pub use crate::refusal::Refusal;
 
 use crate::node::Node;
-use switchyard_broker::BrokerError;
 use switchyard_core::channel::Channel;
-use switchyard_core::codes::{CloseCode, ErrorCode};
+use switchyard_core::codes::ErrorCode;
 use switchyard_core::config::NamespaceConfig;
 use switchyard_proto::v1::server_frame;
-
-/// Why a command failed: the error reply, and whether the connection ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub code: ErrorCode,
-    pub message: String,
-    /// For clients: the close that follows the error reply.
-    pub close: Option<CloseCode>,
-}
-
-impl Refusal {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Refusal { code, message: message.into(), close: None }
-    }
-
-    pub fn plain(code: ErrorCode) -> Self {
-        Refusal::new(code, code.message())
-    }
-
-    pub fn closing(mut self, close: CloseCode) -> Self {
-        self.close = Some(close);
-        self
-    }
-}
-
-impl From<BrokerError> for Refusal {
-    /// Unreachable: try again (108); anything else: 100.
-    fn from(error: BrokerError) -> Self {
-        match error {
-            BrokerError::Unavailable(m) => Refusal::new(ErrorCode::NotAvailable, m),
-            BrokerError::Internal(m) => Refusal::new(ErrorCode::Internal, m),
-        }
-    }
-}
 
 /// A reply to send, or `None` when the command queued its reply itself
 /// (behind recovered publications, or ahead of `sub` pushes).

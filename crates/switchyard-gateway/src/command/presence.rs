@@ -1,62 +1,17 @@
-//! Presence: who is subscribed to a channel, across every node; and the
-//! entries of this node's own clients, which it keeps fresh.
+//! Presence: who is subscribed to a channel, across every node; entering
+//! and leaving it. This node's own entries are indexed on the node
+//! ([`crate::node::presence`]) and kept fresh by a background duty.
 
 use super::session::ClientSession;
 use super::{Refusal, Reply, resolve};
 use crate::node::Node;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use switchyard_broker::presence::stats;
 use switchyard_core::codes::ErrorCode;
 use switchyard_core::config::NamespaceConfig;
-use switchyard_core::metric;
 use switchyard_proto::v1::{
     ClientInfo, PresenceRequest, PresenceResult, PresenceStatsRequest, PresenceStatsResult, server_frame,
 };
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
-
-/// Channels refreshed at once, at most, in one round.
-const REFRESH_CONCURRENCY: usize = 32;
-
-/// This node's presence entries: its clients on channels that track
-/// presence, by channel and client id. The refresher keeps them alive in
-/// the store; a node that dies stops refreshing and its entries expire.
-#[derive(Default)]
-pub struct LocalPresence {
-    channels: Mutex<HashMap<String, HashMap<String, ClientInfo>>>,
-}
-
-impl LocalPresence {
-    fn insert(&self, channel: &str, member: ClientInfo) {
-        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if channels.entry(channel.to_owned()).or_default().insert(member.client.clone(), member).is_none() {
-            metric::presence_members().increment(1.0);
-        }
-    }
-
-    fn remove(&self, channel: &str, client: &str) {
-        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(members) = channels.get_mut(channel) else { return };
-        if members.remove(client).is_some() {
-            metric::presence_members().decrement(1.0);
-        }
-        if members.is_empty() {
-            channels.remove(channel);
-        }
-    }
-
-    fn contains(&self, channel: &str, client: &str) -> Option<ClientInfo> {
-        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        channels.get(channel)?.get(client).cloned()
-    }
-
-    fn snapshot(&self) -> Vec<(String, Vec<String>)> {
-        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        channels.iter().map(|(channel, members)| (channel.clone(), members.keys().cloned().collect())).collect()
-    }
-}
 
 /// Enters `member` in `channel`'s presence (announcing a join where the
 /// namespace has `join_leave`).
@@ -78,57 +33,6 @@ pub async fn exit(node: &Node, channel: &str, namespace: &NamespaceConfig, clien
     node.presence.remove(channel, client);
     if let Err(e) = node.stores.presence.remove(channel, client, namespace.join_leave).await {
         debug!(%channel, error = %e, "cannot remove a presence entry; it will expire");
-    }
-}
-
-/// Refreshes this node's entries every third of `broker.presence_ttl`,
-/// until `stop`.
-pub async fn keep_fresh(node: Arc<Node>, stop: CancellationToken) {
-    let ttl = node.config.broker.presence_ttl;
-    let mut tick = tokio::time::interval(ttl / 3);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await; // the first tick is immediate; entries were just added
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        refresh_all(&node, ttl).await;
-    }
-}
-
-/// One refresh round: every channel with local entries, a few at a time.
-pub async fn refresh_all(node: &Arc<Node>, ttl: Duration) {
-    let mut rounds = tokio::task::JoinSet::new();
-    for (channel, clients) in node.presence.snapshot() {
-        if rounds.len() >= REFRESH_CONCURRENCY {
-            rounds.join_next().await;
-        }
-        let node = node.clone();
-        rounds.spawn(async move { refresh_channel(&node, &channel, &clients, ttl).await });
-    }
-    while rounds.join_next().await.is_some() {}
-}
-
-async fn refresh_channel(node: &Node, channel: &str, clients: &[String], ttl: Duration) {
-    let Ok((_, namespace)) = resolve(node, channel) else { return };
-    let announce = namespace.join_leave;
-    let missing = match node.stores.presence.refresh(channel, clients, ttl, announce).await {
-        Ok(missing) => missing,
-        Err(e) => {
-            metric::presence_refresh_errors().increment(1);
-            debug!(%channel, error = %e, "cannot refresh presence");
-            return;
-        }
-    };
-    // Gone from the store but still here (the store lost it, or this node
-    // stalled past the TTL): enter them again.
-    let back: Vec<ClientInfo> = missing.iter().filter_map(|client| node.presence.contains(channel, client)).collect();
-    if !back.is_empty()
-        && let Err(e) = node.stores.presence.add(channel, &back, ttl, announce).await
-    {
-        metric::presence_refresh_errors().increment(1);
-        debug!(%channel, error = %e, "cannot restore presence entries");
     }
 }
 

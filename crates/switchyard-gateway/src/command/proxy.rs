@@ -37,7 +37,7 @@ impl ClientSession {
         let caller = Caller {
             client: &self.client,
             user: self.user(),
-            transport: self.upgrade.transport,
+            transport: self.handshake.transport,
             encoding: match self.protocol {
                 Protocol::Json => "json",
                 Protocol::Protobuf => "protobuf",
@@ -45,7 +45,7 @@ impl ClientSession {
         };
         let request_id = self.node.proxies.request_id(&self.node.name);
         let body = Body { request_id: &request_id, node: &self.node.name, caller: &caller, request };
-        endpoint.call(body, &self.upgrade).await
+        endpoint.call(body, &self.handshake).await
     }
 
     /// The backend's answer to a command as its result, or the refusal to
@@ -116,7 +116,7 @@ impl ClientSession {
             tokio::select! {
                 () = cancelled.cancelled() => {}
                 () = tokio::time::sleep_until(at) => {
-                    let _ = ops.send(super::ServerOp::ProxyRefresh).await;
+                    let _ = ops.send(crate::node::ServerOp::ProxyRefresh).await;
                 }
             }
         });

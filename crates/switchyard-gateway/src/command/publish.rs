@@ -10,7 +10,11 @@ use switchyard_core::clock::unix_micros;
 use switchyard_core::codes::ErrorCode;
 use switchyard_core::metric;
 use switchyard_proto::v1::control::Op;
-use switchyard_proto::v1::{ClientInfo, Control, Envelope, PublishRequest, PublishResult, Receipt, server_frame};
+use switchyard_proto::v1::{ClientInfo, Envelope, PublishRequest, PublishResult, Receipt, server_frame};
+
+/// Receipt answers buffered before the publisher's node reads them: the
+/// answers of this many nodes arrive without waiting on the reader.
+const RECEIPT_ANSWERS: usize = 64;
 
 /// Publishes `data` on `channel`; `publisher` is the client, if one
 /// published. Answers the publication's position (`""`, 0 for channels
@@ -48,48 +52,25 @@ pub async fn publish(
     }
     // One broker message out (the publication carries the request), one
     // answer back from each node that got it.
-    let mut pending = node.requests.start(64);
+    let pending = node.requests.start(RECEIPT_ANSWERS);
     envelope.receipt_to = node.name.clone();
     envelope.receipt_id = pending.id;
     let (position, receivers) =
         node.stores.broker.publish_counted(envelope, publish_options(namespace), idempotency_key).await?;
     metric::broker_published().increment(1);
     let expected = receivers.unwrap_or(0);
-    let mut receipt = Receipt::default();
-    let mut answered = 0u64;
-    let collect = async {
-        while answered < expected {
-            let Some(Op::ReceiptReply(reply)) = pending.answers.recv().await else { break };
-            answered += 1;
-            if reply.had_subscribers {
-                receipt.nodes += 1;
-                receipt.clients += reply.queued;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(node.config.broker.receipt_timeout, collect).await;
-    receipt.unanswered = expected.saturating_sub(answered) as u32;
-    Ok((position, Some(receipt)))
-}
-
-/// Sends this node's parts of publish receipts to the publishers' nodes,
-/// until `stop`.
-pub async fn send_receipts(node: std::sync::Arc<Node>, stop: tokio_util::sync::CancellationToken) {
-    let Some(mut receipts) = node.take_receipts() else { return };
-    loop {
-        let (to, mut reply) = tokio::select! {
-            () = stop.cancelled() => return,
-            next = receipts.recv() => match next {
-                Some(next) => next,
-                None => return,
-            },
-        };
-        reply.node = node.name.clone();
-        let message = Control { op: Some(Op::ReceiptReply(reply)) };
-        if let Err(e) = node.stores.broker.send_control(Some(&to), message).await {
-            tracing::debug!(error = %e, "cannot answer a publish receipt");
+    let answers = pending.collect(expected, node.config.broker.receipt_timeout).await;
+    let mut receipt =
+        Receipt { unanswered: expected.saturating_sub(answers.len() as u64) as u32, ..Default::default() };
+    for answer in answers {
+        if let Op::ReceiptReply(reply) = answer
+            && reply.had_subscribers
+        {
+            receipt.nodes += 1;
+            receipt.clients += reply.queued;
         }
     }
+    Ok((position, Some(receipt)))
 }
 
 impl ClientSession {

@@ -4,15 +4,16 @@
 //! [`ClientSession::admit`]) and server operations, and writes what lands in
 //! its outbound queue.
 
-use super::Refusal;
 pub(super) use super::joined::{Joined, JoinedChannels};
+use super::liveness::Liveness;
 use super::saved::{SavedChannel, SavedSession, new_token};
 use crate::auth::Identity;
-use crate::codec;
-use crate::connections::UserRegistration;
-use crate::node::Node;
-use crate::session::liveness::Liveness;
-use crate::upgrade::Upgrade;
+use crate::codec::{self, DecodeError};
+use crate::handshake::Handshake;
+use crate::node::connections::UserRegistration;
+use crate::node::{Node, OpSender, ServerOp};
+use crate::refusal::Refusal;
+use crate::traffic_tally;
 use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
@@ -25,7 +26,7 @@ use switchyard_core::metric;
 use switchyard_core::outbound::{Close, OutFrame, Outbound};
 use switchyard_core::protocol::Protocol;
 use switchyard_proto::v1::client_frame::Command;
-use switchyard_proto::v1::{ClientFrame, ClientInfo, Disconnect, ServerFrame, server_frame};
+use switchyard_proto::v1::{ClientFrame, ClientInfo, ServerFrame};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -35,27 +36,6 @@ const REFUSALS_FORGIVEN_AFTER: Duration = Duration::from_secs(1);
 
 /// Acks are saved at most this often (subscription changes at once).
 const ACK_SAVE_EVERY: Duration = Duration::from_secs(1);
-
-/// What the server does to a connection on its own (user operations), or
-/// commands that came another way than the connection itself (an SSE
-/// client's `POST /sse/command`).
-#[derive(Debug)]
-pub enum ServerOp {
-    Subscribe(String),
-    Unsubscribe(String),
-    Disconnect {
-        code: CloseCode,
-        reason: String,
-    },
-    /// The expiry the connect proxy set has come: ask the refresh proxy.
-    ProxyRefresh,
-    /// Client frames to run in order (or, for one that could not be
-    /// decoded, the refusal to answer in its place); the JSON replies go
-    /// back on the sender (and, as always, into the outbound queue).
-    Commands(Vec<Result<ClientFrame, (u32, Refusal)>>, tokio::sync::oneshot::Sender<Vec<Bytes>>),
-}
-
-pub use super::ops::{OpReceiver, OpSender};
 
 /// The state of one client's protocol session.
 pub struct ClientSession {
@@ -90,15 +70,26 @@ pub struct ClientSession {
     refused: u32,
     last_refused: Option<Instant>,
     pub(super) liveness: Arc<Liveness>,
-    /// What the upgrade request said: a connect token (query parameter or
+    /// What the request that opened the connection said: a connect token (query parameter or
     /// cookie), used when `connect` carries none, and the headers the
     /// proxies forward.
-    pub(super) upgrade: Upgrade,
+    pub(super) handshake: Handshake,
     /// Wakes the session for the refresh proxy when the expiry the connect
     /// proxy set comes; cancelled when dropped (a new expiry, the end).
     pub(super) refresh_timer: Option<tokio_util::sync::DropGuard>,
     /// While commands of a `ServerOp::Commands` run: their replies, as JSON.
     collected: Option<Vec<Bytes>>,
+}
+
+/// What a message that cannot be read at all gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    /// The close its decoding names (a socket: nothing after it can be
+    /// trusted either).
+    Close,
+    /// An error reply (107): commands posted over HTTP, each a message of
+    /// its own, while the stream stays.
+    Reply,
 }
 
 /// What [`ClientSession::admit`] decided about a message.
@@ -120,7 +111,7 @@ impl ClientSession {
         protocol: Protocol,
         outbound: Outbound,
         liveness: Arc<Liveness>,
-        upgrade: Upgrade,
+        handshake: Handshake,
         ops: OpSender,
     ) -> Self {
         let client = format!("{}-{id}", node.name);
@@ -148,7 +139,7 @@ impl ClientSession {
             refused: 0,
             last_refused: None,
             liveness,
-            upgrade,
+            handshake,
             refresh_timer: None,
             collected: None,
         }
@@ -165,8 +156,9 @@ impl ClientSession {
     /// Counts one message from the client against its rate, before it is
     /// decoded: every message counts, commands or not, well-formed or not.
     pub fn admit(&mut self) -> Admission {
-        metric::messages_received().increment(1);
-        metric::MESSAGES_IN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Per thread, like the writers' counts: one shared atomic per
+        // message was a contended line under a busy publisher.
+        traffic_tally::record_read(1, 0);
         if self.limiter.check().is_ok() {
             return Admission::Run;
         }
@@ -188,6 +180,37 @@ impl ClientSession {
         if id != 0 {
             self.send_error(id, &Refusal::plain(ErrorCode::TooManyRequests));
         }
+    }
+
+    /// One whole message from the client: counted against the rate,
+    /// decoded, and run; returns what the rate decided.
+    pub async fn receive(&mut self, payload: &[u8], is_text: bool, malformed: Malformed) -> Admission {
+        let admission = self.admit();
+        if admission == Admission::Closing {
+            return admission;
+        }
+        let decoded = codec::decode(self.protocol, payload, is_text);
+        if admission == Admission::Refused {
+            let id = match &decoded {
+                Ok(frame) => frame.id,
+                Err(DecodeError::Reply { id, .. }) => *id,
+                Err(DecodeError::Close(..)) => 0,
+            };
+            self.refuse_rate(id);
+            return admission;
+        }
+        match (decoded, malformed) {
+            (Ok(frame), _) => self.handle(frame).await,
+            (Err(DecodeError::Close(code, why)), Malformed::Close) => {
+                debug!(%why, "closing on a malformed message");
+                self.outbound.close(Close::Server(code));
+            }
+            (Err(DecodeError::Close(_, why)), Malformed::Reply) => {
+                self.refuse(0, &Refusal::new(ErrorCode::BadRequest, why));
+            }
+            (Err(DecodeError::Reply { id, code, message }), _) => self.refuse(id, &Refusal::new(code, message)),
+        }
+        admission
     }
 
     /// Runs one decoded client frame; every command with an id gets exactly
@@ -257,15 +280,13 @@ impl ClientSession {
                 metric::user_operations("unsubscribe").increment(1);
                 self.server_unsubscribe(&channel).await;
             }
-            ServerOp::Commands(frames, reply) => {
-                self.collected = Some(Vec::with_capacity(frames.len()));
-                for frame in frames {
-                    let id = frame.as_ref().map_or_else(|(id, _)| *id, |f| f.id);
-                    match (self.admit(), frame) {
-                        (Admission::Run, Ok(frame)) => self.handle(frame).await,
-                        (Admission::Run, Err((id, refusal))) => self.refuse(id, &refusal),
-                        (Admission::Refused, _) => self.refuse_rate(id),
-                        (Admission::Closing, _) => break,
+            ServerOp::Commands(commands, reply) => {
+                self.collected = Some(Vec::with_capacity(commands.len()));
+                for command in commands {
+                    // A command that is not a command is answered in its
+                    // place (107, 104) and counts against the rate too.
+                    if self.receive(&command, true, Malformed::Reply).await == Admission::Closing {
+                        break;
                     }
                 }
                 let _ = reply.send(self.collected.take().unwrap_or_default());
@@ -280,9 +301,7 @@ impl ClientSession {
 
     /// Sends `disconnect` (with `reason`, or the code's own) and closes.
     pub(super) fn disconnect(&mut self, code: CloseCode, reason: String) {
-        let reason = if reason.is_empty() { code.reason().to_owned() } else { reason };
-        let disconnect = Disconnect { code: u32::from(code.code()), reason, reconnect: code.reconnect() };
-        self.send(ServerFrame { id: 0, message: Some(server_frame::Message::Disconnect(disconnect)) });
+        self.queue(OutFrame::control(codec::disconnect(self.protocol, code, &reason)));
         self.outbound.close(Close::Announced(code));
     }
 

@@ -37,19 +37,11 @@ pub(super) fn push(publication: Publication) -> ServerFrame {
 impl ClientSession {
     pub(super) async fn subscribe(&mut self, id: u32, request: SubscribeRequest) -> Reply {
         let (channel, namespace) = resolve(&self.node, &request.channel)?;
-        self.check_user_channel(&channel)?;
-        if !namespace.proxy_subscribe {
-            self.check_subscribe_permission(&channel, namespace, &request.token)?;
-        }
         if self.channels.contains_key(channel.as_str()) {
             return Err(Refusal::plain(ErrorCode::AlreadySubscribed));
         }
-        if self.channels.len() >= self.node.config.client.max_channels {
-            return Err(Refusal::new(ErrorCode::LimitExceeded, "too many channels on this connection"));
-        }
-        if namespace.proxy_subscribe {
-            self.check_subscribe_by_proxy(channel.as_str(), &request.data).await?;
-        }
+        self.check_room()?;
+        self.check_subscribe(&channel, namespace, &request.token, &request.data).await?;
         let since = request.recover.then_some(StreamPosition::new(request.epoch, request.offset));
         let name = channel.as_str().to_owned();
         let joining = self.join(&name, since, false, request.latest).await?;
@@ -80,12 +72,7 @@ impl ClientSession {
         since: Option<StreamPosition>,
     ) -> Result<(), Refusal> {
         let (channel, namespace) = resolve(&self.node, name)?;
-        self.check_user_channel(&channel)?;
-        if namespace.proxy_subscribe {
-            self.check_subscribe_by_proxy(name, &[]).await?;
-        } else {
-            self.check_subscribe_permission(&channel, namespace, "")?;
-        }
+        self.check_subscribe(&channel, namespace, "", &[]).await?;
         self.server_subscribe_since(name, since).await
     }
 
@@ -112,9 +99,6 @@ impl ClientSession {
         let (channel, _) = resolve(&self.node, name)?;
         if self.channels.contains_key(channel.as_str()) {
             return Ok(());
-        }
-        if self.channels.len() >= self.node.config.client.max_channels {
-            return Err(Refusal::new(ErrorCode::LimitExceeded, "too many channels on this connection"));
         }
         let joining = self.join(name, since, true, false).await?;
         let sub = ServerSubscribe {
@@ -153,6 +137,7 @@ impl ClientSession {
         hold: bool,
         latest: bool,
     ) -> Result<Joining, Refusal> {
+        self.check_room()?;
         let node = self.node.clone();
         let (_, namespace) = resolve(&node, name)?;
         let history = namespace.keeps_history();
@@ -211,6 +196,33 @@ impl ClientSession {
         }
         if in_presence && let Ok((_, namespace)) = resolve(&self.node, channel) {
             presence::exit(&self.node, channel, namespace, &self.client).await;
+        }
+    }
+
+    /// Room for one more channel on this connection (`client.max_channels`).
+    pub(super) fn check_room(&self) -> Result<(), Refusal> {
+        if self.channels.len() >= self.node.config.client.max_channels {
+            return Err(Refusal::new(ErrorCode::LimitExceeded, "too many channels on this connection"));
+        }
+        Ok(())
+    }
+
+    /// Whether this client may subscribe to `channel` as it asks: a user
+    /// channel is its user's, the token's `channels` claim holds, and then
+    /// the namespace's permission (with the subscription `token`) or, where
+    /// `proxy_subscribe` is set, the backend (given `data`) decides.
+    async fn check_subscribe(
+        &self,
+        channel: &Channel<'_>,
+        namespace: &NamespaceConfig,
+        token: &str,
+        data: &[u8],
+    ) -> Result<(), Refusal> {
+        self.check_user_channel(channel)?;
+        if namespace.proxy_subscribe {
+            self.check_subscribe_by_proxy(channel.as_str(), data).await
+        } else {
+            self.check_subscribe_permission(channel, namespace, token)
         }
     }
 

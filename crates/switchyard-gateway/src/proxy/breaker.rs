@@ -96,7 +96,8 @@ impl Breaker {
         }
     }
 
-    pub fn is_open(&self) -> bool {
+    #[cfg(test)]
+    fn is_open(&self) -> bool {
         !matches!(*self.state.lock().unwrap_or_else(|e| e.into_inner()), State::Closed { .. })
     }
 

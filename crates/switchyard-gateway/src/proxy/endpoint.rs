@@ -4,7 +4,7 @@
 
 use super::bodies::{Answer, Body};
 use super::breaker::{Admit, Breaker, Change};
-use super::{Outcome, ProxyError, Upgrade};
+use super::{Handshake, Outcome, ProxyError};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
@@ -87,15 +87,15 @@ impl Endpoint {
         &self.headers
     }
 
-    /// POSTs `body` (with the upgrade's forwarded headers) and reads the
+    /// POSTs `body` (with the forwarded headers of the opening request) and reads the
     /// backend's answer.
     pub async fn call<Q: Serialize, R: DeserializeOwned>(
         &self,
         body: Body<'_, Q>,
-        upgrade: &Upgrade,
+        handshake: &Handshake,
     ) -> Result<Outcome<R>, ProxyError> {
         metric::proxy_requests(self.name).increment(1);
-        let result = self.attempt(body, upgrade).await;
+        let result = self.attempt(body, handshake).await;
         if let Err(error) = &result {
             metric::proxy_errors(self.name, error.kind()).increment(1);
         }
@@ -105,7 +105,7 @@ impl Endpoint {
     async fn attempt<Q: Serialize, R: DeserializeOwned>(
         &self,
         body: Body<'_, Q>,
-        upgrade: &Upgrade,
+        handshake: &Handshake,
     ) -> Result<Outcome<R>, ProxyError> {
         // Over the bound: refuse now rather than queue behind a slow backend.
         let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else { return Err(ProxyError::Overloaded) };
@@ -118,7 +118,7 @@ impl Endpoint {
             serde_json::to_vec(&body).map_err(|e| ProxyError::Malformed(format!("cannot encode the request: {e}")))?;
         let mut http = Request::builder().method(Method::POST).uri(self.uri.clone());
         let headers = http.headers_mut().expect("a fresh builder has headers");
-        for (name, value) in upgrade.headers.iter().filter(|(name, _)| self.headers.contains(name)) {
+        for (name, value) in handshake.headers.iter().filter(|(name, _)| self.headers.contains(name)) {
             headers.append(name.clone(), value.clone());
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

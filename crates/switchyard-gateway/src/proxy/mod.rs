@@ -21,7 +21,7 @@ pub mod endpoint;
 pub use bodies::Caller;
 pub use endpoint::Endpoint;
 
-use crate::upgrade::Upgrade;
+use crate::handshake::Handshake;
 use hyper::header::HeaderName;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -145,12 +145,13 @@ fn tls_config(config: &ProxyConfig) -> Result<rustls::ClientConfig, String> {
     Ok(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
 }
 
-/// What the upgrade of a connection keeps, for the proxies.
-pub fn upgrade(
+/// What the request that opened a connection leaves to its session: the
+/// token, and the headers the proxies forward.
+pub fn handshake(
     proxies: &Proxies,
     transport: &'static str,
     token: Option<String>,
     headers: &hyper::HeaderMap,
-) -> Upgrade {
-    Upgrade::new(transport, token, headers, proxies.forwarded())
+) -> Handshake {
+    Handshake::new(transport, token, headers, proxies.forwarded())
 }

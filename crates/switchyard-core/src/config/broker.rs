@@ -1,0 +1,125 @@
+//! Where the node's shared state lives (`[broker]`): the in-memory broker,
+//! one Redis, a Redis Cluster, or Redis behind Sentinel; and its timings.
+
+use super::{ConfigError, problem};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Redis URL (`redis://[user:password@]host:port[/db]`, `rediss://` for
+    /// TLS). Default: unset, which runs the in-memory broker: one node, no
+    /// Redis.
+    pub redis_url: Option<String>,
+    /// Seed nodes of a Redis Cluster (URLs as above); pub/sub is sharded
+    /// (SSUBSCRIBE/SPUBLISH). Default: empty. Exclusive with `redis_url`.
+    pub redis_cluster: Vec<String>,
+    /// Redis Sentinel: URLs of the sentinels (`redis://host:26379`, with the
+    /// sentinels' own password if they need one). The primary they name is
+    /// reached with the scheme, credentials and database of `redis_url` if
+    /// it is set (its host and port are not used). Default: empty.
+    pub sentinels: Vec<String>,
+    /// The name of the group the sentinels monitor (`sentinel monitor
+    /// <name> ...`); needed with `sentinels`. Default: unset.
+    pub sentinel_master: Option<String>,
+    /// Prefix of every Redis key and pub/sub name. Default: `switchyard`.
+    pub prefix: String,
+    /// For `rediss://`: a PEM file of the CA that signed Redis' certificate,
+    /// instead of the system's trust store. Default: unset.
+    pub tls_ca_file: Option<PathBuf>,
+    /// For `rediss://` with client certificates (mutual TLS): this node's
+    /// PEM certificate and key. Default: unset.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// How often a node refreshes its entry in the cluster registry; the
+    /// entry expires after three times this. Default: `5s`.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// How long a presence entry lives unless its node refreshes it (every
+    /// third of it): the longest a client of a node that died stays in
+    /// presence, and the latest its `leave` comes. Default: `60s`.
+    #[serde(with = "humantime_serde")]
+    pub presence_ttl: Duration,
+    /// How long a cluster-wide survey (`POST /api/channels`) waits for the
+    /// nodes' answers; nodes that do not answer in time are left out.
+    /// Default: `1s`.
+    #[serde(with = "humantime_serde")]
+    pub survey_timeout: Duration,
+    /// How long a publish with `receipt` waits for the nodes' answers;
+    /// nodes that do not answer in time are left out (and counted as
+    /// unanswered). Default: `1s`.
+    #[serde(with = "humantime_serde")]
+    pub receipt_timeout: Duration,
+    /// How long a publish's `idempotency_key` is remembered per channel: a
+    /// repeat within it publishes nothing and answers what the first
+    /// answered. Default: `5m`.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_window: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            redis_url: None,
+            redis_cluster: Vec::new(),
+            sentinels: Vec::new(),
+            sentinel_master: None,
+            prefix: "switchyard".to_owned(),
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            heartbeat_interval: Duration::from_secs(5),
+            presence_ttl: Duration::from_secs(60),
+            survey_timeout: Duration::from_secs(1),
+            receipt_timeout: Duration::from_secs(1),
+            idempotency_window: Duration::from_secs(300),
+        }
+    }
+}
+
+impl BrokerConfig {
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        if self.redis_url.is_some() && !self.redis_cluster.is_empty() {
+            return Err(problem(
+                "broker.redis_cluster",
+                "set either broker.redis_url or broker.redis_cluster, not both",
+            ));
+        }
+        if self.sentinels.is_empty() != self.sentinel_master.is_none() {
+            return Err(problem(
+                "broker.sentinel_master",
+                "set both broker.sentinels and broker.sentinel_master, or neither",
+            ));
+        }
+        if !self.sentinels.is_empty() && !self.redis_cluster.is_empty() {
+            return Err(problem("broker.sentinels", "set either broker.sentinels or broker.redis_cluster, not both"));
+        }
+        if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
+            return Err(problem("broker.prefix", "must be non-empty, without { or }"));
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(problem(
+                "broker.tls_key_file",
+                "set both broker.tls_cert_file and broker.tls_key_file, or neither",
+            ));
+        }
+        if self.presence_ttl < Duration::from_secs(1) {
+            return Err(problem("broker.presence_ttl", "must be at least 1s"));
+        }
+        if self.idempotency_window < Duration::from_millis(1) {
+            return Err(problem("broker.idempotency_window", "must be at least 1ms"));
+        }
+        if self.receipt_timeout.is_zero() {
+            return Err(problem("broker.receipt_timeout", "must be more than 0s"));
+        }
+        if self.survey_timeout.is_zero() {
+            return Err(problem("broker.survey_timeout", "must be more than 0s"));
+        }
+        if self.heartbeat_interval.is_zero() {
+            return Err(problem("broker.heartbeat_interval", "must be more than 0s"));
+        }
+        Ok(())
+    }
+}

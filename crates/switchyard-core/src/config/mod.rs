@@ -1,0 +1,161 @@
+//! The configuration tree. Every field says its unit and default; the
+//! loader (defaults → TOML file → `SWITCHYARD_*` environment → flags) lives in
+//! the gateway binary. docs/configuration.md lists the same, for operators.
+//!
+//! # Layout
+//! - [`Config`] (here): the root, and [`Config::validate`], which asks each
+//!   section to check itself.
+//! - `client`: `[client]` and `[limits]`.
+//! - `broker`: `[broker]`.
+//! - `access`: `[api]`, `[auth]`, `[admin]`, `[tls]`.
+//! - `proxy`: `[proxy.*]`.
+//! - `namespace`: `[namespaces.NAME]`.
+//! - `operations`: `[rebalance]`, `[shutdown]`, `[testing]`.
+
+mod access;
+mod broker;
+mod client;
+mod namespace;
+mod operations;
+mod proxy;
+
+pub use access::{AdminConfig, ApiConfig, AuthConfig, TlsConfig};
+pub use broker::BrokerConfig;
+pub use client::{ClientConfig, LimitsConfig};
+pub use namespace::{NamespaceConfig, SlowConsumerPolicy, SubscribePermission};
+pub use operations::{RebalanceConfig, ShutdownConfig, TestingConfig};
+pub use proxy::{DEFAULT_PROXY_HEADERS, ProxyConfig, ProxyEndpointConfig};
+
+use crate::channel::DEFAULT_NAMESPACE;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// The whole configuration of a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Public listener: WebSocket at `/ws`, plus health and metrics unless
+    /// `internal_listen` is set. Default: `0.0.0.0:8080`.
+    pub listen: SocketAddr,
+    /// Optional second listener for `/metrics`, `/healthz` and `/readyz`
+    /// only, e.g. `127.0.0.1:9090`. Default: unset (served on `listen`).
+    pub internal_listen: Option<SocketAddr>,
+    /// This node's name in logs and in the cluster. Default: a random id.
+    pub node_name: Option<String>,
+    pub broker: BrokerConfig,
+    pub api: ApiConfig,
+    pub auth: AuthConfig,
+    pub client: ClientConfig,
+    pub limits: LimitsConfig,
+    pub shutdown: ShutdownConfig,
+    pub tls: TlsConfig,
+    pub testing: TestingConfig,
+    pub rebalance: RebalanceConfig,
+    pub admin: AdminConfig,
+    pub proxy: ProxyConfig,
+    /// Namespaces by name; `default` holds channels with no `:`.
+    /// Default: only `default`, with its defaults.
+    pub namespaces: BTreeMap<String, NamespaceConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            internal_listen: None,
+            node_name: None,
+            broker: BrokerConfig::default(),
+            api: ApiConfig::default(),
+            auth: AuthConfig::default(),
+            client: ClientConfig::default(),
+            limits: LimitsConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            tls: TlsConfig::default(),
+            testing: TestingConfig::default(),
+            rebalance: RebalanceConfig::default(),
+            admin: AdminConfig::default(),
+            proxy: ProxyConfig::default(),
+            namespaces: BTreeMap::from([(DEFAULT_NAMESPACE.to_owned(), NamespaceConfig::default())]),
+        }
+    }
+}
+
+/// A configuration that cannot run, with the key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+fn problem(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.into(), problem: problem.into() }
+}
+
+impl Config {
+    /// Checks what serde cannot: ranges and relations between fields, each
+    /// section its own. Adds the `default` namespace when it is missing.
+    pub fn validate(mut self) -> Result<Config, ConfigError> {
+        self.namespaces.entry(DEFAULT_NAMESPACE.to_owned()).or_default();
+        self.client.check()?;
+        self.limits.check()?;
+        self.shutdown.check()?;
+        self.broker.check()?;
+        self.tls.check()?;
+        self.rebalance.check()?;
+        self.api.check()?;
+        self.proxy.check()?;
+        for (name, namespace) in &self.namespaces {
+            namespace.check(name, &self.proxy)?;
+        }
+        Ok(self)
+    }
+
+    /// The namespace of a channel, if it is configured.
+    pub fn namespace(&self, name: &str) -> Option<&NamespaceConfig> {
+        self.namespaces.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_documented_file_shape_parses() {
+        let config: Config = toml::from_str(
+            r#"
+            listen = "0.0.0.0:8080"
+            [broker]
+            redis_url = "redis://127.0.0.1:6379"
+            [namespaces.default]
+            allow_publish = true
+            [namespaces.chat]
+            history_size = 100
+            history_ttl = "10m"
+            allow_publish = true
+            "#,
+        )
+        .unwrap();
+        let config = config.validate().unwrap();
+        assert_eq!(config.namespaces["chat"].history_ttl, Duration::from_secs(600));
+        assert_eq!(config.broker.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<Config>("lisen = \"0.0.0.0:1\"").is_err());
+        let config: Config = toml::from_str("[namespaces.chat]\nhistory_size = 10").unwrap();
+        assert_eq!(config.validate().unwrap_err().key, "namespaces.chat.history_ttl");
+        let config: Config = toml::from_str("[namespaces.\"a:b\"]").unwrap();
+        assert_eq!(config.validate().unwrap_err().key, "namespaces.a:b");
+    }
+
+    #[test]
+    fn default_namespace_is_always_there() {
+        let config: Config = toml::from_str("[namespaces.chat]").unwrap();
+        assert!(config.validate().unwrap().namespace("default").is_some());
+    }
+}

@@ -1,0 +1,37 @@
+//! `channels`: the channels of the cluster with their subscribers, by a
+//! survey of every node through the broker.
+
+use super::Refusal;
+use crate::node::Node;
+use std::collections::BTreeMap;
+use switchyard_proto::v1::control::Op;
+use switchyard_proto::v1::{ChannelsReply, ChannelsRequest, Control};
+
+/// The channels of the cluster with their subscribers on every node that
+/// answered within `broker.survey_timeout`, by name; with `prefix`, only
+/// those that start with it.
+pub async fn channels(node: &Node, prefix: &str) -> Result<BTreeMap<String, u32>, Refusal> {
+    let expected = node.stores.registry.nodes().await?.len().max(1);
+    let pending = node.requests.start(expected);
+    let request = ChannelsRequest { request_id: pending.id, reply_to: node.name.clone(), prefix: prefix.to_owned() };
+    node.stores.broker.send_control(None, Control { op: Some(Op::ChannelsRequest(request)) }).await?;
+    let mut merged = BTreeMap::new();
+    for answer in pending.collect(expected as u64, node.config.broker.survey_timeout).await {
+        let Op::ChannelsReply(reply) = answer else { continue };
+        for (channel, count) in reply.channels {
+            *merged.entry(channel).or_insert(0) += count;
+        }
+    }
+    Ok(merged)
+}
+
+/// This node's answer to a survey: its channels with their local
+/// subscribers.
+pub fn local(node: &Node, request: &ChannelsRequest) -> ChannelsReply {
+    let channels = node.hub.channels_with_prefix(&request.prefix);
+    ChannelsReply {
+        request_id: request.request_id,
+        node: node.name.clone(),
+        channels: channels.into_iter().map(|(c, n)| (c, n as u32)).collect(),
+    }
+}

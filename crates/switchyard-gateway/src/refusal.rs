@@ -1,0 +1,41 @@
+//! Why a command or a request failed: the protocol's error code and a
+//! message, and for a client, whether its connection ends. The command
+//! layer answers with it; WebSocket and SSE sessions turn it into an error
+//! reply, HTTP routes into a status and a JSON error ([`crate::http`]).
+
+use switchyard_broker::BrokerError;
+use switchyard_core::codes::{CloseCode, ErrorCode};
+
+/// Why a command failed: the error reply, and whether the connection ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+    /// For clients: the close that follows the error reply.
+    pub close: Option<CloseCode>,
+}
+
+impl Refusal {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Refusal { code, message: message.into(), close: None }
+    }
+
+    pub fn plain(code: ErrorCode) -> Self {
+        Refusal::new(code, code.message())
+    }
+
+    pub fn closing(mut self, close: CloseCode) -> Self {
+        self.close = Some(close);
+        self
+    }
+}
+
+impl From<BrokerError> for Refusal {
+    /// Unreachable: try again (108); anything else: 100.
+    fn from(error: BrokerError) -> Self {
+        match error {
+            BrokerError::Unavailable(m) => Refusal::new(ErrorCode::NotAvailable, m),
+            BrokerError::Internal(m) => Refusal::new(ErrorCode::Internal, m),
+        }
+    }
+}

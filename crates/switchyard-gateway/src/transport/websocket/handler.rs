@@ -1,0 +1,74 @@
+//! What a connection does with the messages the reader assembles: run the
+//! switchyard protocol, or (for conformance suites only) echo them.
+
+use crate::command::ClientSession;
+use crate::command::session::Malformed;
+use crate::node::ServerOp;
+use switchyard_core::codes::CloseCode;
+use switchyard_core::outbound::{Close, OutFrame, Outbound};
+use switchyard_core::protocol::Protocol;
+use switchyard_core::wsframe;
+
+/// What speaks on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaks {
+    /// The switchyard protocol in one of its encodings.
+    Protocol(Protocol),
+    /// Echo every message back as it came (`testing.echo`, at `/echo`).
+    Echo,
+}
+
+pub enum Handler {
+    Session(Box<ClientSession>),
+    Echo(Outbound),
+}
+
+impl Handler {
+    pub fn outbound(&self) -> &Outbound {
+        match self {
+            Handler::Session(session) => session.outbound(),
+            Handler::Echo(outbound) => outbound,
+        }
+    }
+
+    /// The protocol spoken, None for echo connections.
+    pub fn protocol(&self) -> Option<Protocol> {
+        match self {
+            Handler::Session(session) => Some(session.protocol()),
+            Handler::Echo(_) => None,
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.outbound().closing().is_some()
+    }
+
+    /// Runs an operation the server decided on for this connection.
+    pub async fn apply(&mut self, op: ServerOp) {
+        if let Handler::Session(session) = self {
+            session.apply(op).await;
+        }
+    }
+
+    /// Handles one whole, valid message.
+    pub async fn on_message(&mut self, payload: &[u8], is_text: bool) {
+        match self {
+            Handler::Session(session) => {
+                session.receive(payload, is_text, Malformed::Close).await;
+            }
+            Handler::Echo(outbound) => {
+                let frame = if is_text { wsframe::text(payload) } else { wsframe::binary(payload) };
+                if outbound.push(OutFrame::control(frame)).is_err() {
+                    outbound.close(Close::Server(CloseCode::SlowConsumer));
+                }
+            }
+        }
+    }
+
+    /// Called once the connection is closed.
+    pub async fn end(&mut self) {
+        if let Handler::Session(session) = self {
+            session.end().await;
+        }
+    }
+}

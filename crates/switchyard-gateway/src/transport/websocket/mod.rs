@@ -1,0 +1,189 @@
+//! `/ws`: one WebSocket connection, from the upgrade to the close.
+//!
+//! Two tasks per connection: this one reads frames and runs the client's
+//! messages and, between them, the server's operations for this
+//! connection, in order (through [`Handler`]), and the connection's timed
+//! duties ([`timers`]: heartbeats, deadlines); the writer ([`writer`]) owns
+//! the write half and is the only one to write, so pings, pongs, replies,
+//! publications and close frames all go through the connection's outbound
+//! queue.
+//!
+//! # Layout
+//! - [`upgrade`] (here): the HTTP upgrade, admitted by the lifecycle.
+//! - [`reader`]: frames in, messages reassembled and checked.
+//! - [`handler`]: what speaks on the connection: the protocol, or echo.
+//! - [`timers`]: heartbeat, the deadline to connect, the token's expiry.
+//! - [`writer`]: the outbound queue out, batched; the close.
+
+mod handler;
+mod reader;
+mod timers;
+mod writer;
+
+use super::lifecycle::{self, Connection};
+use crate::handshake::Handshake;
+use crate::http::{self, Body};
+use crate::node::Node;
+use crate::node::connections::Permit;
+use crate::node::server_ops::op_queue;
+use crate::query;
+use handler::Handler;
+pub use handler::Speaks;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
+use hyper::upgrade::Upgraded;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use switchyard_core::config::AuthConfig;
+use switchyard_core::metric;
+use switchyard_core::protocol::Protocol;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+/// Server operations (user operations) waiting for a session, at most: a
+/// burst of user operations for one user fits; past it they are dropped
+/// and counted rather than wait on a busy session.
+const OPS_QUEUE: usize = 64;
+
+/// Upgrades to a WebSocket speaking `speaks` (the protocol of the
+/// subprotocol negotiated, or echo), admitted by the lifecycle; the
+/// connection runs on `tasks`.
+pub fn upgrade(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    node: &Arc<Node>,
+    tasks: &TaskTracker,
+    echo: bool,
+) -> Response<Body> {
+    if req.method() != Method::GET {
+        return http::text(StatusCode::METHOD_NOT_ALLOWED, "GET /ws with a WebSocket upgrade\n");
+    }
+    if !fastwebsockets::upgrade::is_upgrade_request(&req) {
+        let mut response = http::text(StatusCode::UPGRADE_REQUIRED, "this endpoint speaks WebSocket only\n");
+        response.headers_mut().insert("upgrade", HeaderValue::from_static("websocket"));
+        return response;
+    }
+    let permit = match lifecycle::admit(&req, peer, node) {
+        Ok(permit) => permit,
+        Err(refused) => return *refused,
+    };
+    let offered = if echo { None } else { req.headers().get(SEC_WEBSOCKET_PROTOCOL).map(|v| v.to_str().unwrap_or("")) };
+    let protocol = match offered {
+        None => Protocol::Json,
+        Some(offered) => match Protocol::negotiate(offered) {
+            Some(protocol) => protocol,
+            None => {
+                metric::connections_refused("bad_request").increment(1);
+                return http::text(
+                    StatusCode::BAD_REQUEST,
+                    format!("no supported subprotocol: use {} or {}\n", Protocol::JSON_NAME, Protocol::PROTOBUF_NAME),
+                );
+            }
+        },
+    };
+    let negotiated = offered.is_some();
+    let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(pair) => pair,
+        Err(e) => {
+            metric::connections_refused("bad_request").increment(1);
+            return http::text(StatusCode::BAD_REQUEST, format!("bad WebSocket handshake: {e}\n"));
+        }
+    };
+    let token = handshake_token(&req, &node.config.auth);
+    let handshake = crate::proxy::handshake(&node.proxies, "websocket", token, req.headers());
+    let node = node.clone();
+    tasks.spawn(async move {
+        match upgraded.await {
+            Ok(ws) => {
+                let speaks = if echo { Speaks::Echo } else { Speaks::Protocol(protocol) };
+                run_upgraded(node, ws.into_inner().into_inner(), speaks, handshake, permit).await
+            }
+            Err(e) => debug!(error = %e, "upgrade did not complete"),
+        }
+    });
+    let (mut parts, _) = response.into_parts();
+    if negotiated {
+        parts.headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol.name()));
+    }
+    Response::from_parts(parts, Body::default())
+}
+
+/// A connect token in the request that opens a connection: the configured
+/// query parameter, else the configured cookie.
+pub fn handshake_token(req: &Request<Incoming>, auth: &AuthConfig) -> Option<String> {
+    let from_query = auth.token_query_param.as_ref().and_then(|name| query::param(req.uri().query(), name));
+    let from_cookie = || query::cookie(req.headers(), auth.token_cookie.as_ref()?);
+    // JWTs are base64url and dots: nothing to percent-decode.
+    from_query.or_else(from_cookie).filter(|t| !t.is_empty()).map(str::to_owned)
+}
+
+/// Serves one upgraded connection until it closes. A plain TCP connection
+/// is taken back from hyper and split into its owned halves: reads and
+/// writes then go straight to the socket, not through hyper's boxed stream
+/// and a split's lock on every call (a TLS one keeps the generic path).
+async fn run_upgraded(node: Arc<Node>, upgraded: Upgraded, speaks: Speaks, handshake: Handshake, permit: Permit) {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            let (read, write) = parts.io.into_inner().into_split();
+            // What the client sent right behind its handshake, hyper read
+            // already: copied out, since `read_buf` shares hyper's whole read
+            // buffer (kilobytes a connection would keep for nothing).
+            let early = bytes::Bytes::copy_from_slice(&parts.read_buf);
+            drop(parts.read_buf);
+            let read = std::io::Cursor::new(early).chain(read);
+            run(node, read, write, speaks, handshake, permit).await
+        }
+        Err(upgraded) => {
+            let (read, write) = tokio::io::split(TokioIo::new(upgraded));
+            // Boxed: held in place, this second form of the session would
+            // add its size to the task of every plain connection too.
+            Box::pin(run(node, read, write, speaks, handshake, permit)).await
+        }
+    }
+}
+
+/// Serves one connection, given its two halves, until it closes.
+async fn run<R, W>(node: Arc<Node>, read: R, write: W, speaks: Speaks, handshake: Handshake, permit: Permit)
+where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let config = node.config.clone();
+    let (connection, queue) = Connection::open(&node, permit, "websocket");
+    let protocol = match speaks {
+        Speaks::Protocol(protocol) => Some(protocol),
+        Speaks::Echo => {
+            connection.liveness.mark_connected(); // echo connections have no connect step
+            None
+        }
+    };
+    let mut writer = tokio::spawn(writer::run(write, queue, protocol, node.write_clock.clone()));
+    let (ops, mut ops_rx) = op_queue(OPS_QUEUE);
+    let mut handler = match protocol {
+        Some(protocol) => Handler::Session(Box::new(connection.session(protocol, handshake, ops))),
+        None => Handler::Echo(connection.outbound.clone()),
+    };
+    let outbound = &connection.outbound;
+    // Once a close is decided, the peer has `close_timeout` to answer it
+    // before the socket is dropped. (Both futures are made in place: bound
+    // to a local first, each would take its room in this task twice.)
+    tokio::select! {
+        close = reader::run(read, &mut handler, &mut ops_rx, &connection.liveness, &config.client) => { outbound.close(close); }
+        () = teardown(outbound, config.client.close_timeout) => {}
+    }
+    if tokio::time::timeout(config.client.close_timeout, &mut writer).await.is_err() {
+        writer.abort();
+    }
+    Box::pin(handler.end()).await;
+    connection.finish();
+}
+
+/// Resolves `close_timeout` after a close was requested.
+async fn teardown(outbound: &switchyard_core::outbound::Outbound, close_timeout: std::time::Duration) {
+    outbound.closed().await;
+    tokio::time::sleep(close_timeout).await;
+}
