@@ -155,7 +155,7 @@ impl ClientSession {
 
     /// Counts one message from the client against its rate, before it is
     /// decoded: every message counts, commands or not, well-formed or not.
-    pub fn admit(&mut self) -> Admission {
+    fn admit(&mut self) -> Admission {
         // Per thread, like the writers' counts: one shared atomic per
         // message was a contended line under a busy publisher.
         traffic_tally::record_read(1, 0);
@@ -176,7 +176,7 @@ impl ClientSession {
 
     /// Answers a message refused by [`ClientSession::admit`] with 109 (a
     /// push without an id, as for `ack`, gets nothing).
-    pub fn refuse_rate(&mut self, id: u32) {
+    fn refuse_rate(&mut self, id: u32) {
         if id != 0 {
             self.send_error(id, &Refusal::plain(ErrorCode::TooManyRequests));
         }

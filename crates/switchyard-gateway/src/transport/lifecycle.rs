@@ -8,7 +8,8 @@
 //!    rebalancer reach), and a close at once if the node started draining
 //!    meanwhile;
 //! 3. the protocol session ([`Connection::session`]) with its liveness,
-//!    which the transport's timers act on;
+//!    which the transport's timers act on (the token's [`expiry`] the same
+//!    way for both);
 //! 4. the last frames ([`last_frames`]): what was queued before the
 //!    close goes out first (a slow consumer's backlog does not, unless the
 //!    close was announced), then the `disconnect` push where the session
@@ -156,6 +157,17 @@ impl Connection {
         metric::transport_connections(self.transport).decrement(1.0);
         metric::connections_closed(close_label(self.outbound.closing())).increment(1);
     }
+}
+
+/// The close of a connection whose token expired (`liveness` says until
+/// when it holds; a refresh moves it): 4001, counted. Both transports'
+/// timers ask it.
+pub fn expiry(liveness: &Liveness, now: tokio::time::Instant) -> Option<Close> {
+    if liveness.expires_at().is_none_or(|at| at > now) {
+        return None;
+    }
+    metric::token_expirations().increment(1);
+    Some(Close::Server(CloseCode::Unauthorized))
 }
 
 /// The frames that end a connection the server closed (`Close::Server` or

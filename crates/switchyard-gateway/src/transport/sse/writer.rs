@@ -14,9 +14,7 @@ use crate::traffic_tally;
 use crate::transport::lifecycle;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::sync::Arc;
-use switchyard_core::codes::CloseCode;
 use switchyard_core::config::Config;
-use switchyard_core::metric;
 use switchyard_core::outbound::{Close, OutFrame, OutboundQueue};
 use switchyard_core::protocol::Protocol;
 use switchyard_core::wsframe;
@@ -86,9 +84,8 @@ pub async fn run(
                 wrote_since_tick = true;
             }
             _ = heartbeat.tick() => {
-                if liveness.expires_at().is_some_and(|at| at <= Instant::now()) {
-                    metric::token_expirations().increment(1);
-                    queue.request_close(Close::Server(CloseCode::Unauthorized));
+                if let Some(close) = lifecycle::expiry(&liveness, Instant::now()) {
+                    queue.request_close(close);
                     continue;
                 }
                 if !wrote_since_tick {
@@ -114,6 +111,7 @@ pub async fn run(
 mod tests {
     use super::*;
     use std::time::Duration;
+    use switchyard_core::codes::CloseCode;
     use switchyard_core::outbound::{Outbound, outbound};
 
     #[test]

@@ -10,6 +10,7 @@
 
 use crate::codec;
 use crate::command::liveness::Liveness;
+use crate::transport::lifecycle;
 use switchyard_core::codes::CloseCode;
 use switchyard_core::config::ClientConfig;
 use switchyard_core::metric;
@@ -72,10 +73,11 @@ impl Timers {
                 outbound.close(Close::Server(CloseCode::Unauthorized));
             }
         }
-        if !self.expired && liveness.expires_at().is_some_and(|at| at <= now) {
+        if !self.expired
+            && let Some(close) = lifecycle::expiry(liveness, now)
+        {
             self.expired = true;
-            metric::token_expirations().increment(1);
-            outbound.close(Close::Server(CloseCode::Unauthorized));
+            outbound.close(close);
         }
         if self.next_ping <= now {
             self.next_ping = now + self.ping_interval;
