@@ -31,10 +31,13 @@ use tokio::time::Instant;
 use tracing::debug;
 
 /// A client that goes this long without a refused message is forgiven its
-/// earlier refusals.
+/// earlier refusals: a second is one refill of the limiter's rate, so a
+/// client that paused to let it refill is not closed for an earlier burst.
 const REFUSALS_FORGIVEN_AFTER: Duration = Duration::from_secs(1);
 
-/// Acks are saved at most this often (subscription changes at once).
+/// Acks are saved at most this often (subscription changes at once): a
+/// client acking every publication would otherwise cost a store write
+/// each; a resume replays at most a second of what was acked meanwhile.
 const ACK_SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// The state of one client's protocol session.

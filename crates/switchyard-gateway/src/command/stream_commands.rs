@@ -15,7 +15,9 @@ use switchyard_proto::v1::control::Op;
 use switchyard_proto::v1::{Control, SseCommands, SseReplies};
 use tokio::sync::oneshot;
 
-/// Commands in one request, at most.
+/// Commands in one request, at most: a page subscribing to its channels at
+/// once fits; more would hold the stream's session away from its pushes
+/// for one request.
 pub const MAX_COMMANDS: usize = 100;
 
 /// Why the commands got no answer.

@@ -9,7 +9,9 @@ use switchyard_core::codes::CloseCode;
 use switchyard_core::outbound::Close;
 use tokio::time::Instant;
 
-/// Batches per drain: one every `drain_period / STEPS`.
+/// Batches per drain: one every `drain_period / STEPS`. Twenty: each batch
+/// is a twentieth of the node's clients reconnecting to the others at
+/// once; fewer batches make bigger bursts there, more only add wake-ups.
 const STEPS: u32 = 20;
 
 /// Closes the node's connections with 1001 in `STEPS` batches over

@@ -22,7 +22,8 @@ use crate::command::liveness::Liveness;
 use crate::handshake::Handshake;
 use crate::http::{self, Body};
 use crate::node::connections::{NoRoom, Permit, Registration};
-use crate::node::{Node, OpSender};
+use crate::node::server_ops::op_queue;
+use crate::node::{Node, OpReceiver, OpSender};
 use crate::origin;
 use hyper::body::Incoming;
 use hyper::header::ORIGIN;
@@ -42,6 +43,17 @@ use switchyard_core::protocol::Protocol;
 /// keeps one writer from copying a whole backlog into its thread's buffer
 /// before anything is written.
 pub const WRITE_BATCH: usize = 256;
+
+/// Server operations waiting for a session, at most: a burst of user
+/// operations for one user, or an SSE client's command posts, fit; past
+/// it, user operations are dropped and counted and posters wait for room,
+/// rather than a busy session holding an unbounded backlog.
+const OPS_QUEUE: usize = 64;
+
+/// A session's queue of server operations.
+pub fn ops_queue() -> (OpSender, OpReceiver) {
+    op_queue(OPS_QUEUE)
+}
 
 /// Checks a request that would open a client connection, in order: its
 /// browser origin, the drain, its address's connect rate, and a place

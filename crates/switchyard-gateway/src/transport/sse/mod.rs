@@ -19,7 +19,6 @@ use super::websocket::handshake_token;
 use crate::http::{self, Body};
 use crate::node::Node;
 use crate::node::connections::Permit;
-use crate::node::server_ops::op_queue;
 use crate::query;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
@@ -37,12 +36,10 @@ use switchyard_core::protocol::Protocol;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-/// Events written ahead of the socket, at most (the outbound queue holds
-/// the rest, bounded in bytes like a WebSocket's).
+/// Chunks handed to hyper ahead of the socket, at most: enough that the
+/// writer gathers the next batch while hyper writes the last; the outbound
+/// queue, bounded in bytes like a WebSocket's, holds the rest.
 const CHUNKS_AHEAD: usize = 4;
-/// Server operations (an SSE client's command posts, user operations)
-/// waiting for a stream's session, at most; a poster waits for room.
-const OPS_QUEUE: usize = 64;
 
 /// A response body fed by a channel: the stream's events as they come.
 pub struct ChannelBody(mpsc::Receiver<Bytes>);
@@ -150,7 +147,7 @@ async fn run(
     let config = node.config.clone();
     let writer =
         tokio::spawn(writer::run(queue, chunks, connection.liveness.clone(), config.clone(), node.write_clock.clone()));
-    let (ops, mut ops_rx) = op_queue(OPS_QUEUE);
+    let (ops, mut ops_rx) = lifecycle::ops_queue();
     let mut session = connection.session(Protocol::Json, handshake, ops.clone());
     let entry = node.streams.insert(session.token(), ops);
     session.open_stream(token, request.resume, request.channels).await;

@@ -25,7 +25,6 @@ use crate::handshake::Handshake;
 use crate::http::{self, Body};
 use crate::node::Node;
 use crate::node::connections::Permit;
-use crate::node::server_ops::op_queue;
 use crate::query;
 use handler::Handler;
 pub use handler::Speaks;
@@ -43,11 +42,6 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
-
-/// Server operations (user operations) waiting for a session, at most: a
-/// burst of user operations for one user fits; past it they are dropped
-/// and counted rather than wait on a busy session.
-const OPS_QUEUE: usize = 64;
 
 /// Upgrades to a WebSocket speaking `speaks` (the protocol of the
 /// subprotocol negotiated, or echo), admitted by the lifecycle; the
@@ -162,7 +156,7 @@ where
         }
     };
     let mut writer = tokio::spawn(writer::run(write, queue, protocol, node.write_clock.clone()));
-    let (ops, mut ops_rx) = op_queue(OPS_QUEUE);
+    let (ops, mut ops_rx) = lifecycle::ops_queue();
     let mut handler = match protocol {
         Some(protocol) => Handler::Session(Box::new(connection.session(protocol, handshake, ops))),
         None => Handler::Echo(connection.outbound.clone()),
