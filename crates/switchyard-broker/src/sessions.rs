@@ -20,4 +20,8 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Takes (reads and deletes) a stored session.
     async fn take(&self, token: &str) -> Result<Option<Vec<u8>>, BrokerError>;
+
+    /// Reads a stored session and leaves it there (a resume checks whose it
+    /// is before it takes it: a refused resume must not spend the token).
+    async fn get(&self, token: &str) -> Result<Option<Vec<u8>>, BrokerError>;
 }

@@ -30,6 +30,11 @@ impl SessionStore for MemorySessions {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         Ok(sessions.remove(token).filter(|(_, expires)| *expires > Instant::now()).map(|(state, _)| state))
     }
+
+    async fn get(&self, token: &str) -> Result<Option<Vec<u8>>, BrokerError> {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(sessions.get(token).filter(|(_, expires)| *expires > Instant::now()).map(|(state, _)| state.clone()))
+    }
 }
 
 #[cfg(test)]

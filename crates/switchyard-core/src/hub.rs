@@ -267,7 +267,9 @@ impl Hub {
         }
         for frame in frames {
             if subscriber.outbound.push(frame).is_err() {
-                subscriber.outbound.close(Close::Server(CloseCode::SlowConsumer));
+                if subscriber.outbound.close(Close::Server(CloseCode::SlowConsumer)) {
+                    metric::slow_consumer_disconnects().increment(1);
+                }
                 break;
             }
         }

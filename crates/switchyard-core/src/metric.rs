@@ -154,7 +154,10 @@ pub fn describe() {
         BROKER_SUBSCRIPTIONS,
         "Broker (Redis pub/sub) subscriptions this node holds: one per channel with a local subscriber."
     );
-    describe_counter!(BROKER_MALFORMED, "Messages from the broker that were not a valid Envelope: dropped.");
+    describe_counter!(
+        BROKER_MALFORMED,
+        "Messages and entries from the broker that were not valid (an Envelope, a registry entry): dropped."
+    );
     describe_counter!(BROKER_RECONNECTS, "Times the broker's pub/sub connection came back after a loss.");
     describe_counter!(BROKER_RESUBSCRIBES, "Subscriptions restored after a reconnect or a slot migration.");
     describe_counter!(BROKER_ERRORS, "Broker operations that failed, by operation.");

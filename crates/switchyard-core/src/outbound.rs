@@ -28,6 +28,9 @@ struct FrameData {
     /// For publications: when it was published (µs since the Unix epoch),
     /// for the delivery latency metric; 0 for anything else.
     published_at_us: u64,
+    /// A reply to the client's own request (or a push its session makes):
+    /// counted against the queue's reply budget, not the publications'.
+    reply: bool,
 }
 
 impl OutFrame {
@@ -38,7 +41,19 @@ impl OutFrame {
 
     /// A publication's frame, published at `published_at_us`.
     pub fn publication(bytes: Bytes, published_at_us: u64) -> Self {
-        OutFrame(Arc::new(FrameData { bytes, published_at_us }))
+        OutFrame(Arc::new(FrameData { bytes, published_at_us, reply: false }))
+    }
+
+    /// A frame the client's session made for it (a reply, a push, what a
+    /// recovery replays): queued within the reply budget, so that a large
+    /// answer the client asked for is never taken for a slow reader.
+    pub fn reply(bytes: Bytes) -> Self {
+        OutFrame(Arc::new(FrameData { bytes, published_at_us: 0, reply: true }))
+    }
+
+    /// Whether this frame counts against the reply budget.
+    pub fn is_reply(&self) -> bool {
+        self.0.reply
     }
 
     /// The whole frame, header included.
@@ -90,7 +105,10 @@ pub enum PushError {
 /// shared, and finding the queue empty and registering is one lock.
 struct Queue {
     frames: VecDeque<OutFrame>,
+    /// Bytes of frames that are not replies (publications, pings).
     bytes: usize,
+    /// Bytes of replies.
+    reply_bytes: usize,
     /// The writer, waiting for frames or a close (one waiter only). Taken
     /// by whoever wakes it.
     writer: Option<Waker>,
@@ -111,6 +129,7 @@ struct Shared {
     /// until the first frame, which matters for idle connections.
     queue: Mutex<Queue>,
     max_bytes: usize,
+    max_reply_bytes: usize,
     /// Filling ends alive; the writer stops once it is 0 and the queue is empty.
     senders: AtomicUsize,
     /// Set when the draining end is gone: pushes are refused.
@@ -188,11 +207,21 @@ pub enum Next {
 /// should not leave an idle connection holding it).
 const KEEP_CAPACITY: usize = 1024;
 
-/// A queue that holds at most `max_bytes` of frames.
+/// A queue that holds at most `max_bytes` of frames, and as much again of
+/// replies.
 pub fn outbound(max_bytes: usize) -> (Outbound, OutboundQueue) {
+    outbound_with_replies(max_bytes, max_bytes)
+}
+
+/// A queue that holds at most `max_bytes` of publications (and other
+/// frames that are not replies) and, apart, at most `max_reply_bytes` of
+/// replies: a slow reader is one that lets publications pile up, never one
+/// that asked for a large answer.
+pub fn outbound_with_replies(max_bytes: usize, max_reply_bytes: usize) -> (Outbound, OutboundQueue) {
     let shared = Arc::new(Shared {
-        queue: Mutex::new(Queue { frames: VecDeque::new(), bytes: 0, writer: None }),
+        queue: Mutex::new(Queue { frames: VecDeque::new(), bytes: 0, reply_bytes: 0, writer: None }),
         max_bytes,
+        max_reply_bytes,
         senders: AtomicUsize::new(1),
         receiver_gone: AtomicBool::new(false),
         written: AtomicU64::new(0),
@@ -218,7 +247,8 @@ impl Drop for Outbound {
 }
 
 impl Outbound {
-    /// Queues a frame unless that would pass the byte bound.
+    /// Queues a frame unless that would pass its byte bound (the reply
+    /// budget for replies, the queue's bound for the rest).
     pub fn push(&self, frame: OutFrame) -> Result<(), PushError> {
         if self.shared.close.get().is_some() || self.shared.receiver_gone.load(Ordering::Relaxed) {
             return Err(PushError::Closed);
@@ -226,10 +256,17 @@ impl Outbound {
         let len = frame.len();
         let writer = {
             let mut queue = self.shared.queue();
-            if queue.bytes + len > self.shared.max_bytes {
-                return Err(PushError::Full);
+            if frame.is_reply() {
+                if queue.reply_bytes + len > self.shared.max_reply_bytes {
+                    return Err(PushError::Full);
+                }
+                queue.reply_bytes += len;
+            } else {
+                if queue.bytes + len > self.shared.max_bytes {
+                    return Err(PushError::Full);
+                }
+                queue.bytes += len;
             }
-            queue.bytes += len;
             // A non-empty queue has had its wake-up already: the writer
             // takes everything that is queued when it runs.
             let writer = if queue.frames.is_empty() { queue.writer.take() } else { None };
@@ -258,9 +295,10 @@ impl Outbound {
         self.shared.closed().await
     }
 
-    /// Bytes waiting in the queue.
+    /// Bytes waiting in the queue, replies included.
     pub fn queued_bytes(&self) -> usize {
-        self.shared.queue().bytes
+        let queue = self.shared.queue();
+        queue.bytes + queue.reply_bytes
     }
 
     /// Frames the writer has written so far.
@@ -364,8 +402,13 @@ fn take(queue: &mut Queue, batch: &mut Vec<OutFrame>, limit: usize) -> usize {
     }
     let before = batch.len();
     batch.extend(queue.frames.drain(..n));
-    let bytes: usize = batch[before..].iter().map(OutFrame::len).sum();
-    queue.bytes -= bytes;
+    for frame in &batch[before..] {
+        if frame.is_reply() {
+            queue.reply_bytes -= frame.len();
+        } else {
+            queue.bytes -= frame.len();
+        }
+    }
     if queue.frames.is_empty() && queue.frames.capacity() > KEEP_CAPACITY {
         queue.frames = VecDeque::new();
     }
@@ -401,6 +444,25 @@ mod tests {
         assert_eq!(rx.recv_many(&mut batch, 10).await, 2);
         assert_eq!(tx.queued_bytes(), 0);
         tx.push(frame(50)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn replies_have_a_budget_of_their_own() {
+        let (tx, mut rx) = outbound_with_replies(100, 300);
+        let reply = |n| OutFrame::reply(Bytes::from(vec![0u8; n]));
+        // A large answer does not make room short for publications, nor
+        // the other way round.
+        tx.push(reply(250)).unwrap();
+        tx.push(frame(100)).unwrap();
+        assert_eq!(tx.push(frame(1)), Err(PushError::Full));
+        assert_eq!(tx.push(reply(51)), Err(PushError::Full));
+        tx.push(reply(50)).unwrap();
+        assert_eq!(tx.queued_bytes(), 400);
+        let mut batch = Vec::new();
+        assert_eq!(rx.recv_many(&mut batch, 10).await, 3);
+        assert_eq!(tx.queued_bytes(), 0);
+        tx.push(reply(300)).unwrap();
+        tx.push(frame(100)).unwrap();
     }
 
     #[tokio::test]

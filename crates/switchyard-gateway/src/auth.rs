@@ -5,13 +5,19 @@
 //! public keys of `auth.public_key_files` or `auth.jwks_file`. The token's
 //! `alg` picks among the keys configured for it, never the other way round:
 //! `none` is refused, and an HS256 token is never checked against a public
-//! key (no algorithm confusion). `sub` and `exp` are required.
+//! key (no algorithm confusion). `sub` (1 to [`MAX_USER_ID`] bytes) and
+//! `exp` are required; `nbf` is honoured where present.
 
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use std::collections::HashMap;
 use switchyard_core::config::AuthConfig;
+
+/// The longest user id, wherever one comes from (a token's `sub`, the
+/// connect proxy) or is named (user operations, the admin page): one limit,
+/// so that every user who can connect can also be disconnected.
+pub const MAX_USER_ID: usize = 255;
 
 /// An authenticated (or anonymous) client.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -158,6 +164,8 @@ impl Authenticator {
         };
         let mut validation = Validation::new(header.alg);
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // A token is not good before its `nbf`, where it has one.
+        validation.validate_nbf = true;
         let keys: Vec<&DecodingKey> = match family {
             None => self.hs256.iter().collect(),
             Some(family) => match header.kid.as_ref().and_then(|kid| self.jwks.get(kid)) {
@@ -172,6 +180,9 @@ impl Authenticator {
         for key in keys {
             match jsonwebtoken::decode::<Claims>(token, key, &validation) {
                 Ok(data) if data.claims.sub.is_empty() => return Err(AuthError::InvalidToken("empty sub".into())),
+                Ok(data) if data.claims.sub.len() > MAX_USER_ID => {
+                    return Err(AuthError::InvalidToken(format!("sub over {MAX_USER_ID} bytes")));
+                }
                 Ok(data) => return Ok(data.claims),
                 Err(e) => last = Some(e),
             }

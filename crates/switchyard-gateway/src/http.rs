@@ -41,6 +41,7 @@ pub fn status_label(status: StatusCode) -> &'static str {
         401 => "401",
         403 => "403",
         404 => "404",
+        405 => "405",
         410 => "410",
         413 => "413",
         429 => "429",
@@ -107,6 +108,15 @@ pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Re
 /// A JSON body as `T`; 107 when it is not one.
 pub fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Refusal> {
     serde_json::from_slice(bytes).map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("invalid body: {e}")))
+}
+
+/// A result as JSON; one that cannot be (it was published before the
+/// nesting limit, say) is an error, never `null` with 200.
+pub fn to_json<T: serde::Serialize>(result: &T) -> Result<Value, Refusal> {
+    serde_json::to_value(result).map_err(|e| {
+        tracing::warn!(error = %e, "a result could not be written as JSON");
+        Refusal::new(ErrorCode::Internal, "the result could not be written as JSON")
+    })
 }
 
 #[cfg(test)]

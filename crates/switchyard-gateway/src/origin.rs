@@ -23,9 +23,16 @@ pub fn is_allowed(allowed: &[String], origin: &str) -> bool {
     })
 }
 
+/// Whether `origin` (`scheme://host[:port]`) names the host the request
+/// went to (its `Host` header), ignoring ASCII case.
+pub fn is_same_origin(origin: &str, host: &str) -> bool {
+    let authority = origin.split_once("://").map_or("", |(_, rest)| rest);
+    !host.is_empty() && authority.eq_ignore_ascii_case(host)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::is_allowed;
+    use super::{is_allowed, is_same_origin};
 
     fn allowed(patterns: &[&str], origin: &str) -> bool {
         is_allowed(&patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>(), origin)
@@ -43,5 +50,15 @@ mod tests {
         assert!(!allowed(&["https://*.example.com"], "https://evilexample.com"));
         assert!(!allowed(&["https://*.example.com"], "https://a.example.com:8443"));
         assert!(allowed(&["https://*.example.com:8443"], "https://a.example.com:8443"));
+    }
+
+    #[test]
+    fn same_origin_is_the_host_the_request_went_to() {
+        assert!(is_same_origin("http://127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(is_same_origin("https://App.example.com", "app.example.com"));
+        assert!(!is_same_origin("https://evil.example", "app.example.com"));
+        assert!(!is_same_origin("http://127.0.0.1:8081", "127.0.0.1:8080"));
+        assert!(!is_same_origin("null", "127.0.0.1:8080"));
+        assert!(!is_same_origin("http://a", ""));
     }
 }

@@ -1,10 +1,14 @@
 //! What HTTP requests carry besides their body: query string parameters
 //! and cookies, one reader each for every route.
 
-/// The value of the first `name=value` pair of `query`, as written (JWTs,
-/// channel names and numbers need no percent-decoding).
-pub fn param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
-    query?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
+use std::borrow::Cow;
+
+/// The value of the first `name=value` pair of `query`, percent-decoded
+/// (every standard client escapes `:` in a channel name): every route
+/// reads its parameters through this one reader.
+pub fn param<'q>(query: Option<&'q str>, name: &str) -> Option<Cow<'q, str>> {
+    let raw = query?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)?;
+    Some(if raw.contains('%') { Cow::Owned(decode(raw)) } else { Cow::Borrowed(raw) })
 }
 
 /// The value of the cookie `name` among the request's `Cookie` headers.
@@ -47,9 +51,10 @@ mod tests {
 
     #[test]
     fn finds_the_first_pair() {
-        assert_eq!(param(Some("a=1&b=2&a=3"), "a"), Some("1"));
+        assert_eq!(param(Some("a=1&b=2&a=3"), "a").as_deref(), Some("1"));
         assert_eq!(param(Some("a=1&b"), "b"), None);
         assert_eq!(param(None, "a"), None);
+        assert_eq!(param(Some("channel=chat%3Ax"), "channel").as_deref(), Some("chat:x"));
     }
 
     #[test]

@@ -31,11 +31,18 @@ impl Refusal {
 }
 
 impl From<BrokerError> for Refusal {
-    /// Unreachable: try again (108); anything else: 100.
+    /// Unreachable: try again (108); anything else: 100. The broker's own
+    /// text (a Redis error, an address) goes to the log, never to a client.
     fn from(error: BrokerError) -> Self {
         match error {
-            BrokerError::Unavailable(m) => Refusal::new(ErrorCode::NotAvailable, m),
-            BrokerError::Internal(m) => Refusal::new(ErrorCode::Internal, m),
+            BrokerError::Unavailable(m) => {
+                tracing::debug!(error = %m, "broker unavailable");
+                Refusal::new(ErrorCode::NotAvailable, "the broker is unavailable: try again")
+            }
+            BrokerError::Internal(m) => {
+                tracing::warn!(error = %m, "broker error");
+                Refusal::new(ErrorCode::Internal, "internal error")
+            }
         }
     }
 }

@@ -167,7 +167,11 @@ async fn sessions_are_taken_once_and_never_revived() {
         let ttl = Duration::from_secs(60);
         sessions.save("t1", b"one", ttl, false).await.unwrap();
         sessions.save("t1", b"two", ttl, true).await.unwrap();
+        // Reading leaves it where it is.
+        assert_eq!(sessions.get("t1").await.unwrap().as_deref(), Some(&b"two"[..]), "{}", b.name);
+        assert_eq!(sessions.get("t1").await.unwrap().as_deref(), Some(&b"two"[..]), "{}: read twice", b.name);
         assert_eq!(sessions.take("t1").await.unwrap().as_deref(), Some(&b"two"[..]), "{}", b.name);
+        assert_eq!(sessions.get("t1").await.unwrap(), None, "{}: read after the take", b.name);
         assert_eq!(sessions.take("t1").await.unwrap(), None, "{}: taken twice", b.name);
         sessions.save("t1", b"late", ttl, true).await.unwrap();
         assert_eq!(sessions.take("t1").await.unwrap(), None, "{}: revived by an update", b.name);

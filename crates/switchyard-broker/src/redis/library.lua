@@ -4,7 +4,7 @@
 --   FCALL switchyard_publish 1 <channel> <payload>
 -- The gateway fills in the two settings below when it loads the library.
 
-local VERSION = 7
+local VERSION = 8
 local PREFIX = '@PREFIX@'      -- broker.prefix: pub/sub names are PREFIX:{channel}
 local PUBLISH = '@PUBLISH@'    -- PUBLISH on one Redis, SPUBLISH on a Redis Cluster
 local IDEMPOTENCY_MS = @IDEMPOTENCY_MS@  -- broker.idempotency_window
@@ -114,10 +114,15 @@ local function check_key(key)
 end
 
 -- FCALL switchyard_publish 1 <channel> <payload> [idempotency key]
+-- An empty payload is refused, as a client's publish without data is: it
+-- would reach JSON subscribers as a null indistinguishable from a real one.
 local function publish(keys, args)
   local channel, payload = keys[1], args[1]
   if payload == nil or not check_key(args[2]) then
     return redis.error_reply('ERR usage: FCALL switchyard_publish 1 <channel> <payload> [key of 1-64 bytes]')
+  end
+  if payload == '' then
+    return redis.error_reply('ERR the payload must not be empty')
   end
   if not check_channel(channel) then
     return redis.error_reply('ERR invalid channel name')
@@ -170,9 +175,15 @@ local function history(keys, args)
       out[#out + 1] = entries[i][2][2]
     end
   else
-    local since = tonumber(args[1])
-    if since == nil then
+    -- Kept as the digits given: a Lua number would print 10^14 and above
+    -- as 1e+14, which is no stream ID. An offset past the stream's top
+    -- simply finds nothing (the caller sees it is past the position).
+    local since = args[1]
+    if not string.match(since, '^%d+$') or #since > 20 then
       return redis.error_reply('ERR since must be an offset or ""')
+    end
+    if #since == 20 and since > '18446744073709551614' then
+      return {out[1], out[2]}
     end
     local entries = redis.call('XRANGE', stream, '(' .. since .. '-0', '+', 'COUNT', limit)
     for _, entry in ipairs(entries) do

@@ -275,10 +275,22 @@ impl Broker for RedisBroker {
             }
             other => other,
         };
-        result.map_err(|e| {
+        let history = result.map_err(|e| {
             metric::broker_errors("history").increment(1);
             unavailable(e)
-        })
+        })?;
+        // A channel this node listens to starts its track where the stream
+        // is (a subscribe reads it): its first live publication is checked
+        // against it.
+        if self.shared.channels.lock().unwrap_or_else(|e| e.into_inner()).contains(channel) {
+            let position = &history.position;
+            self.shared.order.lock().unwrap_or_else(|e| e.into_inner()).expect(
+                channel,
+                &position.epoch,
+                position.offset,
+            );
+        }
+        Ok(history)
     }
 
     async fn send_control(&self, to: Option<&str>, message: Control) -> Result<Option<u64>, BrokerError> {

@@ -134,6 +134,17 @@ impl Order {
         }
     }
 
+    /// Where `channel`'s stream stands, as a read of it found (a subscribe
+    /// reads it): a channel not tracked yet starts there, so that its first
+    /// live publication is checked against it like any other.
+    pub fn expect(&mut self, channel: &str, epoch: &str, offset: u64) {
+        self.tracks.entry(channel.to_owned()).or_insert_with(|| Track {
+            epoch: epoch.to_owned(),
+            offset,
+            ..Track::default()
+        });
+    }
+
     /// Whether this node retired `epoch` of `channel` (and still tracks it).
     pub fn is_retired(&self, channel: &str, epoch: &str) -> bool {
         self.tracks.get(channel).is_some_and(|t| t.retired.as_deref() == Some(epoch))
@@ -173,18 +184,19 @@ impl Order {
     /// starts a repair and is held behind it.
     fn next(track: &mut Track, envelope: Envelope, actions: &mut Vec<Action>) -> bool {
         if envelope.epoch != track.epoch {
-            // A new epoch (history lost, or moved on). Its first offsets may
-            // have gone by while this node was not listening (Redis came
-            // back empty and the node resubscribed a moment later): repair
-            // from its start, which the stream holds.
-            track.epoch.clone_from(&envelope.epoch);
-            track.offset = 0;
-            track.recent = Default::default();
-            if envelope.offset == 1 {
-                track.delivered(&envelope);
-                actions.push(Action::Deliver(envelope));
-                return false;
-            }
+            // Another epoch (history lost, or moved on), or one that is not
+            // the channel's at all (a raw Envelope with a made-up epoch): it
+            // is believed once the stream says the channel is in it. Held
+            // behind a read of the new epoch from its start, which also
+            // brings its first offsets if they went by while this node was
+            // not listening (Redis came back empty and the node resubscribed
+            // a moment later).
+            track.repairing = true;
+            let since = Checked { epoch: envelope.epoch.clone(), offset: 0, stamp: None, held: true };
+            let (channel, until) = (envelope.channel.clone(), envelope.offset.saturating_sub(1));
+            track.held.push_back(envelope);
+            actions.push(Action::Read(StreamRead { channel, since, until: Some(until) }));
+            return true;
         }
         if envelope.offset <= track.offset {
             if track.stamp_of(envelope.offset).is_some_and(|seen| seen != stamp(&envelope)) {
@@ -205,6 +217,25 @@ impl Order {
         track.delivered(&envelope);
         actions.push(Action::Deliver(envelope));
         false
+    }
+
+    /// Delivers what `history` holds right after the track's offset, up to
+    /// `until`, in the track's epoch.
+    fn fill(track: &mut Track, history: History, until: Option<u64>, actions: &mut Vec<Action>) {
+        let mut filled = false;
+        for envelope in history.publications {
+            if until.is_some_and(|u| envelope.offset > u) || envelope.epoch != track.epoch {
+                break;
+            }
+            if envelope.offset == track.offset + 1 {
+                track.delivered(&envelope);
+                actions.push(Action::Deliver(envelope));
+                filled = true;
+            }
+        }
+        if filled {
+            metric::gap_repairs().increment(1);
+        }
     }
 
     fn regressed(track: &mut Track, channel: &str, envelope: Option<Envelope>, actions: &mut Vec<Action>) {
@@ -253,11 +284,26 @@ impl Order {
         if since.held {
             track.repairing = false;
         }
+        // The stream's epoch and top, where the read found them: what is held
+        // past them is not the channel's.
+        let mut stream: Option<(String, u64)> = None;
         match read {
             Err(why) => tracing::debug!(%channel, %why, "cannot read the stream to fill a gap"),
+            // A check of another epoch (see `next`) that the stream confirms:
+            // the channel is in it now, from its start.
+            Ok(history) if since.epoch != track.epoch && history.position.epoch == since.epoch => {
+                stream = Some((history.position.epoch.clone(), history.position.offset));
+                track.epoch.clone_from(&since.epoch);
+                track.offset = 0;
+                track.recent = Default::default();
+                Self::fill(track, history, until, actions);
+            }
             // The channel is in another epoch now: what it had is gone.
-            Ok(history) if history.position.epoch != since.epoch => {}
+            Ok(history) if history.position.epoch != since.epoch => {
+                stream = Some((history.position.epoch, history.position.offset));
+            }
             Ok(history) => {
+                stream = Some((history.position.epoch.clone(), history.position.offset));
                 let verified = history.publications.first().filter(|e| e.offset == since.offset);
                 let behind = history.position.offset < since.offset;
                 let other = match (verified, since.stamp) {
@@ -274,27 +320,36 @@ impl Order {
                 if !since.held && track.repairing {
                     return; // a repair is out for this channel: it delivers
                 }
-                let mut filled = false;
-                for envelope in history.publications {
-                    if until.is_some_and(|u| envelope.offset > u) || envelope.epoch != track.epoch {
-                        break;
-                    }
-                    if envelope.offset == track.offset + 1 {
-                        track.delivered(&envelope);
-                        actions.push(Action::Deliver(envelope));
-                        filled = true;
-                    }
-                }
-                if filled {
-                    metric::gap_repairs().increment(1);
-                }
+                Self::fill(track, history, until, actions);
             }
         }
         if !since.held {
             return;
         }
-        // What could not be filled stays a gap: go on after it.
+        // What the stream does not hold is no publication of the channel: a
+        // raw Envelope with an epoch it is not in, or an offset past its top.
+        // Dropped and counted; it must not hold back the real ones.
+        if let Some((epoch, top)) = &stream {
+            let before = track.held.len();
+            track.held.retain(|e| e.epoch == *epoch && e.offset <= *top);
+            let forged = before - track.held.len();
+            if forged > 0 {
+                self.held -= forged;
+                metric::broker_malformed().increment(forged as u64);
+                tracing::warn!(%channel, forged, stream_epoch = %epoch, stream_top = top,
+                    "publications the channel's stream does not hold were dropped");
+            }
+        } else if since.epoch != track.epoch {
+            // Another epoch that could not be checked: not believed.
+            let before = track.held.len();
+            track.held.retain(|e| e.epoch == track.epoch);
+            self.held -= before - track.held.len();
+        }
+        // What could not be filled stays a gap: go on after it (never past
+        // the stream's top).
+        let until = until.map(|u| stream.as_ref().map_or(u, |(_, top)| u.min(*top)));
         if let Some(until) = until
+            && since.epoch == track.epoch
             && track.offset < until
         {
             metric::gap_unrepaired().increment(1);
@@ -397,10 +452,14 @@ mod tests {
         order.live(Envelope { published_at_us: 7, ..publication("e", 2, "B") }, true, &mut actions);
         let [Action::Rebase { epoch, envelope: Some(envelope), .. }] = &actions[..] else { panic!("{actions:?}") };
         assert_eq!((epoch.as_str(), &envelope.data[..], envelope.offset), ("e", &b"B"[..], 0));
-        // The retired epoch's publications are dropped; the new one flows.
+        // The retired epoch's publications are dropped; the new one flows,
+        // once the stream says the channel is in it.
         let mut actions = Vec::new();
         order.live(publication("e", 3, "C"), true, &mut actions);
         order.live(publication("f", 1, "B"), true, &mut actions);
+        let Some(Action::Read(asked)) = actions.pop() else { panic!("{actions:?}") };
+        assert_eq!((asked.since.epoch.as_str(), asked.since.offset), ("f", 0));
+        order.repaired(&asked, Ok(stream(vec![publication("f", 1, "B")], "f", 1)), &mut actions);
         assert_eq!(delivered(&actions), [1]);
     }
 
@@ -469,7 +528,8 @@ mod tests {
         }
         assert_eq!(order.held, MAX_HELD);
         let Some(Action::Read(asked)) = actions.pop() else { panic!() };
-        let history = stream(vec![publication("e", 1, "a"), publication("e", 2, "b")], "e", 2);
+        let top = 4 + MAX_HELD as u64 + 5;
+        let history = stream(vec![publication("e", 1, "a"), publication("e", 2, "b")], "e", top);
         let mut actions = Vec::new();
         order.repaired(&asked, Ok(history), &mut actions);
         assert_eq!(delivered(&actions).len(), 1 + MAX_HELD);
@@ -478,5 +538,59 @@ mod tests {
             "the dropped ones are read"
         );
         assert_eq!(order.held, 0);
+    }
+
+    #[test]
+    fn an_offset_past_the_streams_top_is_dropped_and_holds_nothing_back() {
+        let mut order = Order::default();
+        let mut actions = Vec::new();
+        order.live(publication("e", 1, "a"), true, &mut actions);
+        // A raw Envelope with the channel's epoch, 100 ahead.
+        order.live(publication("e", 101, "forged"), true, &mut actions);
+        let Some(Action::Read(asked)) = actions.pop() else { panic!("{actions:?}") };
+        // The real next one comes while the read is out.
+        order.live(publication("e", 2, "b"), true, &mut actions);
+        let history = stream(vec![publication("e", 1, "a"), publication("e", 2, "b")], "e", 2);
+        let mut actions = Vec::new();
+        order.repaired(&asked, Ok(history), &mut actions);
+        assert_eq!(delivered(&actions), [2]);
+        // The ones after it flow as always.
+        let mut actions = Vec::new();
+        order.live(publication("e", 3, "c"), true, &mut actions);
+        assert_eq!(delivered(&actions), [3]);
+        assert_eq!(order.held, 0);
+    }
+
+    #[test]
+    fn an_epoch_the_stream_is_not_in_is_dropped() {
+        let mut order = Order::default();
+        let mut actions = Vec::new();
+        order.expect("c", "e", 4);
+        // A made-up epoch at offset 1: checked before it is believed.
+        order.live(publication("x", 1, "forged"), true, &mut actions);
+        assert!(delivered(&actions).is_empty());
+        let Some(Action::Read(asked)) = actions.pop() else { panic!("{actions:?}") };
+        order.live(publication("e", 5, "e"), true, &mut actions);
+        let mut actions = Vec::new();
+        order.repaired(&asked, Ok(stream(vec![], "e", 5)), &mut actions);
+        assert_eq!(delivered(&actions), [5]);
+        // No offset twice afterwards.
+        let mut actions = Vec::new();
+        order.live(publication("e", 6, "f"), true, &mut actions);
+        assert_eq!(delivered(&actions), [6]);
+    }
+
+    #[test]
+    fn a_first_live_publication_is_checked_against_the_position_read() {
+        let mut order = Order::default();
+        let mut actions = Vec::new();
+        order.expect("c", "e", 7);
+        order.live(publication("e", 50, "forged"), true, &mut actions);
+        let Some(Action::Read(asked)) = actions.pop() else { panic!("{actions:?}") };
+        assert_eq!((asked.since.offset, asked.until), (7, Some(49)));
+        let mut actions = Vec::new();
+        order.repaired(&asked, Ok(stream(vec![publication("e", 7, "g")], "e", 7)), &mut actions);
+        order.live(publication("e", 8, "h"), true, &mut actions);
+        assert_eq!(delivered(&actions), [8]);
     }
 }

@@ -62,7 +62,20 @@ pub async fn nodes<C: ConnectionLike + Send>(conn: &mut C, keys: &Keys) -> redis
 }
 
 async fn all<C: ConnectionLike + Send>(conn: &mut C, keys: &Keys) -> redis::RedisResult<Vec<NodeInfo>> {
-    let entries: HashMap<String, String> = redis::cmd("HGETALL").arg(keys.nodes()).query_async(conn).await?;
-    // An entry that does not parse (another version, a hand edit) is skipped.
-    Ok(entries.values().filter_map(|json| serde_json::from_str(json).ok()).collect())
+    // Read as bytes: one entry that is not UTF-8 must not fail the whole
+    // cluster's listing.
+    let entries: HashMap<Vec<u8>, Vec<u8>> = redis::cmd("HGETALL").arg(keys.nodes()).query_async(conn).await?;
+    let mut nodes = Vec::with_capacity(entries.len());
+    for (field, value) in entries {
+        // An entry that does not parse (another version, a hand edit,
+        // garbage) is skipped, counted and logged.
+        match serde_json::from_slice::<NodeInfo>(&value) {
+            Ok(node) => nodes.push(node),
+            Err(e) => {
+                metric::broker_malformed().increment(1);
+                tracing::warn!(field = %String::from_utf8_lossy(&field), error = %e, "a registry entry that is not a node's is skipped");
+            }
+        }
+    }
+    Ok(nodes)
 }

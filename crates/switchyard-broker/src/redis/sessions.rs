@@ -35,4 +35,9 @@ impl SessionStore for RedisSessions {
         let mut conn = self.commands.clone();
         redis::cmd("GETDEL").arg(self.keys.session(token)).query_async(&mut conn).await.map_err(unavailable)
     }
+
+    async fn get(&self, token: &str) -> Result<Option<Vec<u8>>, BrokerError> {
+        let mut conn = self.commands.clone();
+        redis::cmd("GET").arg(self.keys.session(token)).query_async(&mut conn).await.map_err(unavailable)
+    }
 }

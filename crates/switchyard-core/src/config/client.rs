@@ -23,6 +23,12 @@ pub struct ClientConfig {
     /// Bytes a connection's outbound queue may hold before the namespace's
     /// slow-consumer policy applies. Default: 1048576 (1 MiB).
     pub max_queue_bytes: usize,
+    /// The most a connection's replies may hold in its outbound queue, apart
+    /// from publications: a recovery, a `history` or a `presence` answer is
+    /// made to fit (what fits with a way to page on, `recovered: false`, or
+    /// error 106 for presence), and a reader is never taken for slow because
+    /// of an answer it asked for. Default: 1048576 (1 MiB).
+    pub max_reply_bytes: usize,
     /// The period of the node's write clock: a connection (WebSocket or SSE
     /// stream) with frames queued writes them at the clock's next tick, so what comes
     /// meanwhile goes in the same write. A frame waits up to this long (the
@@ -64,6 +70,7 @@ impl Default for ClientConfig {
             pong_timeout: Duration::from_secs(10),
             max_message_size: 64 * 1024,
             max_queue_bytes: 1024 * 1024,
+            max_reply_bytes: 1024 * 1024,
             write_delay: Duration::ZERO,
             max_channels: 128,
             close_timeout: Duration::from_secs(5),
@@ -95,6 +102,10 @@ impl ClientConfig {
         }
         if self.max_queue_bytes < self.max_message_size {
             return Err(problem("client.max_queue_bytes", "must be at least client.max_message_size"));
+        }
+        if self.max_reply_bytes < 2 * self.max_message_size {
+            // Room for the largest publication with its reply around it.
+            return Err(problem("client.max_reply_bytes", "must be at least twice client.max_message_size"));
         }
         if self.commands_per_second == 0 || self.commands_burst == 0 {
             return Err(problem(

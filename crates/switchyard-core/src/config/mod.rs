@@ -112,6 +112,18 @@ impl Config {
         Ok(self)
     }
 
+    /// Whether a browser's cookies can make a client someone: a connect
+    /// token read from a cookie, or a backend proxy that is sent the
+    /// `Cookie` header. Then a page of another site could connect as the
+    /// logged-in user, so cross-origin connections need
+    /// `limits.allowed_origins` to allow them.
+    pub fn credentials_from_cookies(&self) -> bool {
+        self.auth.token_cookie.is_some()
+            || self.proxy.endpoints().iter().any(|(_, endpoint)| {
+                endpoint.url.is_some() && endpoint.headers.iter().any(|h| h.eq_ignore_ascii_case("cookie"))
+            })
+    }
+
     /// The namespace of a channel, if it is configured.
     pub fn namespace(&self, name: &str) -> Option<&NamespaceConfig> {
         self.namespaces.get(name)

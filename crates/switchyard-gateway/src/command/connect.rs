@@ -11,7 +11,8 @@ use switchyard_core::clock::unix_seconds;
 use switchyard_core::codes::{CloseCode, ErrorCode};
 use switchyard_core::metric;
 use switchyard_proto::v1::{
-    ConnectRequest, ConnectResult, RefreshRequest, RefreshResult, ResumedChannel, ServerFrame, server_frame,
+    ConnectRequest, ConnectResult, RefreshRequest, RefreshResult, ResumedChannel, ServerFrame, ServerUnsubscribe,
+    server_frame,
 };
 use tokio::time::Instant;
 use tracing::debug;
@@ -21,6 +22,9 @@ impl ClientSession {
         if self.identity.is_some() {
             return Err(Refusal::new(ErrorCode::BadRequest, "already connected"));
         }
+        // A resume replays within one reply's worth, for all its channels
+        // (a stream's URL channels share what is left).
+        self.replay_budget = super::history::reply_budget(&self.node);
         let token =
             if request.token.is_empty() { self.handshake.token.clone().unwrap_or_default() } else { request.token };
         let identity = self.identify(&token, &request.data).await?;
@@ -49,15 +53,23 @@ impl ClientSession {
         // Rejoin every channel, holding live publications until the reply
         // and the recovered ones are queued.
         let mut rejoined = Vec::new();
+        // Channels that could not be joined again are told to the client
+        // (an `unsub` push after the reply), never dropped in silence.
+        let mut dropped = Vec::new();
         for saved in saved.channels {
-            let Ok((channel, _)) = resolve(&self.node, &saved.channel) else { continue };
-            if self.check_user_channel(&channel).is_err() {
-                continue;
-            }
-            let name = channel.as_str().to_owned();
-            match self.join(&name, saved.position, true, false).await {
-                Ok(j) => rejoined.push((name, j)),
-                Err(e) => debug!(channel = %name, code = e.code.code(), "not resumed"),
+            let rejoin = match resolve(&self.node, &saved.channel) {
+                Ok((channel, _)) => match self.check_user_channel(&channel) {
+                    Ok(()) => self.join(channel.as_str(), saved.position, true, false).await,
+                    Err(refusal) => Err(refusal),
+                },
+                Err(refusal) => Err(refusal),
+            };
+            match rejoin {
+                Ok(j) => rejoined.push((saved.channel, j)),
+                Err(e) => {
+                    debug!(channel = %saved.channel, code = e.code.code(), "not resumed");
+                    dropped.push(saved.channel);
+                }
             }
         }
         result.resumed = Some(true);
@@ -84,14 +96,25 @@ impl ClientSession {
         for frame in head {
             self.queue(frame);
         }
+        for channel in dropped {
+            let unsub = ServerUnsubscribe { channel };
+            self.send(ServerFrame { id: 0, message: Some(server_frame::Message::Unsub(unsub)) });
+        }
         self.save().await;
         self.subscribe_claimed().await;
         Ok(None)
     }
 
-    /// The saved session of `token`, if it is there and this user's.
+    /// The saved session of `token`, if it is there and this user's; taken
+    /// only then (another user's attempt leaves it to its owner).
     async fn take_saved(&self, token: &str) -> Result<Option<SavedSession>, Refusal> {
-        let bytes = self.node.stores.sessions.take(token).await?;
+        let sessions = &self.node.stores.sessions;
+        let peeked = sessions.get(token).await?;
+        if peeked.as_deref().and_then(SavedSession::decode).is_some_and(|saved| saved.user != self.user()) {
+            metric::resumes("refused").increment(1);
+            return Ok(None);
+        }
+        let bytes = sessions.take(token).await?;
         match bytes.as_deref().and_then(SavedSession::decode) {
             None => {
                 metric::resumes("expired").increment(1);

@@ -36,9 +36,18 @@ pub async fn exit(node: &Node, channel: &str, namespace: &NamespaceConfig, clien
     }
 }
 
-/// Who is in `channel`, by client id. 107 for a namespace without `presence`.
+/// Who is in `channel`, by client id. 107 for a namespace without
+/// `presence`; 106 when the members would not fit one reply
+/// (`client.max_reply_bytes`): `presence_stats` counts them instead.
 pub async fn presence(node: &Node, channel: &str) -> Result<PresenceResult, Refusal> {
     let members = members(node, channel).await?;
+    // Each member appears twice (its key and its entry), with the fields
+    // around them.
+    let size: usize = members.iter().map(|m| 2 * m.client.len() + m.user.len() + m.info.len() + 64).sum();
+    if size > super::history::reply_budget(node) {
+        let message = format!("{} members are more than one reply holds: ask presence_stats", members.len());
+        return Err(Refusal::new(ErrorCode::LimitExceeded, message));
+    }
     Ok(PresenceResult { clients: members.into_iter().map(|m| (m.client.clone(), m)).collect() })
 }
 

@@ -6,7 +6,7 @@
 
 use super::Refusal;
 use super::session::ClientSession;
-use crate::auth::Identity;
+use crate::auth::{Identity, MAX_USER_ID};
 use crate::proxy::bodies::{
     Body, ConnectRequest, ConnectResult, Data, PublishRequest, RefreshRequest, RefreshResult, SubscribeRequest,
     SubscribeResult,
@@ -79,6 +79,10 @@ impl ClientSession {
             None if unavailable => refusal.closing(CloseCode::InternalError),
             None => refusal.closing(CloseCode::Unauthorized),
         })?;
+        if result.user.len() > MAX_USER_ID {
+            let message = format!("the backend named a user over {MAX_USER_ID} bytes");
+            return Err(Refusal::new(ErrorCode::Internal, message).closing(CloseCode::InternalError));
+        }
         self.liveness.mark_connected();
         if let Some(at) = result.expire_at {
             self.expire_by_proxy(at);

@@ -9,8 +9,15 @@ use switchyard_broker::StreamPosition;
 use switchyard_core::clock::unix_micros;
 use switchyard_core::codes::ErrorCode;
 use switchyard_core::metric;
+use switchyard_proto::json::raw::nesting;
 use switchyard_proto::v1::control::Op;
 use switchyard_proto::v1::{ClientInfo, Envelope, PublishRequest, PublishResult, Receipt, server_frame};
+
+/// How deep a publication's JSON may nest, on every entry point (a client's
+/// `publish`, the HTTP API, the admin page): JSON readers stop at 128
+/// (serde_json among them), and a publication must stay readable by every
+/// subscriber and by `history`, whatever wraps it.
+pub const MAX_DATA_NESTING: usize = 64;
 
 /// Receipt answers buffered before the publisher's node reads them: the
 /// answers of this many nodes arrive without waiting on the reader.
@@ -30,6 +37,10 @@ pub async fn publish(
     let (_, namespace) = resolve(node, channel)?;
     if data.is_empty() {
         return Err(Refusal::new(ErrorCode::BadRequest, "publish: data is required"));
+    }
+    if data.first().is_some_and(|b| matches!(b, b'[' | b'{')) && nesting(&data) > MAX_DATA_NESTING {
+        let message = format!("publish: data nests deeper than {MAX_DATA_NESTING} levels");
+        return Err(Refusal::new(ErrorCode::BadRequest, message));
     }
     if idempotency_key.is_some_and(|k| k.is_empty() || k.len() > 64) {
         return Err(Refusal::new(ErrorCode::BadRequest, "idempotency_key: 1 to 64 bytes"));

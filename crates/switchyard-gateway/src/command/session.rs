@@ -23,7 +23,7 @@ use switchyard_broker::StreamPosition;
 use switchyard_core::codes::{CloseCode, ErrorCode};
 use switchyard_core::hub::ConnId;
 use switchyard_core::metric;
-use switchyard_core::outbound::{Close, OutFrame, Outbound};
+use switchyard_core::outbound::{Close, OutFrame, Outbound, PushError};
 use switchyard_core::protocol::Protocol;
 use switchyard_proto::v1::client_frame::Command;
 use switchyard_proto::v1::{ClientFrame, ClientInfo, ServerFrame};
@@ -82,6 +82,10 @@ pub struct ClientSession {
     pub(super) refresh_timer: Option<tokio_util::sync::DropGuard>,
     /// While commands of a `ServerOp::Commands` run: their replies, as JSON.
     collected: Option<Vec<Bytes>>,
+    /// Bytes of recovered publications the command under way may still
+    /// replay: one reply's worth (`client.max_reply_bytes`) for a
+    /// `subscribe`, shared by every channel of a resume or a stream's URL.
+    pub(super) replay_budget: usize,
 }
 
 /// What a message that cannot be read at all gets.
@@ -145,6 +149,7 @@ impl ClientSession {
             handshake,
             refresh_timer: None,
             collected: None,
+            replay_budget: 0,
         }
     }
 
@@ -283,6 +288,11 @@ impl ClientSession {
                 metric::user_operations("unsubscribe").increment(1);
                 self.server_unsubscribe(&channel).await;
             }
+            ServerOp::Commands(_, reply) if self.outbound.closing().is_some() => {
+                // The stream is ending: its client is told it is gone (410)
+                // and reconnects, rather than getting no replies.
+                drop(reply);
+            }
             ServerOp::Commands(commands, reply) => {
                 self.collected = Some(Vec::with_capacity(commands.len()));
                 for command in commands {
@@ -304,7 +314,7 @@ impl ClientSession {
 
     /// Sends `disconnect` (with `reason`, or the code's own) and closes.
     pub(super) fn disconnect(&mut self, code: CloseCode, reason: String) {
-        self.queue(OutFrame::control(codec::disconnect(self.protocol, code, &reason)));
+        self.queue(OutFrame::reply(codec::disconnect(self.protocol, code, &reason)));
         self.outbound.close(Close::Announced(code));
     }
 
@@ -357,8 +367,10 @@ impl ClientSession {
         }
     }
 
+    /// A frame this session makes for its client: queued within the reply
+    /// budget (`client.max_reply_bytes`), apart from publications.
     pub(super) fn frame(&self, frame: ServerFrame) -> OutFrame {
-        OutFrame::control(codec::encode(self.protocol, &frame))
+        OutFrame::reply(codec::encode(self.protocol, &frame))
     }
 
     /// A reply to a command: encoded for the outbound queue, and kept for
@@ -372,9 +384,12 @@ impl ClientSession {
     }
 
     pub(super) fn queue(&self, frame: OutFrame) {
-        // A full queue closes the connection (slow consumer); nothing else to do.
-        if self.outbound.push(frame).is_err() {
-            self.outbound.close(Close::Server(CloseCode::SlowConsumer));
+        // Replies are made to fit their budget; one that does not find room
+        // is a client that stopped reading its answers: a slow consumer.
+        if self.outbound.push(frame) == Err(PushError::Full)
+            && self.outbound.close(Close::Server(CloseCode::SlowConsumer))
+        {
+            metric::slow_consumer_disconnects().increment(1);
         }
     }
 
@@ -384,7 +399,7 @@ impl ClientSession {
 
     pub(super) fn send_error(&mut self, id: u32, refusal: &Refusal) {
         metric::command_errors(refusal.code).increment(1);
-        let reply = OutFrame::control(codec::error_reply(self.protocol, id, refusal.code, &refusal.message));
+        let reply = OutFrame::reply(codec::error_reply(self.protocol, id, refusal.code, &refusal.message));
         if let Some(collected) = &mut self.collected {
             collected.push(switchyard_core::wsframe::payload(reply.bytes()));
         }

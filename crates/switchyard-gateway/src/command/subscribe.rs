@@ -36,6 +36,7 @@ pub(super) fn push(publication: Publication) -> ServerFrame {
 
 impl ClientSession {
     pub(super) async fn subscribe(&mut self, id: u32, request: SubscribeRequest) -> Reply {
+        self.replay_budget = super::history::reply_budget(&self.node);
         let (channel, namespace) = resolve(&self.node, &request.channel)?;
         if self.channels.contains_key(channel.as_str()) {
             return Err(Refusal::plain(ErrorCode::AlreadySubscribed));
@@ -165,9 +166,21 @@ impl ClientSession {
                 }
             };
             if since.is_some() {
-                joining.recovered = Some(history.complete);
-                metric::recoveries(if history.complete { "recovered" } else { "unrecoverable" }).increment(1);
-                if history.complete {
+                // What does not fit the session's replay budget is not
+                // replayed: `recovered: false`, and the client reads
+                // `history` in pages (or reports the gap).
+                let size: usize = history.publications.iter().map(super::history::reply_size).sum();
+                let fits = size <= self.replay_budget;
+                let recovered = history.complete && fits;
+                joining.recovered = Some(recovered);
+                let outcome = match (history.complete, fits) {
+                    (true, true) => "recovered",
+                    (true, false) => "too_large",
+                    (false, _) => "unrecoverable",
+                };
+                metric::recoveries(outcome).increment(1);
+                if recovered {
+                    self.replay_budget -= size;
                     joining.publications = history.publications.iter().map(hub::publication).collect();
                 }
             } else if latest {

@@ -4,17 +4,15 @@
 //! connections of that user ([`super::control`]).
 
 use super::{Refusal, resolve};
+use crate::auth::MAX_USER_ID;
 use crate::node::Node;
 use switchyard_core::codes::{CloseCode, ErrorCode};
 use switchyard_proto::v1::control::Op;
 use switchyard_proto::v1::{Control, UserChannel, UserDisconnect};
 
-/// Longest user id in a user operation (as in a channel name).
-const MAX_USER: usize = 255;
-
 fn check_user(user: &str) -> Result<(), Refusal> {
-    if user.is_empty() || user.len() > MAX_USER {
-        return Err(Refusal::new(ErrorCode::BadRequest, format!("user: 1 to {MAX_USER} bytes")));
+    if user.is_empty() || user.len() > MAX_USER_ID {
+        return Err(Refusal::new(ErrorCode::BadRequest, format!("user: 1 to {MAX_USER_ID} bytes")));
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use crate::query;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
-use hyper::{Method, Request, Response};
+use hyper::{Request, Response};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -24,6 +24,20 @@ use subtle::ConstantTimeEq as _;
 use switchyard_broker::StreamPosition;
 use switchyard_core::codes::ErrorCode;
 use switchyard_core::metric;
+
+/// Every endpoint (`/api/<name>`), and whether it takes `POST` (else `GET`).
+const ENDPOINTS: &[(&str, bool)] = &[
+    ("publish", true),
+    ("broadcast", true),
+    ("presence", true),
+    ("presence_stats", true),
+    ("channels", true),
+    ("subscribe", true),
+    ("unsubscribe", true),
+    ("disconnect", true),
+    ("nodes", false),
+    ("history", false),
+];
 
 /// Most channels in one broadcast.
 const MAX_BROADCAST: usize = 1000;
@@ -75,22 +89,18 @@ struct DisconnectBody {
 /// Serves `/api/...`; `None` when the API is off (the caller answers 404).
 pub async fn handle(req: Request<Incoming>, node: &Node) -> Option<Response<Body>> {
     let key = node.config.api.key.as_deref()?;
-    let endpoint = match (req.method(), req.uri().path()) {
-        (&Method::POST, "/api/publish") => "publish",
-        (&Method::POST, "/api/broadcast") => "broadcast",
-        (&Method::POST, "/api/presence") => "presence",
-        (&Method::POST, "/api/presence_stats") => "presence_stats",
-        (&Method::POST, "/api/channels") => "channels",
-        (&Method::POST, "/api/subscribe") => "subscribe",
-        (&Method::POST, "/api/unsubscribe") => "unsubscribe",
-        (&Method::POST, "/api/disconnect") => "disconnect",
-        (&Method::GET, "/api/nodes") => "nodes",
-        (&Method::GET, "/api/history") => "history",
-        _ => {
-            let refusal = Refusal::new(ErrorCode::UnknownCommand, "no such API endpoint");
-            return Some(answer("other", Err(refusal)));
-        }
+    let path = req.uri().path().strip_prefix("/api/").unwrap_or("");
+    let Some(&(endpoint, post)) = ENDPOINTS.iter().find(|(name, _)| *name == path) else {
+        let refusal = Refusal::new(ErrorCode::UnknownCommand, "no such API endpoint");
+        return Some(answer("other", Err(refusal)));
     };
+    let method = if post { "POST" } else { "GET" };
+    if req.method().as_str() != method {
+        let mut response = answer(endpoint, Err(Refusal::new(ErrorCode::BadRequest, format!("use {method}"))));
+        *response.status_mut() = hyper::StatusCode::METHOD_NOT_ALLOWED;
+        response.headers_mut().insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static(method));
+        return Some(response);
+    }
     let result = match authorized(&req, key) {
         Err(e) => Err(e),
         Ok(()) => run(endpoint, req, node).await,
@@ -119,18 +129,18 @@ async fn run(endpoint: &str, req: Request<Incoming>, node: &Node) -> Result<Valu
                     .await?;
                     let mut answer = position_json(&position);
                     if let Some(receipt) = receipt {
-                        answer["receipt"] = serde_json::to_value(receipt).unwrap_or_default();
+                        answer["receipt"] = http::to_json(&receipt)?;
                     }
                     Ok(answer)
                 }
                 "broadcast" => broadcast(&bytes, node).await,
                 "presence" => {
                     let body: ChannelBody = parse(&bytes)?;
-                    Ok(serde_json::to_value(presence::presence(node, &body.channel).await?).unwrap_or_default())
+                    http::to_json(&presence::presence(node, &body.channel).await?)
                 }
                 "presence_stats" => {
                     let body: ChannelBody = parse(&bytes)?;
-                    Ok(serde_json::to_value(presence::presence_stats(node, &body.channel).await?).unwrap_or_default())
+                    http::to_json(&presence::presence_stats(node, &body.channel).await?)
                 }
                 "channels" => {
                     let body: ChannelsBody = if bytes.is_empty() { ChannelsBody::default() } else { parse(&bytes)? };
@@ -207,9 +217,10 @@ async fn history(req: &Request<Incoming>, node: &Node) -> Result<Value, Refusal>
             .transpose()
     };
     let limit = number("limit")?.unwrap_or(0) as usize;
-    let since = number("offset")?.map(|offset| StreamPosition::new(query::param(query, "epoch").unwrap_or(""), offset));
-    let result = history::history(node, channel, since, limit).await?;
-    Ok(serde_json::to_value(result).unwrap_or_default())
+    let epoch = query::param(query, "epoch").unwrap_or_default();
+    let since = number("offset")?.map(|offset| StreamPosition::new(epoch.as_ref(), offset));
+    let result = history::history(node, &channel, since, limit).await?;
+    http::to_json(&result)
 }
 
 async fn nodes(node: &Node) -> Result<Value, Refusal> {

@@ -17,7 +17,7 @@ pub mod sse_command;
 use crate::http::{self, Body};
 use crate::node::Node;
 use crate::recorder;
-use crate::transport::{sse, websocket};
+use crate::transport::{lifecycle, sse, websocket};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
@@ -66,7 +66,8 @@ impl Routes {
             },
             path if path == "/admin" || path.starts_with("/admin/") => {
                 let served = !public || node.config.admin.public;
-                let answer = if served { admin::handle(req, node, &self.logins).await } else { None };
+                let from = lifecycle::client_ip(&req, peer, &node.config.limits);
+                let answer = if served { admin::handle(req, from, node, &self.logins).await } else { None };
                 answer.unwrap_or_else(not_found)
             }
             "/sse" if public => sse::open(req, peer, node, &self.connections),

@@ -30,9 +30,10 @@ struct CommandsBody<'a> {
 /// `POST /sse/command`, and its CORS preflight.
 pub async fn handle(req: Request<Incoming>, node: &Node) -> Response<Body> {
     let origin = req.headers().get(ORIGIN).cloned();
-    if let Some(refused) = lifecycle::refuse_origin(&req, node) {
+    if !lifecycle::origin_allowed(&req, node) {
+        // A refused command, not a refused connection: counted here alone.
         metric::sse_command_errors("origin").increment(1);
-        return refused;
+        return http::text(StatusCode::FORBIDDEN, "origin not allowed\n");
     }
     let response = match *req.method() {
         Method::POST => run(req, node).await,
@@ -69,6 +70,12 @@ async fn run(req: Request<Incoming>, node: &Node) -> Response<Body> {
     if body.commands.is_empty() || body.commands.len() > MAX_COMMANDS {
         let refusal = Refusal::new(ErrorCode::BadRequest, format!("commands: 1 to {MAX_COMMANDS} frames"));
         return error(&refusal, "bad_request");
+    }
+    // Each command is a client message: the same limit as on a WebSocket.
+    let max = node.config.client.max_message_size;
+    if body.commands.iter().any(|c| c.get().len() > max) {
+        let refusal = Refusal::new(ErrorCode::LimitExceeded, format!("a command over {max} bytes"));
+        return error(&refusal, "too_large");
     }
     let commands: Vec<Bytes> = body.commands.iter().map(|c| Bytes::copy_from_slice(c.get().as_bytes())).collect();
     let replies = match stream_commands::run(node, &body.session, commands).await {

@@ -26,7 +26,7 @@ use crate::node::server_ops::op_queue;
 use crate::node::{Node, OpReceiver, OpSender};
 use crate::origin;
 use hyper::body::Incoming;
-use hyper::header::ORIGIN;
+use hyper::header::{HOST, ORIGIN};
 use hyper::{Request, Response, StatusCode};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -34,7 +34,7 @@ use switchyard_core::codes::CloseCode;
 use switchyard_core::config::LimitsConfig;
 use switchyard_core::hub::ConnId;
 use switchyard_core::metric;
-use switchyard_core::outbound::{Close, OutFrame, Outbound, OutboundQueue, outbound};
+use switchyard_core::outbound::{Close, OutFrame, Outbound, OutboundQueue, outbound_with_replies};
 use switchyard_core::protocol::Protocol;
 
 /// Frames a connection's writer takes from its queue at once, whatever the
@@ -90,11 +90,25 @@ pub fn admit(req: &Request<Incoming>, peer: SocketAddr, node: &Node) -> Result<P
     })
 }
 
-/// The refusal of a browser origin that is not allowed (requests without
-/// one pass).
-pub fn refuse_origin(req: &Request<Incoming>, node: &Node) -> Option<Response<Body>> {
-    let origin = req.headers().get(ORIGIN)?;
-    if origin::is_allowed(&node.config.limits.allowed_origins, origin.to_str().unwrap_or("")) {
+/// Whether the request's browser origin may use this node (requests
+/// without one pass): one of `limits.allowed_origins`; with none listed,
+/// any, unless cookies carry credentials ([`switchyard_core::config::Config::credentials_from_cookies`]):
+/// then only the node's own origin, so another site's page cannot connect
+/// as the logged-in user (cross-site WebSocket hijacking).
+pub fn origin_allowed(req: &Request<Incoming>, node: &Node) -> bool {
+    let Some(origin) = req.headers().get(ORIGIN) else { return true };
+    let origin = origin.to_str().unwrap_or("");
+    let allowed = &node.config.limits.allowed_origins;
+    if !allowed.is_empty() || !node.config.credentials_from_cookies() {
+        return origin::is_allowed(allowed, origin);
+    }
+    let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    origin::is_same_origin(origin, host)
+}
+
+/// The refusal of a connection from a browser origin that is not allowed.
+fn refuse_origin(req: &Request<Incoming>, node: &Node) -> Option<Response<Body>> {
+    if origin_allowed(req, node) {
         return None;
     }
     metric::connections_refused("origin").increment(1);
@@ -103,7 +117,7 @@ pub fn refuse_origin(req: &Request<Incoming>, node: &Node) -> Option<Response<Bo
 
 /// The client's address: the peer's, or, when the peer is a trusted proxy,
 /// the last one in the trusted header (the one that proxy added).
-fn client_ip(req: &Request<Incoming>, peer: SocketAddr, limits: &LimitsConfig) -> IpAddr {
+pub fn client_ip(req: &Request<Incoming>, peer: SocketAddr, limits: &LimitsConfig) -> IpAddr {
     let peer_ip = peer.ip().to_canonical();
     let Some(header) = &limits.trusted_proxy_header else { return peer_ip };
     if !limits.trusted_proxies.iter().any(|p| p.to_canonical() == peer_ip) {
@@ -138,7 +152,8 @@ impl Connection {
     /// the writer's end of its outbound queue.
     pub fn open(node: &Arc<Node>, permit: Permit, transport: &'static str) -> (Connection, OutboundQueue) {
         let id = node.next_conn_id();
-        let (outbound, queue) = outbound(node.config.client.max_queue_bytes);
+        let client = &node.config.client;
+        let (outbound, queue) = outbound_with_replies(client.max_queue_bytes, client.max_reply_bytes);
         let registration = node.connections.register(id, outbound.clone());
         metric::transport_connections(transport).increment(1.0);
         if node.is_draining() {
@@ -227,6 +242,7 @@ fn close_label(close: Option<Close>) -> &'static str {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use switchyard_core::outbound::outbound;
 
     fn queued(text: &'static str) -> OutFrame {
         OutFrame::control(Bytes::from_static(text.as_bytes()))

@@ -34,3 +34,44 @@ pub fn as_json(data: &[u8]) -> Option<&RawValue> {
     let text = std::str::from_utf8(data).ok()?;
     serde_json::from_str::<&RawValue>(text).ok()
 }
+
+/// How deep the arrays and objects of a JSON text nest (0 for a scalar),
+/// by one scan that skips strings; for text that is not JSON, the same
+/// count of its brackets.
+pub fn nesting(data: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &byte in data {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nesting;
+
+    #[test]
+    fn counts_nesting_outside_strings() {
+        assert_eq!(nesting(b"1"), 0);
+        assert_eq!(nesting(br#"{"a":[1,{"b":2}]}"#), 3);
+        assert_eq!(nesting(br#"["[[[[", "\\\"{{"]"#), 1);
+        assert_eq!(nesting("[".repeat(100).as_bytes()), 100);
+    }
+}

@@ -14,7 +14,7 @@ use crate::http::{self, Body, parse};
 use crate::node::Node;
 use crate::query;
 use bytes::Bytes;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue, SET_COOKIE};
@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -37,8 +38,12 @@ const COOKIE_NAME: &str = "switchyard_admin";
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Channels shown, the busiest first.
 const TOP_CHANNELS: usize = 20;
-/// Wrong passwords allowed per minute (for the whole node), after a burst.
-const LOGINS_PER_MINUTE: u32 = 5;
+/// Wrong passwords from one address, a minute: the fifth within a minute
+/// locks that address's logins for [`LOCKOUT`]. Per address, so that a
+/// stranger's guesses never lock the operator out.
+const WRONG_PER_MINUTE: u32 = 5;
+/// How long an address that guessed too often waits.
+const LOCKOUT: Duration = Duration::from_secs(60);
 
 /// Largest request body the admin page sends (a publication, a login).
 const MAX_BODY: usize = 64 * 1024;
@@ -47,19 +52,23 @@ const MAX_BODY: usize = 64 * 1024;
 /// rate of wrong passwords.
 pub struct Logins {
     tokens: Mutex<HashMap<String, Instant>>,
-    /// Wrong passwords, `LOGINS_PER_MINUTE` a minute; past that, logins
-    /// (right or wrong) are refused until `locked_until`.
-    failures: DefaultDirectRateLimiter,
-    locked_until: Mutex<Option<Instant>>,
+    /// Wrong passwords by address, `WRONG_PER_MINUTE` a minute; past
+    /// that, that address's logins (right or wrong) are refused until its
+    /// `locked_until`.
+    failures: DefaultKeyedRateLimiter<IpAddr>,
+    locked_until: Mutex<HashMap<IpAddr, Instant>>,
 }
 
 impl Default for Logins {
     fn default() -> Self {
-        let rate = NonZeroU32::new(LOGINS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
+        let rate = NonZeroU32::new(WRONG_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
+        // The burst is one less than the rate: the fifth wrong password
+        // within a minute is the one refused.
+        let burst = NonZeroU32::new(WRONG_PER_MINUTE - 1).unwrap_or(NonZeroU32::MIN);
         Logins {
             tokens: Mutex::default(),
-            failures: RateLimiter::direct(Quota::per_minute(rate)),
-            locked_until: Mutex::new(None),
+            failures: RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst)),
+            locked_until: Mutex::default(),
         }
     }
 }
@@ -99,7 +108,8 @@ fn session_cookie(req: &Request<Incoming>) -> Option<String> {
 }
 
 /// Serves `/admin` and `/admin/...`; `None` when the admin page is off.
-pub async fn handle(req: Request<Incoming>, node: &Node, logins: &Logins) -> Option<Response<Body>> {
+/// `from`: the client's address (behind a trusted proxy, the one it names).
+pub async fn handle(req: Request<Incoming>, from: IpAddr, node: &Node, logins: &Logins) -> Option<Response<Body>> {
     let password = node.config.admin.password.as_deref()?;
     let path = req.uri().path().to_owned();
     let response = match (req.method().clone(), path.as_str()) {
@@ -114,7 +124,7 @@ pub async fn handle(req: Request<Incoming>, node: &Node, logins: &Logins) -> Opt
             );
             response
         }
-        (Method::POST, "/admin/login") => login(req, logins, password).await,
+        (Method::POST, "/admin/login") => login(req, from, logins, password).await,
         (method, _) => {
             let Some(token) = session_cookie(&req).filter(|t| logins.valid(t)) else {
                 return Some(refused(&Refusal::new(ErrorCode::Unauthorized, "log in first")));
@@ -131,7 +141,7 @@ pub async fn handle(req: Request<Incoming>, node: &Node, logins: &Logins) -> Opt
                 }
                 (Method::GET, "/admin/state") => answer(state(node).await),
                 (Method::GET, "/admin/channel") => {
-                    answer(channel(node, query::param(req.uri().query(), "name").map(query::decode)).await)
+                    answer(channel(node, query::param(req.uri().query(), "name").map(|n| n.into_owned())).await)
                 }
                 (Method::POST, "/admin/publish") => answer(publish_from(req, node).await),
                 (Method::POST, "/admin/disconnect") => answer(disconnect(req, node).await),
@@ -161,7 +171,7 @@ struct Login {
     password: String,
 }
 
-async fn login(req: Request<Incoming>, logins: &Logins, password: &str) -> Response<Body> {
+async fn login(req: Request<Incoming>, from: IpAddr, logins: &Logins, password: &str) -> Response<Body> {
     let bytes = match body(req).await {
         Ok(bytes) => bytes,
         Err(refusal) => return refused(&refusal),
@@ -170,17 +180,21 @@ async fn login(req: Request<Incoming>, logins: &Logins, password: &str) -> Respo
         Ok(login) => login,
         Err(refusal) => return refused(&refusal),
     };
-    let locked = |at: Instant| logins.locked_until.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|u| u > at);
-    if locked(Instant::now()) {
+    let now = Instant::now();
+    let locked = logins.locked_until.lock().unwrap_or_else(|e| e.into_inner()).get(&from).is_some_and(|u| *u > now);
+    if locked {
         metric::admin_logins("locked").increment(1);
         return refused(&Refusal::new(ErrorCode::TooManyRequests, "too many wrong passwords: try again in a minute"));
     }
     if !bool::from(given.password.as_bytes().ct_eq(password.as_bytes())) {
         metric::admin_logins("refused").increment(1);
-        // Wrong passwords spend the node's allowance; past it, logins wait.
-        if logins.failures.check().is_err() {
-            *logins.locked_until.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(Instant::now() + Duration::from_secs(60));
+        // Wrong passwords spend the address's allowance; past it, its
+        // logins wait.
+        if logins.failures.check_key(&from).is_err() {
+            let mut locked = logins.locked_until.lock().unwrap_or_else(|e| e.into_inner());
+            locked.retain(|_, until| *until > now);
+            locked.insert(from, now + LOCKOUT);
+            logins.failures.retain_recent();
         }
         return refused(&Refusal::new(ErrorCode::Unauthorized, "wrong password"));
     }
@@ -209,12 +223,12 @@ async fn state(node: &Node) -> Result<Value, Refusal> {
 async fn channel(node: &Node, name: Option<String>) -> Result<Value, Refusal> {
     let name = name.ok_or_else(|| Refusal::new(ErrorCode::BadRequest, "name is required"))?;
     let presence = match presence::presence(node, &name).await {
-        Ok(result) => serde_json::to_value(result).unwrap_or_default(),
+        Ok(result) => http::to_json(&result)?,
         Err(e) if e.code == ErrorCode::BadRequest => Value::Null,
         Err(e) => return Err(e),
     };
     let history = match history::history(node, &name, None, 10).await {
-        Ok(result) => serde_json::to_value(result).unwrap_or_default(),
+        Ok(result) => http::to_json(&result)?,
         Err(e) if e.code == ErrorCode::BadRequest => Value::Null,
         Err(e) => return Err(e),
     };

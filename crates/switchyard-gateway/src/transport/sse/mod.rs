@@ -63,7 +63,7 @@ struct StreamRequest {
 /// subscribe recovering after that position), `resume=TOKEN`.
 fn parse(query: Option<&str>) -> Result<StreamRequest, String> {
     let mut request =
-        StreamRequest { resume: query::param(query, "resume").unwrap_or("").to_owned(), channels: Vec::new() };
+        StreamRequest { resume: query::param(query, "resume").unwrap_or_default().into_owned(), channels: Vec::new() };
     for (key, value) in query.unwrap_or("").split('&').filter_map(|kv| kv.split_once('=')) {
         let value = query::decode(value);
         match key {
@@ -118,7 +118,7 @@ pub fn open(req: Request<Incoming>, peer: SocketAddr, node: &Arc<Node>, tasks: &
     };
     // The `token` parameter always works here: EventSource cannot send headers.
     let token = query::param(req.uri().query(), "token")
-        .map(str::to_owned)
+        .map(|t| t.into_owned())
         .or_else(|| handshake_token(&req, &node.config.auth));
     let (chunks, body) = mpsc::channel(CHUNKS_AHEAD);
     // The token goes to the stream's connect; the headers to the proxies.
@@ -153,6 +153,9 @@ async fn run(
     session.open_stream(token, request.resume, request.channels).await;
     loop {
         tokio::select! {
+            // A close ends the stream at once: commands still queued are
+            // answered 410 by their poster's wait.
+            biased;
             () = connection.outbound.closed() => break,
             // The session holds a sender itself: the queue never ends first.
             op = ops_rx.recv() => session.apply(*op).await,

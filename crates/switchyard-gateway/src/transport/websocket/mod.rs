@@ -110,9 +110,8 @@ pub fn upgrade(
 /// query parameter, else the configured cookie.
 pub fn handshake_token(req: &Request<Incoming>, auth: &AuthConfig) -> Option<String> {
     let from_query = auth.token_query_param.as_ref().and_then(|name| query::param(req.uri().query(), name));
-    let from_cookie = || query::cookie(req.headers(), auth.token_cookie.as_ref()?);
-    // JWTs are base64url and dots: nothing to percent-decode.
-    from_query.or_else(from_cookie).filter(|t| !t.is_empty()).map(str::to_owned)
+    let from_cookie = || query::cookie(req.headers(), auth.token_cookie.as_ref()?).map(std::borrow::Cow::Borrowed);
+    from_query.or_else(from_cookie).filter(|t| !t.is_empty()).map(|t| t.into_owned())
 }
 
 /// Serves one upgraded connection until it closes. A plain TCP connection
