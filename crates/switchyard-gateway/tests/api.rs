@@ -69,7 +69,12 @@ async fn errors_use_the_protocol_codes() {
     let huge = format!(r#"{{"channel":"news","data":"{}"}}"#, "x".repeat(2 << 20));
     let (status, body) = call(&node, "POST", "/api/publish", Some("s3cret"), &huge).await;
     assert_eq!((status, body["error"]["code"].as_u64()), (413, Some(106)));
-    let (status, _) = call(&node, "GET", "/api/publish", Some("s3cret"), "").await;
+    // A known route with the wrong method: 405, and what it takes.
+    for (method, path) in [("GET", "/api/publish"), ("GET", "/api/disconnect"), ("POST", "/api/history")] {
+        let (status, body) = call(&node, method, path, Some("s3cret"), "").await;
+        assert_eq!((status, body["error"]["code"].as_u64()), (405, Some(107)), "{method} {path}");
+    }
+    let (status, _) = call(&node, "GET", "/api/nothing", Some("s3cret"), "").await;
     assert_eq!(status, 404);
 }
 

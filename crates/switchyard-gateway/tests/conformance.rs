@@ -21,6 +21,7 @@ async fn every_autobahn_case_passes() {
     // Section 9 sends messages of up to 16 MiB.
     config.client.max_message_size = 20 << 20;
     config.client.max_queue_bytes = 64 << 20;
+    config.client.max_reply_bytes = 64 << 20;
     let node = TestNode::start(config).await;
     let report = std::env::temp_dir().join(format!("switchyard-autobahn-{}", std::process::id()));
     let mut command = tokio::process::Command::new(&bin);

@@ -102,7 +102,7 @@ fn presence_and_server_subscription_shapes() {
         server(0, Message::Leave(join)),
         r#"{"leave":{"channel":"chat:r1","info":{"client":"n1-8","user":""}}}"#
     );
-    let sub = ServerSubscribe { channel: "news".into(), epoch: Some("e1".into()), offset: Some(41) };
+    let sub = ServerSubscribe { channel: "news".into(), epoch: Some("e1".into()), offset: Some(41), recovered: None };
     assert_eq!(server(0, Message::Sub(sub)), r#"{"sub":{"channel":"news","epoch":"e1","offset":41}}"#);
     let sub = ServerSubscribe { channel: "news".into(), ..Default::default() };
     assert_eq!(server(0, Message::Sub(sub)), r#"{"sub":{"channel":"news"}}"#);

@@ -199,9 +199,20 @@ impl Order {
             return true;
         }
         if envelope.offset <= track.offset {
-            if track.stamp_of(envelope.offset).is_some_and(|seen| seen != stamp(&envelope)) {
-                let channel = envelope.channel.clone();
-                Self::regressed(track, &channel, Some(envelope), actions);
+            if let Some(seen) = track.stamp_of(envelope.offset)
+                && seen != stamp(&envelope)
+            {
+                // Another publication at an offset delivered already: a
+                // failover that lost the channel's tail, or a raw Envelope
+                // with a made-up offset. The stream tells which: held behind
+                // a read that checks what it holds there.
+                track.repairing = true;
+                let since =
+                    Checked { epoch: track.epoch.clone(), offset: envelope.offset, stamp: Some(seen), held: true };
+                let (channel, until) = (envelope.channel.clone(), track.offset);
+                track.held.push_back(envelope);
+                actions.push(Action::Read(StreamRead { channel, since, until: Some(until) }));
+                return true;
             }
             // Otherwise delivered already (a repair got there first).
             return false;
@@ -311,8 +322,12 @@ impl Order {
                     _ => false,
                 };
                 if since.offset > 0 && (behind || other) && track.epoch == since.epoch {
-                    Self::regressed(track, channel, None, actions);
-                    self.held -= track.held.len();
+                    // The publication that showed it (one at an offset
+                    // delivered already) goes out in the new epoch.
+                    let showed = track.held.iter().position(|e| e.offset <= track.offset);
+                    let envelope = showed.and_then(|at| track.held.remove(at));
+                    Self::regressed(track, channel, envelope, actions);
+                    self.held -= track.held.len() + usize::from(showed.is_some());
                     track.held.clear();
                     track.repairing = false;
                     return;
@@ -331,7 +346,13 @@ impl Order {
         // Dropped and counted; it must not hold back the real ones.
         if let Some((epoch, top)) = &stream {
             let before = track.held.len();
-            track.held.retain(|e| e.epoch == *epoch && e.offset <= *top);
+            // An offset delivered already with other data, which the stream
+            // did not confirm (no regression was found above), is not the
+            // channel's either.
+            let (delivered, recent) = (track.offset, track.recent);
+            let reused =
+                |e: &Envelope| e.offset <= delivered && recent.iter().any(|(o, s)| *o == e.offset && *s != stamp(e));
+            track.held.retain(|e| e.epoch == *epoch && e.offset <= *top && !reused(e));
             let forged = before - track.held.len();
             if forged > 0 {
                 self.held -= forged;
@@ -447,9 +468,14 @@ mod tests {
         order.live(publication("e", 2, "b"), true, &mut actions);
         assert_eq!(delivered(&actions), [1, 2, 3]);
         assert!(actions.iter().all(|a| matches!(a, Action::Deliver(_))));
-        // Offset 2 with other data: the history went back.
+        // Offset 2 with other data: checked against the stream, which holds
+        // the new one there: the history went back.
         let mut actions = Vec::new();
-        order.live(Envelope { published_at_us: 7, ..publication("e", 2, "B") }, true, &mut actions);
+        let reused = Envelope { published_at_us: 7, ..publication("e", 2, "B") };
+        order.live(reused.clone(), true, &mut actions);
+        let Some(Action::Read(asked)) = actions.pop() else { panic!("{actions:?}") };
+        assert_eq!((asked.since.offset, asked.until), (2, Some(3)));
+        order.repaired(&asked, Ok(stream(vec![reused], "e", 2)), &mut actions);
         let [Action::Rebase { epoch, envelope: Some(envelope), .. }] = &actions[..] else { panic!("{actions:?}") };
         assert_eq!((epoch.as_str(), &envelope.data[..], envelope.offset), ("e", &b"B"[..], 0));
         // The retired epoch's publications are dropped; the new one flows,
@@ -592,5 +618,26 @@ mod tests {
         order.repaired(&asked, Ok(stream(vec![publication("e", 7, "g")], "e", 7)), &mut actions);
         order.live(publication("e", 8, "h"), true, &mut actions);
         assert_eq!(delivered(&actions), [8]);
+    }
+
+    #[test]
+    fn a_made_up_offset_behind_is_checked_and_dropped() {
+        let mut order = Order::default();
+        let mut actions = Vec::new();
+        for offset in 1..=3 {
+            order.live(publication("e", offset, "x"), true, &mut actions);
+        }
+        let mut actions = Vec::new();
+        order.live(publication("e", 2, "forged"), true, &mut actions);
+        let Some(Action::Read(asked)) = actions.pop() else { panic!("{actions:?}") };
+        order.live(publication("e", 4, "x"), true, &mut actions);
+        // The stream still holds what was delivered at 2: no regression.
+        let history =
+            stream(vec![publication("e", 2, "x"), publication("e", 3, "x"), publication("e", 4, "x")], "e", 4);
+        let mut actions = Vec::new();
+        order.repaired(&asked, Ok(history), &mut actions);
+        assert_eq!(delivered(&actions), [4]);
+        assert!(actions.iter().all(|a| matches!(a, Action::Deliver(_))), "{actions:?}");
+        assert_eq!(order.held, 0);
     }
 }

@@ -106,6 +106,7 @@ impl ClientSession {
             channel: name.to_owned(),
             epoch: joining.position.as_ref().map(|p| p.epoch.clone()),
             offset: joining.position.as_ref().map(|p| p.offset),
+            recovered: joining.recovered,
         };
         let mut head = vec![self.frame(ServerFrame { id: 0, message: Some(server_frame::Message::Sub(sub)) })];
         head.extend(joining.publications.into_iter().map(|p| self.frame(push(p))));
