@@ -169,3 +169,63 @@ describe("tokens and close codes", () => {
     assert.equal(code, 0, "the process exited on its own");
   });
 });
+
+for (const encoding of ["json", "protobuf"] as const) {
+  describe(`a recovery larger than one reply (${encoding})`, () => {
+    it("reports a gap and goes on, without looping", async () => {
+      const redis = await Redis.start();
+      // Replies of at most 16 KiB: twenty 2 KB publications do not fit.
+      const small = {
+        SWITCHYARD_CLIENT__MAX_MESSAGE_SIZE: "4096",
+        SWITCHYARD_CLIENT__MAX_QUEUE_BYTES: "16384",
+        SWITCHYARD_CLIENT__MAX_REPLY_BYTES: "16384",
+      };
+      const doomed = await Node.start(redis, small);
+      const survivor = await Node.start(redis, small);
+      let sockets = 0;
+      class Counting extends WebSocket {
+        constructor(url: string, protocols?: string | string[]) {
+          super(url, protocols);
+          sockets++;
+        }
+      }
+      const client = new Client([doomed.url, survivor.url], {
+        WebSocket: Counting as unknown as WebSocketConstructor,
+        encoding,
+        token: token("ada"),
+        minReconnectDelay: 50,
+        maxReconnectDelay: 200,
+      });
+      const seen: number[] = [];
+      const gaps: { reason: string }[] = [];
+      await client.connect();
+      const sub = client.subscribe("chat:large");
+      sub.on("publication", (p) => seen.push(p.offset ?? -1));
+      sub.on("gap", (g) => gaps.push(g));
+      await sub.ready();
+      fcall(redis, "chat:large", 1);
+      await until("the first publication", () => seen.length === 1);
+      // The node dies; while the client is away (these calls hold the
+      // event loop), twenty large publications go by.
+      doomed.kill();
+      for (let n = 2; n <= 21; n++) {
+        const reply = redis.cli("FCALL", "switchyard_publish", "1", "chat:large", JSON.stringify("x".repeat(2000)));
+        assert.ok(!reply.startsWith("ERR"), reply);
+      }
+      await until("the gap", () => gaps.length === 1);
+      assert.equal(gaps[0].reason, "unrecoverable");
+      fcall(redis, "chat:large", 22);
+      await until("the publication after the gap", () => seen.at(-1) === 22);
+      assert.deepEqual(seen, [1, 22]);
+      assert.equal(client.state, "connected");
+      // Settled: more publications come on the same socket, and the gap
+      // was reported once, not retried.
+      const settled = sockets;
+      fcall(redis, "chat:large", 23);
+      await until("the next publication", () => seen.at(-1) === 23);
+      assert.equal(sockets, settled);
+      assert.equal(gaps.length, 1);
+      client.close();
+    });
+  });
+}
