@@ -57,6 +57,8 @@ pub const USER_OPERATIONS: &str = "switchyard_user_operations_total";
 pub const TRANSPORT_CONNECTIONS: &str = "switchyard_transport_connections";
 pub const REBALANCE_SHED: &str = "switchyard_rebalance_shed_total";
 pub const REBALANCE_CHECKS: &str = "switchyard_rebalance_checks_total";
+pub const JWKS_FETCHES: &str = "switchyard_jwks_fetches_total";
+pub const HTTP_BODY_TIMEOUTS: &str = "switchyard_http_body_timeouts_total";
 pub const ADMIN_LOGINS: &str = "switchyard_admin_logins_total";
 pub const SSE_COMMANDS: &str = "switchyard_sse_command_requests_total";
 pub const SSE_COMMAND_ERRORS: &str = "switchyard_sse_command_errors_total";
@@ -186,9 +188,20 @@ pub fn describe() {
     describe_counter!(PRESENCE_REFRESH_ERRORS, "Channels whose presence entries could not be refreshed in one round.");
     describe_counter!(CONTROL_RECEIVED, "Control messages (user operations, surveys) received, by kind.");
     describe_counter!(CONTROL_DROPPED, "Control messages dropped because this node's control queue was full.");
-    describe_counter!(ADMIN_LOGINS, "Admin page logins, by outcome: accepted, refused (wrong password), locked.");
+    describe_counter!(
+        ADMIN_LOGINS,
+        "Admin page requests refused or logins, by outcome: accepted, refused (wrong password), locked, cross_origin (a state-changing request from another origin)."
+    );
     describe_counter!(REBALANCE_SHED, "Connections this node closed with 4012 to rebalance the cluster.");
     describe_counter!(REBALANCE_CHECKS, "Times the rebalancer compared this node with the cluster's mean.");
+    describe_counter!(
+        HTTP_BODY_TIMEOUTS,
+        "HTTP request bodies that did not arrive within limits.body_timeout: refused."
+    );
+    describe_counter!(
+        JWKS_FETCHES,
+        "Fetches of the identity provider's key set (auth.jwks_url), by outcome (ok, error)."
+    );
     describe_gauge!(TRANSPORT_CONNECTIONS, "Open client connections on this node, by transport (websocket, sse).");
     describe_counter!(
         SSE_COMMANDS,
@@ -412,6 +425,13 @@ pub fn sse_command_errors(reason: &'static str) -> Counter {
 }
 pub fn rebalance_shed() -> Counter {
     cached_counter(REBALANCE_SHED, "", || counter!(REBALANCE_SHED))
+}
+pub fn http_body_timeouts() -> Counter {
+    cached_counter(HTTP_BODY_TIMEOUTS, "", || counter!(HTTP_BODY_TIMEOUTS))
+}
+/// `outcome`: `ok`, `error`.
+pub fn jwks_fetches(outcome: &'static str) -> Counter {
+    cached_counter(JWKS_FETCHES, outcome, || counter!(JWKS_FETCHES, "outcome" => outcome))
 }
 pub fn rebalance_checks() -> Counter {
     cached_counter(REBALANCE_CHECKS, "", || counter!(REBALANCE_CHECKS))

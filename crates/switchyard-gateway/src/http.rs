@@ -14,7 +14,9 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::convert::Infallible;
+use std::time::Duration;
 use switchyard_core::codes::ErrorCode;
+use switchyard_core::metric;
 
 /// The body of every response: whole (`Full`) or streamed (SSE).
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -94,14 +96,20 @@ pub fn answer(result: &Result<Value, Refusal>) -> Response<Body> {
 }
 
 /// A request's body, at most `limit` bytes (a longer one is refused with
-/// 106, HTTP 413, as soon as it crosses the limit).
-pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Refusal> {
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+/// 106, HTTP 413, as soon as it crosses the limit) and whole within
+/// `timeout` (a body trickled slower is refused with 107, and counted: it
+/// must not hold its connection and buffer for as long as it likes).
+pub async fn read_body(req: Request<Incoming>, limit: usize, timeout: Duration) -> Result<Bytes, Refusal> {
+    match tokio::time::timeout(timeout, Limited::new(req.into_body(), limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             Err(Refusal::new(ErrorCode::LimitExceeded, format!("body over {limit} bytes")))
         }
-        Err(e) => Err(Refusal::new(ErrorCode::BadRequest, format!("cannot read the body: {e}"))),
+        Ok(Err(e)) => Err(Refusal::new(ErrorCode::BadRequest, format!("cannot read the body: {e}"))),
+        Err(_) => {
+            metric::http_body_timeouts().increment(1);
+            Err(Refusal::new(ErrorCode::BadRequest, format!("the body did not arrive within {timeout:?}")))
+        }
     }
 }
 

@@ -30,6 +30,7 @@ mod rebalance;
 mod receipts;
 mod redis_cluster;
 mod redis_fanout;
+mod security_settings;
 mod session;
 mod slow_consumer;
 mod sse;

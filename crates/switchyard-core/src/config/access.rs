@@ -35,6 +35,18 @@ pub struct AuthConfig {
     /// A JWKS file (`{"keys": [...]}`) of RSA and EC public keys, matched
     /// by the token's `kid`. Default: unset.
     pub jwks_file: Option<PathBuf>,
+    /// The identity provider's key set (JWKS), by `https://` or `http://`
+    /// URL: fetched at start, every `jwks_refresh_interval`, and when a
+    /// token names a `kid` it does not hold (at most every 10 s). Default:
+    /// unset.
+    pub jwks_url: Option<String>,
+    /// How often the key set of `jwks_url` is fetched again. Default: `5m`.
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh_interval: Duration,
+    /// When set, a token's `aud` must name it. Default: unset (not checked).
+    pub audience: Option<String>,
+    /// When set, a token's `iss` must be it. Default: unset (not checked).
+    pub issuer: Option<String>,
     /// Whether a client may connect without a token. Default: `true`.
     pub allow_anonymous: bool,
     /// A query parameter of the `/ws` URL that may carry the connect token,
@@ -54,6 +66,10 @@ impl Default for AuthConfig {
             hmac_secret: None,
             public_key_files: Vec::new(),
             jwks_file: None,
+            jwks_url: None,
+            jwks_refresh_interval: Duration::from_secs(300),
+            audience: None,
+            issuer: None,
             allow_anonymous: true,
             token_query_param: None,
             token_cookie: None,

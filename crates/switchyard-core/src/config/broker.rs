@@ -16,8 +16,9 @@ pub struct BrokerConfig {
     /// Seed nodes of a Redis Cluster (URLs as above); pub/sub is sharded
     /// (SSUBSCRIBE/SPUBLISH). Default: empty. Exclusive with `redis_url`.
     pub redis_cluster: Vec<String>,
-    /// Redis Sentinel: URLs of the sentinels (`redis://host:26379`, with the
-    /// sentinels' own password if they need one). The primary they name is
+    /// Redis Sentinel: the sentinels, as `host:port` or URLs
+    /// (`redis://host:26379`, with the sentinels' own password if they need
+    /// one). The primary they name is
     /// reached with the scheme, credentials and database of `redis_url` if
     /// it is set (its host and port are not used). Default: empty.
     pub sentinels: Vec<String>,
@@ -79,8 +80,54 @@ impl Default for BrokerConfig {
     }
 }
 
+/// Whether `url` names a Redis server the way the client takes it.
+fn is_redis_url(url: &str) -> bool {
+    ["redis://", "rediss://", "redis+unix://", "unix://"]
+        .iter()
+        .any(|scheme| url.strip_prefix(scheme).is_some_and(|rest| !rest.is_empty()))
+}
+
+/// `host:port` (or `[v6]:port`), the form redis-cli and Sentinel's own
+/// docs give sentinels in.
+fn is_host_port(entry: &str) -> bool {
+    entry.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
 impl BrokerConfig {
+    /// Sentinels given as `host:port` become `redis://host:port`.
+    pub(super) fn normalize(&mut self) {
+        for sentinel in &mut self.sentinels {
+            if !sentinel.contains("://") && is_host_port(sentinel) {
+                *sentinel = format!("redis://{sentinel}");
+            }
+        }
+    }
+
     pub(super) fn check(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.redis_url
+            && !is_redis_url(url)
+        {
+            return Err(problem(
+                "broker.redis_url",
+                format!("{url:?} is not redis://[user:password@]host:port[/db] or rediss://..."),
+            ));
+        }
+        for url in &self.redis_cluster {
+            if !is_redis_url(url) {
+                return Err(problem(
+                    "broker.redis_cluster",
+                    format!("{url:?} is not redis://host:port or rediss://host:port"),
+                ));
+            }
+        }
+        for sentinel in &self.sentinels {
+            if !is_redis_url(sentinel) {
+                return Err(problem(
+                    "broker.sentinels",
+                    format!("{sentinel:?} is not host:port, redis://host:port or rediss://host:port"),
+                ));
+            }
+        }
         if self.redis_url.is_some() && !self.redis_cluster.is_empty() {
             return Err(problem(
                 "broker.redis_cluster",

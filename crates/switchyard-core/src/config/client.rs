@@ -152,6 +152,11 @@ pub struct LimitsConfig {
     /// opening TCP (slow handshakes are dropped). Default: `10s`.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// How long a client may take to send a request's body (the HTTP API,
+    /// `POST /sse/command`, the admin page); a body trickled slower is
+    /// refused (400) and its connection closed. Default: `10s`.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
     /// New connections one client address may open per second, on
     /// average (a token bucket); upgrades over it get HTTP 429. 0 = no
     /// limit. Off by default: behind a load balancer every client has the
@@ -175,6 +180,7 @@ impl Default for LimitsConfig {
             trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
             handshake_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
             connects_per_second_per_ip: 0,
             connects_burst_per_ip: 50,
             max_connections_per_user: 0,

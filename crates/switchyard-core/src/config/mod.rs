@@ -98,6 +98,7 @@ impl Config {
     /// section its own. Adds the `default` namespace when it is missing.
     pub fn validate(mut self) -> Result<Config, ConfigError> {
         self.namespaces.entry(DEFAULT_NAMESPACE.to_owned()).or_default();
+        self.broker.normalize();
         self.client.check()?;
         self.limits.check()?;
         self.shutdown.check()?;
@@ -169,5 +170,26 @@ mod tests {
     fn default_namespace_is_always_there() {
         let config: Config = toml::from_str("[namespaces.chat]").unwrap();
         assert!(config.validate().unwrap().namespace("default").is_some());
+    }
+
+    #[test]
+    fn sentinels_may_be_host_and_port_and_bad_addresses_name_their_key() {
+        let mut config = Config::default();
+        config.broker.sentinels = vec!["127.0.0.1:26379".into(), "redis://[::1]:26380".into()];
+        config.broker.sentinel_master = Some("main".into());
+        let config = config.validate().unwrap();
+        assert_eq!(config.broker.sentinels, ["redis://127.0.0.1:26379", "redis://[::1]:26380"]);
+        for (sentinels, url, key) in [
+            (vec!["sentinel-without-port"], None, "broker.sentinels"),
+            (vec![], Some("127.0.0.1:6379"), "broker.redis_url"),
+            (vec![], Some("http://127.0.0.1:6379"), "broker.redis_url"),
+        ] {
+            let mut config = Config::default();
+            config.broker.sentinel_master = (!sentinels.is_empty()).then(|| "main".into());
+            config.broker.sentinels = sentinels.into_iter().map(String::from).collect();
+            config.broker.redis_url = url.map(String::from);
+            let error = config.validate().unwrap_err();
+            assert_eq!(error.key, key, "{error}");
+        }
     }
 }

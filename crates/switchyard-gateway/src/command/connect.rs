@@ -147,6 +147,7 @@ impl ClientSession {
         if token.is_empty() && self.node.proxies.connect.is_some() {
             return self.connect_by_proxy(data).await;
         }
+        self.node.auth.ensure_key(token).await;
         self.authenticate(token)
     }
 
@@ -206,7 +207,8 @@ impl ClientSession {
     }
 
     /// `refresh`: a new token for the same user extends the connection.
-    pub(super) fn refresh(&mut self, request: RefreshRequest) -> Reply {
+    pub(super) async fn refresh(&mut self, request: RefreshRequest) -> Reply {
+        self.node.auth.ensure_key(&request.token).await;
         let identity = self
             .node
             .auth

@@ -244,7 +244,7 @@ impl ClientSession {
                     Command::Unsubscribe(u) => self.unsubscribe(u).await,
                     Command::Publish(p) => self.publish(p).await,
                     Command::History(h) => self.history(h).await,
-                    Command::Refresh(r) => self.refresh(r),
+                    Command::Refresh(r) => self.refresh(r).await,
                     Command::Presence(p) => self.presence(p).await,
                     Command::PresenceStats(p) => self.presence_stats(p).await,
                     Command::Rpc(r) => self.rpc(r).await,

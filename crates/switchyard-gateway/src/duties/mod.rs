@@ -7,6 +7,7 @@
 //! | [`presence_refresh`]: this node's presence entries | when the drain starts |
 //! | [`rebalance`]: shedding above the cluster's mean | when the drain starts |
 //! | TLS reload ([`crate::tls::Tls::watch`]) | when the drain starts |
+//! | [`jwks_refresh`]: the identity provider's keys | when the drain starts |
 //! | [`control_listener`]: control messages, and what they start | once the connections are gone |
 //! | [`receipts`]: this node's parts of publish receipts | once the connections are gone |
 //! | the write clock ([`crate::node::write_clock`]) | once the connections are gone |
@@ -19,6 +20,7 @@
 
 pub mod control_listener;
 pub mod heartbeat;
+pub mod jwks_refresh;
 pub mod presence_refresh;
 pub mod rebalance;
 pub mod receipts;
@@ -52,6 +54,7 @@ impl Duties {
         tracker.spawn(heartbeat::run(node.clone(), address, duties.cluster.clone()));
         tracker.spawn(presence_refresh::keep_fresh(node.clone(), duties.cluster.clone()));
         tracker.spawn(rebalance::run(node.clone(), duties.cluster.clone()));
+        tracker.spawn(jwks_refresh::run(node.clone(), duties.cluster.clone()));
         if let Some(tls) = node.tls.clone() {
             tracker.spawn(tls.watch(node.config.tls.reload_interval, duties.cluster.clone()));
         }

@@ -110,6 +110,11 @@ impl Node {
     /// the in-memory broker when there is none.
     pub async fn connect(config: Config) -> Result<Arc<Node>, StartError> {
         let auth = Authenticator::new(&config.auth).map_err(StartError::Auth)?;
+        if let Some(remote) = &auth.remote {
+            // A provider that is down at start costs tokens until it is
+            // back (fetched again on schedule), not the node's start.
+            let _ = remote.fetch().await;
+        }
         let proxies = crate::proxy::Proxies::new(&config.proxy).map_err(StartError::Proxy)?;
         let tls = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) => Some(Arc::new(Tls::new(cert, key).map_err(StartError::Tls)?)),

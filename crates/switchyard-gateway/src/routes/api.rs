@@ -181,7 +181,8 @@ fn authorized(req: &Request<Incoming>, key: &str) -> Result<(), Refusal> {
 /// message, and a broadcast may add up to `MAX_BROADCAST` channel names
 /// (255 bytes at most, 260 with their quotes and comma).
 async fn body(req: Request<Incoming>, node: &Node) -> Result<Bytes, Refusal> {
-    http::read_body(req, node.config.client.max_message_size + MAX_BROADCAST * 260).await
+    let limit = node.config.client.max_message_size + MAX_BROADCAST * 260;
+    http::read_body(req, limit, node.config.limits.body_timeout).await
 }
 
 async fn broadcast(bytes: &[u8], node: &Node) -> Result<Value, Refusal> {

@@ -58,7 +58,7 @@ fn error(refusal: &Refusal, reason: &'static str) -> Response<Body> {
 async fn run(req: Request<Incoming>, node: &Node) -> Response<Body> {
     // A command is at most a client message; a request holds up to a hundred.
     let limit = node.config.client.max_message_size * 4;
-    let bytes = match http::read_body(req, limit).await {
+    let bytes = match http::read_body(req, limit, node.config.limits.body_timeout).await {
         Ok(bytes) => bytes,
         Err(refusal) if refusal.code == ErrorCode::LimitExceeded => return error(&refusal, "too_large"),
         Err(refusal) => return error(&refusal, "bad_request"),

@@ -103,6 +103,14 @@ fn refused(refusal: &Refusal) -> Response<Body> {
     json_response(http::status_of(refusal.code), http::error_body(refusal))
 }
 
+/// Whether a request comes from the admin page itself: no `Origin` (not a
+/// browser's cross-site request), or the node's own.
+fn from_own_page(req: &Request<Incoming>) -> bool {
+    let Some(origin) = req.headers().get(hyper::header::ORIGIN) else { return true };
+    let host = req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    crate::origin::is_same_origin(origin.to_str().unwrap_or(""), host)
+}
+
 fn session_cookie(req: &Request<Incoming>) -> Option<String> {
     query::cookie(req.headers(), COOKIE_NAME).map(str::to_owned)
 }
@@ -112,6 +120,12 @@ fn session_cookie(req: &Request<Incoming>) -> Option<String> {
 pub async fn handle(req: Request<Incoming>, from: IpAddr, node: &Node, logins: &Logins) -> Option<Response<Body>> {
     let password = node.config.admin.password.as_deref()?;
     let path = req.uri().path().to_owned();
+    if req.method() == Method::POST && !from_own_page(&req) {
+        // The cookie is `SameSite=Strict`; the origin is checked as well, so
+        // that no other page can make an operator's browser act.
+        metric::admin_logins("cross_origin").increment(1);
+        return Some(refused(&Refusal::new(ErrorCode::PermissionDenied, "not from the admin page's own origin")));
+    }
     let response = match (req.method().clone(), path.as_str()) {
         (Method::GET, "/admin" | "/admin/") => {
             let mut response = Response::new(Full::new(Bytes::from_static(PAGE.as_bytes())).boxed());
@@ -124,7 +138,7 @@ pub async fn handle(req: Request<Incoming>, from: IpAddr, node: &Node, logins: &
             );
             response
         }
-        (Method::POST, "/admin/login") => login(req, from, logins, password).await,
+        (Method::POST, "/admin/login") => login(req, from, node, logins, password).await,
         (method, _) => {
             let Some(token) = session_cookie(&req).filter(|t| logins.valid(t)) else {
                 return Some(refused(&Refusal::new(ErrorCode::Unauthorized, "log in first")));
@@ -162,8 +176,8 @@ fn answer(result: Result<Value, Refusal>) -> Response<Body> {
     }
 }
 
-async fn body(req: Request<Incoming>) -> Result<Bytes, Refusal> {
-    http::read_body(req, MAX_BODY).await
+async fn body(req: Request<Incoming>, timeout: Duration) -> Result<Bytes, Refusal> {
+    http::read_body(req, MAX_BODY, timeout).await
 }
 
 #[derive(Deserialize)]
@@ -171,8 +185,8 @@ struct Login {
     password: String,
 }
 
-async fn login(req: Request<Incoming>, from: IpAddr, logins: &Logins, password: &str) -> Response<Body> {
-    let bytes = match body(req).await {
+async fn login(req: Request<Incoming>, from: IpAddr, node: &Node, logins: &Logins, password: &str) -> Response<Body> {
+    let bytes = match body(req, node.config.limits.body_timeout).await {
         Ok(bytes) => bytes,
         Err(refusal) => return refused(&refusal),
     };
@@ -243,7 +257,7 @@ struct PublishBody<'a> {
 }
 
 async fn publish_from(req: Request<Incoming>, node: &Node) -> Result<Value, Refusal> {
-    let bytes = body(req).await?;
+    let bytes = body(req, node.config.limits.body_timeout).await?;
     let body: PublishBody<'_> = parse(&bytes)?;
     let data = Bytes::copy_from_slice(body.data.get().as_bytes());
     let (position, receipt) = publish::publish(node, &body.channel, data, None, true, None).await?;
@@ -258,7 +272,7 @@ struct DisconnectBody {
 }
 
 async fn disconnect(req: Request<Incoming>, node: &Node) -> Result<Value, Refusal> {
-    let bytes = body(req).await?;
+    let bytes = body(req, node.config.limits.body_timeout).await?;
     let body: DisconnectBody = parse(&bytes)?;
     users::disconnect_user(node, &body.user, body.code, "disconnected by an operator").await?;
     Ok(json!({}))

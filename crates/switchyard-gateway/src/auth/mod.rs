@@ -2,14 +2,21 @@
 //! channel.
 //!
 //! Tokens are JWTs: HS256 with `auth.hmac_secret`, RS256/ES256 with the
-//! public keys of `auth.public_key_files` or `auth.jwks_file`. The token's
+//! public keys of `auth.public_key_files`, `auth.jwks_file`, or the key set
+//! an identity provider serves at `auth.jwks_url` ([`jwks`]: fetched,
+//! cached, fetched again on a schedule and on an unknown `kid`, so keys
+//! rotate without a restart). `auth.audience` and `auth.issuer`, when set,
+//! must match the token's `aud` and `iss`. The token's
 //! `alg` picks among the keys configured for it, never the other way round:
 //! `none` is refused, and an HS256 token is never checked against a public
 //! key (no algorithm confusion). `sub` (1 to [`MAX_USER_ID`] bytes) and
 //! `exp` are required; `nbf` is honoured where present.
 
+pub mod jwks;
+
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jwks::RemoteKeys;
 use serde::Deserialize;
 use std::collections::HashMap;
 use switchyard_core::config::AuthConfig;
@@ -73,7 +80,7 @@ struct Claims {
     channel: Option<String>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Family {
     Rsa,
     Ec,
@@ -86,7 +93,32 @@ pub struct Authenticator {
     /// Public keys from PEM files, tried in turn.
     public: Vec<(Family, DecodingKey)>,
     /// Public keys from the JWKS file, by `kid`.
-    jwks: HashMap<String, (Family, DecodingKey)>,
+    jwks: KeySet,
+    /// The identity provider's key set, where `auth.jwks_url` is set.
+    pub remote: Option<RemoteKeys>,
+    audience: Option<String>,
+    issuer: Option<String>,
+}
+
+/// Public keys by `kid`.
+type KeySet = HashMap<String, (Family, DecodingKey)>;
+
+/// The RSA and EC keys of a JWKS document, by `kid`; `what` names its
+/// source in errors.
+fn key_set(text: &[u8], what: &str) -> Result<KeySet, String> {
+    let set: JwkSet = serde_json::from_slice(text).map_err(|e| format!("{what}: {e}"))?;
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let family = match jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Family::Rsa,
+            AlgorithmParameters::EllipticCurve(_) => Family::Ec,
+            _ => continue,
+        };
+        let kid = jwk.common.key_id.clone().unwrap_or_default();
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("{what}: key {kid:?}: {e}"))?;
+        keys.insert(kid, (family, key));
+    }
+    Ok(keys)
 }
 
 impl Authenticator {
@@ -105,25 +137,35 @@ impl Authenticator {
         let mut jwks = HashMap::new();
         if let Some(path) = &config.jwks_file {
             let text = std::fs::read(path).map_err(|e| format!("auth.jwks_file: {}: {e}", path.display()))?;
-            let set: JwkSet =
-                serde_json::from_slice(&text).map_err(|e| format!("auth.jwks_file: {}: {e}", path.display()))?;
-            for jwk in &set.keys {
-                let family = match jwk.algorithm {
-                    AlgorithmParameters::RSA(_) => Family::Rsa,
-                    AlgorithmParameters::EllipticCurve(_) => Family::Ec,
-                    _ => continue,
-                };
-                let kid = jwk.common.key_id.clone().unwrap_or_default();
-                let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("auth.jwks_file: key {kid:?}: {e}"))?;
-                jwks.insert(kid, (family, key));
-            }
+            jwks = key_set(&text, &format!("auth.jwks_file: {}", path.display()))?;
         }
+        let remote = match &config.jwks_url {
+            Some(url) => Some(RemoteKeys::new(url)?),
+            None => None,
+        };
         Ok(Authenticator {
             allow_anonymous: config.allow_anonymous,
             hs256: config.hmac_secret.as_deref().map(|s| DecodingKey::from_secret(s.as_bytes())),
             public,
             jwks,
+            remote,
+            audience: config.audience.clone(),
+            issuer: config.issuer.clone(),
         })
+    }
+
+    /// Makes sure the key `token` names is known: a `kid` that neither the
+    /// key files nor the identity provider's last key set hold has the set
+    /// fetched again (at most once per [`jwks::REFETCH_AFTER`]), for keys
+    /// rotated since the last fetch.
+    pub async fn ensure_key(&self, token: &str) {
+        let Some(remote) = &self.remote else { return };
+        let Ok(header) = jsonwebtoken::decode_header(token) else { return };
+        let Some(kid) = header.kid else { return };
+        if header.alg == Algorithm::HS256 || self.jwks.contains_key(&kid) || remote.key(&kid).is_some() {
+            return;
+        }
+        remote.refetch_for_unknown_kid().await;
     }
 
     /// Decides who presents `token` (empty for none).
@@ -163,12 +205,32 @@ impl Authenticator {
             other => return Err(AuthError::InvalidToken(format!("algorithm {other:?} is not accepted"))),
         };
         let mut validation = Validation::new(header.alg);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // `aud` and `iss` are required where they are checked: a token
+        // without them is not for this audience, nor from this issuer.
+        let mut required = vec!["exp", "sub"];
+        required.extend(self.audience.as_ref().map(|_| "aud"));
+        required.extend(self.issuer.as_ref().map(|_| "iss"));
+        validation.set_required_spec_claims(&required);
         // A token is not good before its `nbf`, where it has one.
         validation.validate_nbf = true;
-        let keys: Vec<&DecodingKey> = match family {
-            None => self.hs256.iter().collect(),
-            Some(family) => match header.kid.as_ref().and_then(|kid| self.jwks.get(kid)) {
+        match &self.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            // Without `auth.audience`, a token's `aud` is not checked.
+            None => validation.validate_aud = false,
+        }
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        // The identity provider's keys are copied out of their lock (a
+        // decoding key is a few hundred bytes, and this is one per token).
+        let remote = match (family, &header.kid, &self.remote) {
+            (Some(family), Some(kid), Some(remote)) => remote.key(kid).filter(|(f, _)| *f == family),
+            _ => None,
+        };
+        let keys: Vec<&DecodingKey> = match (family, &remote) {
+            (None, _) => self.hs256.iter().collect(),
+            (Some(_), Some((_, key))) => vec![key],
+            (Some(family), None) => match header.kid.as_ref().and_then(|kid| self.jwks.get(kid)) {
                 Some((f, key)) if *f == family => vec![key],
                 _ => self.public.iter().filter(|(f, _)| *f == family).map(|(_, k)| k).collect(),
             },
