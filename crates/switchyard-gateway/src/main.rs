@@ -83,6 +83,7 @@ impl RedisArgs {
             namespaces: Vec::new(),
             node: String::new(),
             idempotency_window: std::time::Duration::from_secs(300),
+            health_timeout: std::time::Duration::from_secs(2),
         })
     }
 }

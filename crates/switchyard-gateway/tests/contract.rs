@@ -95,6 +95,7 @@ async fn on_redis(target: RedisTarget) -> (Stores, mpsc::UnboundedReceiver<Deliv
         namespaces: vec![("chat".into(), HISTORY)],
         node: "n1".into(),
         idempotency_window: Duration::from_secs(300),
+        health_timeout: Duration::from_secs(2),
     };
     let (tx, delivered) = mpsc::unbounded_channel();
     (Stores::redis(settings, Arc::new(Sink(tx))).await.expect("connect to Redis"), delivered)

@@ -26,6 +26,7 @@ mod proxy;
 mod publishing;
 mod pubsub;
 mod python_backend;
+mod quiet_faults;
 mod rebalance;
 mod receipts;
 mod redis_cluster;

@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`node`]: [`TestNode`], a node served in-process on port 0.
 //! - [`process`]: [`GatewayProcess`], the `switchyard` binary as a child.
+//! - [`fault`]: a TCP proxy that makes a path silent or slow.
 //! - [`follower`]: clients that resume across restarts and record what they saw.
 //! - [`http`]: plain HTTP GETs and Prometheus text parsing.
 //! - [`raw`]: raw WebSocket connections that can send anything.
@@ -16,6 +17,7 @@
 //! - [`haproxy`]: a real haproxy in front of nodes.
 //! - [`sse`]: Server-Sent Events streams and their commands.
 
+pub mod fault;
 pub mod follower;
 pub mod haproxy;
 pub mod http;

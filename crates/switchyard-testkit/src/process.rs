@@ -90,6 +90,12 @@ impl GatewayProcess {
         .await;
     }
 
+    /// Lets a stopped process run again (SIGCONT).
+    pub fn resume(&self) {
+        let status = std::process::Command::new("kill").args(["-CONT", &self.pid().to_string()]).status();
+        assert!(status.map(|s| s.success()).unwrap_or(false), "kill -CONT failed");
+    }
+
     /// Kills the process at once (SIGKILL): no drain, no goodbye.
     pub fn kill(&mut self) {
         let _ = self.child.start_kill();

@@ -19,7 +19,9 @@ use tokio::time::timeout;
 use tracing::{info, warn};
 
 const EVERY: Duration = Duration::from_secs(1);
-const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long following a failover may take (connecting to the new primary
+/// and subscribing there).
+const FOLLOW_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(
     mut commands: Commands,
@@ -30,6 +32,7 @@ pub async fn run(
     requests: mpsc::Sender<Request>,
 ) {
     let sharded = settings.target.is_cluster();
+    let ping_timeout = settings.health_timeout;
     // The Cluster's masters, slot range by slot range, as last seen.
     let mut masters: Option<Vec<(i64, i64, String)>> = None;
     let mut tick = tokio::time::interval(EVERY);
@@ -39,7 +42,7 @@ pub async fn run(
         if let RedisTarget::Sentinel(sentinels) = &settings.target {
             follow(sentinels, &commands, &pubsub, &shared, &settings).await;
         }
-        if sharded && let Some(now) = cluster_masters(&mut commands).await {
+        if sharded && let Some(now) = cluster_masters(&mut commands, ping_timeout).await {
             if masters.as_ref().is_some_and(|before| *before != now) {
                 // A replica took over (or slots moved): sharded subscriptions
                 // stay with the server they were made on, so make them again,
@@ -52,8 +55,8 @@ pub async fn run(
             masters = Some(now);
         }
         let commands_ok =
-            matches!(timeout(PING_TIMEOUT, redis::cmd("PING").query_async::<()>(&mut commands)).await, Ok(Ok(())));
-        let pubsub_ok = matches!(timeout(PING_TIMEOUT, pubsub.ping()).await, Ok(Ok(())));
+            matches!(timeout(ping_timeout, redis::cmd("PING").query_async::<()>(&mut commands)).await, Ok(Ok(())));
+        let pubsub_ok = matches!(timeout(ping_timeout, pubsub.ping()).await, Ok(Ok(())));
         let mut ready = commands_ok && pubsub_ok;
         let was_ready = shared.ready.load(Ordering::Acquire);
         if ready && !was_ready {
@@ -119,7 +122,7 @@ async fn follow(
         }
         Ok::<_, redis::RedisError>((new_commands, new_pubsub))
     };
-    match timeout(PING_TIMEOUT * 5, moved).await {
+    match timeout(FOLLOW_TIMEOUT, moved).await {
         Ok(Ok((new_commands, new_pubsub))) => {
             on_commands.replace(url.clone(), new_commands);
             on_pubsub.replace(url, new_pubsub);
@@ -134,8 +137,8 @@ async fn follow(
 }
 
 /// Each slot range's master (`CLUSTER SLOTS`), sorted; None if it cannot be read.
-async fn cluster_masters(commands: &mut Commands) -> Option<Vec<(i64, i64, String)>> {
-    let reply = timeout(PING_TIMEOUT, redis::cmd("CLUSTER").arg("SLOTS").query_async::<redis::Value>(commands)).await;
+async fn cluster_masters(commands: &mut Commands, ping_timeout: Duration) -> Option<Vec<(i64, i64, String)>> {
+    let reply = timeout(ping_timeout, redis::cmd("CLUSTER").arg("SLOTS").query_async::<redis::Value>(commands)).await;
     let Ok(Ok(redis::Value::Array(ranges))) = reply else { return None };
     let mut masters = Vec::new();
     for range in ranges {

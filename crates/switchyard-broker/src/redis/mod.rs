@@ -62,6 +62,8 @@ pub struct RedisSettings {
     /// How long an idempotency key is remembered, baked into the library
     /// like the history settings.
     pub idempotency_window: std::time::Duration,
+    /// How long a health check's PING may wait (see `broker.health_timeout`).
+    pub health_timeout: std::time::Duration,
 }
 
 /// State shared by the broker and its tasks.

@@ -58,6 +58,19 @@ pub struct BrokerConfig {
     /// answered. Default: `5m`.
     #[serde(with = "humantime_serde")]
     pub idempotency_window: Duration,
+    /// How long the broker's health check (a PING on each connection,
+    /// every second) may wait for an answer: a path that has gone silent
+    /// (no reset, no answer) is seen within this and a second, and the
+    /// node reports not ready (`/readyz` 503). Default: `2s`.
+    #[serde(with = "humantime_serde")]
+    pub health_timeout: Duration,
+    /// How long a node that cannot reach its broker keeps its clients: past
+    /// this, while other nodes may be healthy, it hands them back (closes
+    /// them with 1001, paced over `shutdown.drain_period` like a drain) and
+    /// refuses new ones, so they reconnect to a node that can serve them and
+    /// recover there. 0 keeps them. Default: `10s`.
+    #[serde(with = "humantime_serde")]
+    pub cutoff_after: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -76,6 +89,8 @@ impl Default for BrokerConfig {
             survey_timeout: Duration::from_secs(1),
             receipt_timeout: Duration::from_secs(1),
             idempotency_window: Duration::from_secs(300),
+            health_timeout: Duration::from_secs(2),
+            cutoff_after: Duration::from_secs(10),
         }
     }
 }
@@ -163,6 +178,9 @@ impl BrokerConfig {
         }
         if self.survey_timeout.is_zero() {
             return Err(problem("broker.survey_timeout", "must be more than 0s"));
+        }
+        if self.health_timeout.is_zero() {
+            return Err(problem("broker.health_timeout", "must be more than 0s"));
         }
         if self.heartbeat_interval.is_zero() {
             return Err(problem("broker.heartbeat_interval", "must be more than 0s"));

@@ -8,6 +8,7 @@
 //! | [`rebalance`]: shedding above the cluster's mean | when the drain starts |
 //! | TLS reload ([`crate::tls::Tls::watch`]) | when the drain starts |
 //! | [`jwks_refresh`]: the identity provider's keys | when the drain starts |
+//! | [`cutoff`]: handing clients back when the broker is out of reach | when the drain starts |
 //! | [`control_listener`]: control messages, and what they start | once the connections are gone |
 //! | [`receipts`]: this node's parts of publish receipts | once the connections are gone |
 //! | the write clock ([`crate::node::write_clock`]) | once the connections are gone |
@@ -19,6 +20,7 @@
 //! the write clock) runs until the last one is gone.
 
 pub mod control_listener;
+pub mod cutoff;
 pub mod heartbeat;
 pub mod jwks_refresh;
 pub mod presence_refresh;
@@ -55,6 +57,7 @@ impl Duties {
         tracker.spawn(presence_refresh::keep_fresh(node.clone(), duties.cluster.clone()));
         tracker.spawn(rebalance::run(node.clone(), duties.cluster.clone()));
         tracker.spawn(jwks_refresh::run(node.clone(), duties.cluster.clone()));
+        tracker.spawn(cutoff::run(node.clone(), duties.cluster.clone()));
         if let Some(tls) = node.tls.clone() {
             tracker.spawn(tls.watch(node.config.tls.reload_interval, duties.cluster.clone()));
         }

@@ -34,6 +34,7 @@ pub fn redis_settings(config: &Config, node: &str) -> Result<Option<RedisSetting
         namespaces,
         node: node.to_owned(),
         idempotency_window: broker.idempotency_window,
+        health_timeout: broker.health_timeout,
     }))
 }
 

@@ -90,6 +90,9 @@ pub struct Node {
     pub write_clock: Option<Arc<WriteClock>>,
     next_conn: AtomicU64,
     draining: AtomicBool,
+    /// The broker has been out of reach past `broker.cutoff_after`: the
+    /// node handed its clients back and takes no new ones until it is back.
+    cut_off: AtomicBool,
 }
 
 /// Why a node could not start.
@@ -155,6 +158,7 @@ impl Node {
             connect_limiter,
             next_conn: AtomicU64::new(1),
             draining: AtomicBool::new(false),
+            cut_off: AtomicBool::new(false),
         }))
     }
 
@@ -177,6 +181,15 @@ impl Node {
     /// Whether the node accepts connections: not draining, broker reachable.
     pub fn is_ready(&self) -> bool {
         !self.is_draining() && self.stores.broker.is_ready()
+    }
+
+    /// Whether the node handed its clients back for want of its broker.
+    pub fn is_cut_off(&self) -> bool {
+        self.cut_off.load(Ordering::Acquire)
+    }
+
+    pub fn set_cut_off(&self, cut_off: bool) {
+        self.cut_off.store(cut_off, Ordering::Release);
     }
 
     pub fn is_draining(&self) -> bool {

@@ -144,10 +144,10 @@ async fn run(endpoint: &str, req: Request<Incoming>, node: &Node) -> Result<Valu
                 }
                 "channels" => {
                     let body: ChannelsBody = if bytes.is_empty() { ChannelsBody::default() } else { parse(&bytes)? };
-                    let channels = channels::channels(node, &body.prefix).await?;
+                    let survey = channels::channels(node, &body.prefix).await?;
                     let channels: serde_json::Map<String, Value> =
-                        channels.into_iter().map(|(c, n)| (c, json!({"num_clients": n}))).collect();
-                    Ok(json!({"channels": channels}))
+                        survey.channels.into_iter().map(|(c, n)| (c, json!({"num_clients": n}))).collect();
+                    Ok(json!({"channels": channels, "unanswered": survey.unanswered}))
                 }
                 "subscribe" => {
                     let body: UserChannelBody = parse(&bytes)?;

@@ -66,6 +66,11 @@ pub fn admit(req: &Request<Incoming>, peer: SocketAddr, node: &Node) -> Result<P
         metric::connections_refused("draining").increment(1);
         return Err(Box::new(http::text(StatusCode::SERVICE_UNAVAILABLE, "draining: connect to another node\n")));
     }
+    if node.is_cut_off() {
+        metric::connections_refused("cut_off").increment(1);
+        let message = "this node cannot reach its broker: connect to another node\n";
+        return Err(Box::new(http::text(StatusCode::SERVICE_UNAVAILABLE, message)));
+    }
     let ip = client_ip(req, peer, &node.config.limits);
     if let Some(limiter) = &node.connect_limiter
         && limiter.check_key(&ip).is_err()

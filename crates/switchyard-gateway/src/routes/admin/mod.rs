@@ -226,7 +226,7 @@ async fn login(req: Request<Incoming>, from: IpAddr, node: &Node, logins: &Login
 /// The cluster at a glance.
 async fn state(node: &Node) -> Result<Value, Refusal> {
     let nodes = super::nodes::to_json(node.stores.registry.nodes().await?);
-    let mut channels: Vec<(String, u32)> = channels::channels(node, "").await?.into_iter().collect();
+    let mut channels: Vec<(String, u32)> = channels::channels(node, "").await?.channels.into_iter().collect();
     channels.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     channels.truncate(TOP_CHANNELS);
     let channels: Vec<Value> = channels.into_iter().map(|(c, n)| json!({"channel": c, "num_clients": n})).collect();
