@@ -59,6 +59,7 @@ pub const REBALANCE_SHED: &str = "switchyard_rebalance_shed_total";
 pub const REBALANCE_CHECKS: &str = "switchyard_rebalance_checks_total";
 pub const JWKS_FETCHES: &str = "switchyard_jwks_fetches_total";
 pub const BROKER_CUTOFFS: &str = "switchyard_broker_cutoffs_total";
+pub const SESSION_END_TIMEOUTS: &str = "switchyard_session_end_timeouts_total";
 pub const HTTP_BODY_TIMEOUTS: &str = "switchyard_http_body_timeouts_total";
 pub const ADMIN_LOGINS: &str = "switchyard_admin_logins_total";
 pub const SSE_COMMANDS: &str = "switchyard_sse_command_requests_total";
@@ -195,6 +196,10 @@ pub fn describe() {
     );
     describe_counter!(REBALANCE_SHED, "Connections this node closed with 4012 to rebalance the cluster.");
     describe_counter!(REBALANCE_CHECKS, "Times the rebalancer compared this node with the cluster's mean.");
+    describe_counter!(
+        SESSION_END_TIMEOUTS,
+        "Closed sessions whose last broker calls (save for resume, leave) did not finish within client.close_timeout."
+    );
     describe_counter!(
         BROKER_CUTOFFS,
         "Times this node handed its clients back after its broker stayed out of reach past broker.cutoff_after."
@@ -430,6 +435,9 @@ pub fn sse_command_errors(reason: &'static str) -> Counter {
 }
 pub fn rebalance_shed() -> Counter {
     cached_counter(REBALANCE_SHED, "", || counter!(REBALANCE_SHED))
+}
+pub fn session_end_timeouts() -> Counter {
+    cached_counter(SESSION_END_TIMEOUTS, "", || counter!(SESSION_END_TIMEOUTS))
 }
 pub fn broker_cutoffs() -> Counter {
     cached_counter(BROKER_CUTOFFS, "", || counter!(BROKER_CUTOFFS))

@@ -58,16 +58,28 @@ async fn a_node_whose_path_to_redis_goes_silent_steps_aside_and_comes_back() {
     publish(&redis, 1, 50).await;
     // The path goes silent: no reset, no answer.
     proxy.set(Fault::Silent);
+    let fault = std::time::Instant::now();
     within("/readyz to say 503", async {
         while readyz(&cut).await != 503 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
+    let unready = fault.elapsed();
+    within("the last client to leave the node", async {
+        // This node's own count (two nodes in one process share the
+        // metrics recorder).
+        while !cut.node.connections.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let emptied = fault.elapsed();
     publish(&redis, 51, 150).await;
     for follower in followers {
         within("every follower to reach offset 200", follower).await.unwrap();
     }
+    let recovered = fault.elapsed();
     for s in &seen {
         let s = s.lock().unwrap();
         s.assert_complete(200);
@@ -76,16 +88,24 @@ async fn a_node_whose_path_to_redis_goes_silent_steps_aside_and_comes_back() {
     // While cut off, it takes no new clients.
     let refused = Client::connect(&cut.ws_url(), Options::new(Encoding::Json)).await;
     assert!(matches!(refused, Err(ClientError::Refused(503))), "a new client while cut off");
+    // The process has one recorder for both nodes: only the cut one hands back.
     let metrics = cut.metrics().await;
     assert_eq!(sample(&metrics, "switchyard_broker_cutoffs_total", ""), 1.0);
     // The path comes back: ready again, and serving.
     proxy.set(Fault::Open);
+    let heal = std::time::Instant::now();
     within("/readyz to say 200", async {
         while readyz(&cut).await != 200 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
+    // Reported, not asserted (machines are noisy): docs/guarantees.md quotes them.
+    eprintln!(
+        "silent path: 503 after {unready:?}, node empty after {emptied:?}, every client recovered elsewhere after \
+         {recovered:?} (150 publications later); ready {:?} after the heal",
+        heal.elapsed()
+    );
     let mut back = within("a client on the healed node", async {
         loop {
             if let Ok(client) = Client::connect(&cut.ws_url(), Options::new(Encoding::Json)).await {

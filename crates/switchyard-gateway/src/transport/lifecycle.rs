@@ -202,6 +202,17 @@ pub fn expiry(liveness: &Liveness, now: tokio::time::Instant) -> Option<Close> {
     Some(Close::Server(CloseCode::Unauthorized))
 }
 
+/// Runs a closed connection's session end (saving it for resume, leaving
+/// its channels and presence) for at most `bound`: that work goes to the
+/// broker, and a broker that does not answer must not keep the tasks of
+/// every connection it closed (what is left undone expires by TTL, and the
+/// broker's own queue still unsubscribes).
+pub async fn end_within(bound: std::time::Duration, end: impl Future<Output = ()>) {
+    if tokio::time::timeout(bound, end).await.is_err() {
+        metric::session_end_timeouts().increment(1);
+    }
+}
+
 /// The frames that end a connection the server closed (`Close::Server` or
 /// `Close::Announced`, with its code): what was queued before the close
 /// (a slow consumer's backlog is dropped, unless the session announced the

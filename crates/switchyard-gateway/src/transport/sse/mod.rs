@@ -163,6 +163,6 @@ async fn run(
     }
     drop(entry);
     let _ = tokio::time::timeout(config.client.close_timeout, writer).await;
-    session.end().await;
     connection.finish();
+    lifecycle::end_within(config.client.close_timeout, session.end()).await;
 }

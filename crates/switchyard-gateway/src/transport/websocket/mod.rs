@@ -171,8 +171,10 @@ where
     if tokio::time::timeout(config.client.close_timeout, &mut writer).await.is_err() {
         writer.abort();
     }
-    Box::pin(handler.end()).await;
+    // The connection is over: counted as closed now, whatever the session's
+    // last broker calls take.
     connection.finish();
+    lifecycle::end_within(config.client.close_timeout, Box::pin(handler.end())).await;
 }
 
 /// Resolves `close_timeout` after a close was requested.
