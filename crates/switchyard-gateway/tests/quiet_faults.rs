@@ -140,10 +140,13 @@ async fn a_slow_redis_delays_publications_and_commands_answer_in_time() {
     }
     // Slower than the commands' timeout: they answer 108 rather than hang.
     proxy.set(Fault::Slow(Duration::from_secs(8)));
+    let asked = std::time::Instant::now();
     let late = within("a publish to answer", publisher.publish(CHANNEL, "6")).await;
     assert!(matches!(late, Err(ClientError::Server(ref e)) if e.code == 108), "{late:?}");
+    let publish_answered = asked.elapsed();
     let history = within("a history to answer", publisher.history(CHANNEL, None, 1)).await;
     assert!(matches!(history, Err(ClientError::Server(ref e)) if e.code == 108));
+    eprintln!("slow Redis (8 s): a publish answered 108 after {publish_answered:?}");
     proxy.set(Fault::Open);
     // Everything Redis took arrives, in order: the refused publish had
     // reached Redis (only its answer was late).
@@ -201,7 +204,9 @@ async fn a_silent_node_costs_its_peers_a_timeout_that_names_it() {
     .await;
     silent.pause().await;
     // A survey answers with who answered, and names who did not.
+    let asked = std::time::Instant::now();
     let (status, channels) = within("the survey", api(asking.addr, "k", "/api/channels", json!({}))).await;
+    let surveyed = asked.elapsed();
     assert_eq!(status, 200, "{channels}");
     let unanswered: Vec<String> = channels["result"]["unanswered"]
         .as_array()
@@ -211,9 +216,11 @@ async fn a_silent_node_costs_its_peers_a_timeout_that_names_it() {
     assert!(silent_name.contains(&unanswered[0]), "{channels}");
     // A publish with a receipt answers in time, counting the silent node.
     let publish = json!({"channel": "news", "data": 1, "receipt": true});
+    let asked = std::time::Instant::now();
     let (status, receipt) = within("the receipt", api(asking.addr, "k", "/api/publish", publish)).await;
     assert_eq!(status, 200, "{receipt}");
     assert_eq!(receipt["result"]["receipt"]["unanswered"], 1, "{receipt}");
+    eprintln!("a stopped node: the survey answered after {surveyed:?}, the receipt after {:?}", asked.elapsed());
     silent.resume();
     let mut subscriber = subscriber;
     let p = within("the publication after the pause", subscriber.next_publication()).await.unwrap();
