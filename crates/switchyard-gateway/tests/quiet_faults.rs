@@ -181,6 +181,11 @@ async fn a_silent_node_costs_its_peers_a_timeout_that_names_it() {
     let silent = GatewayProcess::start(binary, &[], &env).await;
     let subscriber = Client::connect(&silent.ws_url(), Options::new(Encoding::Json)).await.unwrap();
     subscriber.subscribe("news").await.unwrap();
+    // An SSE stream on the node that will stop; its commands may be posted
+    // to any node.
+    let mut stream = switchyard_testkit::sse::SseStream::open(silent.addr, "").await.unwrap();
+    let connect = within("the stream's connect", stream.next_frame()).await.unwrap();
+    let session = connect["connect"]["session"].as_str().unwrap().to_owned();
     let nodes = async || {
         let request = hyper::Request::get("/api/nodes")
             .header("host", asking.addr.to_string())
@@ -220,7 +225,19 @@ async fn a_silent_node_costs_its_peers_a_timeout_that_names_it() {
     let (status, receipt) = within("the receipt", api(asking.addr, "k", "/api/publish", publish)).await;
     assert_eq!(status, 200, "{receipt}");
     assert_eq!(receipt["result"]["receipt"]["unanswered"], 1, "{receipt}");
-    eprintln!("a stopped node: the survey answered after {surveyed:?}, the receipt after {:?}", asked.elapsed());
+    let receipted = asked.elapsed();
+    // A command for the stopped node's stream answers 503 in time, naming it.
+    let asked = std::time::Instant::now();
+    let ping = r#"{"id": 1, "presence_stats": {"channel": "x"}}"#;
+    let (status, answer) =
+        within("the forwarded command", switchyard_testkit::sse::command(asking.addr, &session, &[ping])).await;
+    assert_eq!(status, 503, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(silent_name.iter().any(|n| message.contains(n.as_str())), "{message}");
+    eprintln!(
+        "a stopped node: the survey answered after {surveyed:?}, the receipt after {receipted:?}, a forwarded SSE command after {:?}",
+        asked.elapsed()
+    );
     silent.resume();
     let mut subscriber = subscriber;
     let p = within("the publication after the pause", subscriber.next_publication()).await.unwrap();

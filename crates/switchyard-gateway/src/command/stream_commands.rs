@@ -28,8 +28,8 @@ pub enum Unanswered {
     Gone,
     /// The broker could not carry the request.
     Broker(Refusal),
-    /// The stream's node did not answer in time.
-    Timeout,
+    /// The stream's node (named) did not answer in time.
+    Timeout(String),
 }
 
 /// The node that holds the stream of `session`.
@@ -84,7 +84,7 @@ async fn run_there(node: &Node, holder: &str, session: &str, commands: Vec<Bytes
     match pending.collect(1, timeout(node)).await.pop() {
         Some(Op::SseReplies(SseReplies { found: true, replies, .. })) => Ok(replies),
         Some(_) => Err(Unanswered::Gone),
-        None => Err(Unanswered::Timeout),
+        None => Err(Unanswered::Timeout(holder.to_owned())),
     }
 }
 

@@ -86,9 +86,9 @@ async fn run(req: Request<Incoming>, node: &Node) -> Response<Body> {
             return http::refused_with(StatusCode::GONE, &Refusal::new(ErrorCode::NotAvailable, message));
         }
         Err(Unanswered::Broker(refusal)) => return error(&refusal, "broker"),
-        Err(Unanswered::Timeout) => {
-            let refusal = Refusal::new(ErrorCode::NotAvailable, "the stream's node did not answer in time");
-            return error(&refusal, "timeout");
+        Err(Unanswered::Timeout(holder)) => {
+            let message = format!("the stream's node {holder} did not answer in time");
+            return error(&Refusal::new(ErrorCode::NotAvailable, message), "timeout");
         }
     };
     let mut out = Vec::with_capacity(64 + replies.iter().map(Bytes::len).sum::<usize>());
