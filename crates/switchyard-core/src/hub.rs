@@ -33,6 +33,9 @@ const MAX_HELD: usize = 100_000;
 #[derive(Clone)]
 pub struct Subscriber {
     pub protocol: Protocol,
+    /// The connection negotiated permessage-deflate: it gets the
+    /// publication's compressed frame (made once for all such subscribers).
+    pub deflate: bool,
     pub outbound: Outbound,
     /// Publications of this epoch up to this offset reached the subscriber
     /// another way (its subscribe reply, recovery): skip them. Only within
@@ -42,9 +45,28 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub fn new(protocol: Protocol, outbound: Outbound) -> Self {
-        Subscriber { protocol, outbound, delivered_through: None }
+        Subscriber { protocol, deflate: false, outbound, delivered_through: None }
+    }
+
+    /// A subscriber that gets compressed frames (permessage-deflate).
+    pub fn deflated(mut self, deflate: bool) -> Self {
+        self.deflate = deflate;
+        self
+    }
+
+    /// Which of a publication's frames this subscriber gets.
+    fn kind(&self) -> usize {
+        let protocol = match self.protocol {
+            Protocol::Json => 0,
+            Protocol::Protobuf => 1,
+        };
+        protocol + 2 * usize::from(self.deflate)
     }
 }
+
+/// The frames a publication may need, one per kind of subscriber: JSON,
+/// protobuf, and each compressed.
+const KINDS: usize = 4;
 
 /// A subscriber whose publications are held while it recovers from
 /// history, so that what it gets live follows what it recovers, with no gap
@@ -61,18 +83,9 @@ struct ChannelSubscribers {
     /// `recovering.len()`, readable under the shard's read lock without
     /// taking the mutex on every publication.
     recovering_count: usize,
-    json: usize,
-    protobuf: usize,
+    /// Subscribers by the kind of frame they get (see [`Subscriber::kind`]).
+    kinds: [usize; KINDS],
     policy: SlowConsumerPolicy,
-}
-
-impl ChannelSubscribers {
-    fn count(&mut self, protocol: Protocol) -> &mut usize {
-        match protocol {
-            Protocol::Json => &mut self.json,
-            Protocol::Protobuf => &mut self.protobuf,
-        }
-    }
 }
 
 /// A map keyed by connection id.
@@ -142,17 +155,30 @@ type Shard = RwLock<HashMap<Box<str>, ChannelSubscribers>>;
 pub struct Hub {
     shards: Box<[Shard]>,
     hasher: RandomState,
+    /// Publications shorter than this (encoded) go uncompressed to
+    /// compressing subscribers too (`client.compression_min_size`).
+    deflate_min_size: usize,
 }
 
 impl Default for Hub {
     fn default() -> Self {
-        Hub { shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(), hasher: RandomState::new() }
+        Hub {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            deflate_min_size: 0,
+        }
     }
 }
 
 impl Hub {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A hub whose compressing subscribers get publications shorter than
+    /// `min_size` uncompressed.
+    pub fn with_deflate_min_size(min_size: usize) -> Self {
+        Hub { deflate_min_size: min_size, ..Self::default() }
     }
 
     fn shard(&self, channel: &str) -> &Shard {
@@ -178,12 +204,11 @@ impl Hub {
                 subscribers: ConnMap::default(),
                 recovering: std::sync::Mutex::new(ConnMap::default()),
                 recovering_count: 0,
-                json: 0,
-                protobuf: 0,
+                kinds: [0; KINDS],
                 policy,
             }
         });
-        let protocol = subscriber.protocol;
+        let kind = subscriber.kind();
         let recovering_map = entry.recovering.get_mut().unwrap_or_else(|e| e.into_inner());
         if entry.subscribers.contains_key(&conn) || recovering_map.contains_key(&conn) {
             return Subscribed::Already;
@@ -194,7 +219,7 @@ impl Hub {
         } else {
             entry.subscribers.insert(conn, subscriber);
         }
-        *entry.count(protocol) += 1;
+        entry.kinds[kind] += 1;
         metric::subscriptions().increment(1.0);
         if outcome == Subscribed::First {
             metric::channels().increment(1.0);
@@ -218,7 +243,7 @@ impl Hub {
                 None => return Unsubscribed::NotSubscribed,
             },
         };
-        *entry.count(removed.protocol) -= 1;
+        entry.kinds[removed.kind()] -= 1;
         metric::subscriptions().decrement(1.0);
         if entry.subscribers.is_empty() && entry.recovering_count == 0 {
             shard.remove(channel);
@@ -321,15 +346,20 @@ impl Hub {
         };
         let frame = ServerFrame { id: 0, message: Some(push_message(envelope)) };
         let at = envelope.published_at_us;
-        let json_frame = (entry.json > 0).then(|| OutFrame::publication(Protocol::Json.encode(&frame), at));
-        let protobuf_frame = (entry.protobuf > 0).then(|| OutFrame::publication(Protocol::Protobuf.encode(&frame), at));
-        let frame_for = |protocol: Protocol| -> OutFrame {
-            match protocol {
-                Protocol::Json => json_frame.as_ref(),
-                Protocol::Protobuf => protobuf_frame.as_ref(),
-            }
-            .expect("a frame is encoded for every protocol with a subscriber")
-            .clone()
+        // Each frame a subscriber here needs, made once: the compressed ones
+        // are compressed once, however many subscribers share them.
+        let frames: [Option<OutFrame>; KINDS] = std::array::from_fn(|kind| {
+            (entry.kinds[kind] > 0).then(|| {
+                let protocol = if kind % 2 == 0 { Protocol::Json } else { Protocol::Protobuf };
+                let bytes = match kind >= 2 {
+                    false => protocol.encode(&frame),
+                    true => protocol.encode_deflated(&frame, self.deflate_min_size),
+                };
+                OutFrame::publication(bytes, at)
+            })
+        });
+        let frame_for = |subscriber: &Subscriber| -> OutFrame {
+            frames[subscriber.kind()].clone().expect("a frame is made for every kind with a subscriber")
         };
         let mut fanout = Fanout::default();
         if entry.recovering_count > 0 {
@@ -342,7 +372,7 @@ impl Hub {
                     continue;
                 }
                 let position = StreamPosition::of(envelope);
-                r.held.push((position, frame_for(r.subscriber.protocol)));
+                r.held.push((position, frame_for(&r.subscriber)));
                 fanout.queued += 1;
             }
         }
@@ -350,7 +380,7 @@ impl Hub {
             if subscriber.delivered_through.as_ref().is_some_and(|d| d.covers(envelope)) {
                 continue;
             }
-            let frame = frame_for(subscriber.protocol);
+            let frame = frame_for(subscriber);
             match subscriber.outbound.push(frame) {
                 Ok(()) => fanout.queued += 1,
                 Err(PushError::Closed) => {}

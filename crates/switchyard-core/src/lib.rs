@@ -8,6 +8,8 @@
 //! - [`config`]: the configuration tree, its defaults and its validation.
 //! - [`protocol`]: the two encodings a connection may speak.
 //! - [`wsframe`]: WebSocket frames encoded once, ready for any connection.
+//! - [`deflate`]: permessage-deflate payloads, compressed once, inflated
+//!   with a bound.
 //! - [`outbound`]: a connection's bounded outbound queue.
 //! - [`hub`]: local subscriptions and fan-out into outbound queues.
 //! - [`metric`]: the names and help of every metric, in one place.
@@ -16,6 +18,7 @@ pub mod channel;
 pub mod clock;
 pub mod codes;
 pub mod config;
+pub mod deflate;
 pub mod hub;
 pub mod metric;
 pub mod outbound;

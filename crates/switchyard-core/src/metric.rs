@@ -59,6 +59,8 @@ pub const REBALANCE_SHED: &str = "switchyard_rebalance_shed_total";
 pub const REBALANCE_CHECKS: &str = "switchyard_rebalance_checks_total";
 pub const JWKS_FETCHES: &str = "switchyard_jwks_fetches_total";
 pub const BROKER_CUTOFFS: &str = "switchyard_broker_cutoffs_total";
+pub const DEFLATED_FRAMES: &str = "switchyard_deflated_frames_total";
+pub const INFLATE_REFUSALS: &str = "switchyard_inflate_refusals_total";
 pub const SESSION_END_TIMEOUTS: &str = "switchyard_session_end_timeouts_total";
 pub const HTTP_BODY_TIMEOUTS: &str = "switchyard_http_body_timeouts_total";
 pub const ADMIN_LOGINS: &str = "switchyard_admin_logins_total";
@@ -196,6 +198,14 @@ pub fn describe() {
     );
     describe_counter!(REBALANCE_SHED, "Connections this node closed with 4012 to rebalance the cluster.");
     describe_counter!(REBALANCE_CHECKS, "Times the rebalancer compared this node with the cluster's mean.");
+    describe_counter!(
+        DEFLATED_FRAMES,
+        "Publications compressed (permessage-deflate), once each for every subscriber that negotiated it, by encoding."
+    );
+    describe_counter!(
+        INFLATE_REFUSALS,
+        "Compressed client messages refused: too_big (inflating past client.max_message_size, 1009), malformed (1007)."
+    );
     describe_counter!(
         SESSION_END_TIMEOUTS,
         "Closed sessions whose last broker calls (save for resume, leave) did not finish within client.close_timeout."
@@ -435,6 +445,14 @@ pub fn sse_command_errors(reason: &'static str) -> Counter {
 }
 pub fn rebalance_shed() -> Counter {
     cached_counter(REBALANCE_SHED, "", || counter!(REBALANCE_SHED))
+}
+/// `encoding`: `json`, `protobuf`.
+pub fn deflated_frames(encoding: &'static str) -> Counter {
+    cached_counter(DEFLATED_FRAMES, encoding, || counter!(DEFLATED_FRAMES, "encoding" => encoding))
+}
+/// `reason`: `too_big`, `malformed`.
+pub fn inflate_refusals(reason: &'static str) -> Counter {
+    cached_counter(INFLATE_REFUSALS, reason, || counter!(INFLATE_REFUSALS, "reason" => reason))
 }
 pub fn session_end_timeouts() -> Counter {
     cached_counter(SESSION_END_TIMEOUTS, "", || counter!(SESSION_END_TIMEOUTS))

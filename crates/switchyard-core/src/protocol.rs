@@ -48,6 +48,21 @@ impl Protocol {
         }
     }
 
+    /// `frame` as one compressed WebSocket frame (permessage-deflate), or
+    /// as a plain one when it is shorter than `min_size`: RSV1 is per
+    /// message, and compressing a short message costs more than it saves.
+    pub fn encode_deflated(self, frame: &ServerFrame, min_size: usize) -> Bytes {
+        let (opcode, message) = match self {
+            Protocol::Json => (wsframe::OPCODE_TEXT, json::encode_server_frame(frame)),
+            Protocol::Protobuf => (wsframe::OPCODE_BINARY, frame.encode_to_vec()),
+        };
+        if message.len() < min_size {
+            return wsframe::frame(opcode, &message);
+        }
+        crate::metric::deflated_frames(self.label()).increment(1);
+        wsframe::compressed(opcode, &crate::deflate::compress(&message))
+    }
+
     /// A bounded metric label.
     pub const fn label(self) -> &'static str {
         match self {

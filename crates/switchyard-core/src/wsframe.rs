@@ -10,6 +10,9 @@ pub const OPCODE_CLOSE: u8 = 0x8;
 pub const OPCODE_PING: u8 = 0x9;
 pub const OPCODE_PONG: u8 = 0xA;
 
+/// RSV1 on the first frame of a message: it is compressed (RFC 7692).
+const RSV1: u8 = 0x40;
+
 /// The header of a final, unmasked frame.
 fn put_header(out: &mut BytesMut, opcode: u8, len: usize) {
     out.put_u8(0x80 | opcode);
@@ -29,6 +32,15 @@ pub fn frame(opcode: u8, payload: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(payload.len() + 10);
     put_header(&mut out, opcode, payload.len());
     out.put_slice(payload);
+    out.freeze()
+}
+
+/// A final frame whose payload is compressed with permessage-deflate
+/// (`deflated`: what [`crate::deflate::compress`] made of the message).
+pub fn compressed(opcode: u8, deflated: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(deflated.len() + 10);
+    put_header(&mut out, RSV1 | opcode, deflated.len());
+    out.put_slice(deflated);
     out.freeze()
 }
 

@@ -63,6 +63,8 @@ impl Opcode {
 pub struct Frame {
     pub fin: bool,
     pub opcode: Opcode,
+    /// RSV1: the message this frame starts is compressed (permessage-deflate).
+    pub compressed: bool,
     pub payload: BytesMut,
 }
 
@@ -82,15 +84,26 @@ pub enum FrameError {
 /// `Ok(None)` means more bytes are needed, and `buf` has been given room
 /// for the rest of the frame when its size is known.
 pub fn parse(buf: &mut BytesMut, max_payload: usize) -> Result<Option<Frame>, FrameError> {
+    parse_with(buf, max_payload, false)
+}
+
+/// [`parse`], where permessage-deflate was negotiated (`deflate`): RSV1 may
+/// then mark the first frame of a data message as compressed (RFC 7692
+/// §6), never a control frame or a continuation.
+pub fn parse_with(buf: &mut BytesMut, max_payload: usize, deflate: bool) -> Result<Option<Frame>, FrameError> {
     if buf.len() < 2 {
         return Ok(None);
     }
     let (b0, b1) = (buf[0], buf[1]);
-    if b0 & 0x70 != 0 {
+    let compressed = b0 & 0x40 != 0;
+    if b0 & 0x30 != 0 || (compressed && !deflate) {
         return Err(FrameError::Protocol);
     }
     let fin = b0 & 0x80 != 0;
     let opcode = Opcode::from_bits(b0 & 0x0F).ok_or(FrameError::Protocol)?;
+    if compressed && !matches!(opcode, Opcode::Text | Opcode::Binary) {
+        return Err(FrameError::Protocol);
+    }
     if b1 & 0x80 == 0 {
         // §5.1: a server closes on an unmasked client frame.
         return Err(FrameError::Protocol);
@@ -124,7 +137,7 @@ pub fn parse(buf: &mut BytesMut, max_payload: usize) -> Result<Option<Frame>, Fr
     buf.advance(header);
     let mut payload = buf.split_to(len);
     unmask(&mut payload, mask);
-    Ok(Some(Frame { fin, opcode, payload }))
+    Ok(Some(Frame { fin, opcode, compressed, payload }))
 }
 
 /// XORs `payload` with the repeating 4-byte `mask`, eight bytes at a time.
@@ -147,19 +160,27 @@ pub struct FrameReader<R> {
     buf: BytesMut,
     max_payload: usize,
     read_size: usize,
+    /// permessage-deflate was negotiated: RSV1 is allowed (see [`parse_with`]).
+    deflate: bool,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// `max_payload`: the largest frame payload accepted ([`FrameError::TooBig`] above).
     pub fn new(io: R, max_payload: usize) -> Self {
-        FrameReader { io, buf: BytesMut::new(), max_payload, read_size: MIN_READ }
+        FrameReader { io, buf: BytesMut::new(), max_payload, read_size: MIN_READ, deflate: false }
+    }
+
+    /// Takes compressed messages too (permessage-deflate was negotiated).
+    pub fn with_deflate(mut self, deflate: bool) -> Self {
+        self.deflate = deflate;
+        self
     }
 
     /// The next frame. Cancel-safe: bytes read are kept in the reader's own
     /// buffer before its await returns, so they stay there for the next call.
     pub async fn read_frame(&mut self) -> Result<Frame, FrameError> {
         loop {
-            if let Some(frame) = parse(&mut self.buf, self.max_payload)? {
+            if let Some(frame) = parse_with(&mut self.buf, self.max_payload, self.deflate)? {
                 return Ok(frame);
             }
             let n = if self.buf.is_empty() {

@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod cli;
 mod cluster_view;
+mod compression;
 mod conformance;
 mod contract;
 mod deployment;

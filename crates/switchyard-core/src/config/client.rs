@@ -29,6 +29,15 @@ pub struct ClientConfig {
     /// error 106 for presence), and a reader is never taken for slow because
     /// of an answer it asked for. Default: 1048576 (1 MiB).
     pub max_reply_bytes: usize,
+    /// permessage-deflate (RFC 7692) on `/ws`, where a client offers it:
+    /// each publication is compressed once and shared by every compressing
+    /// subscriber, neither side keeps a window between messages
+    /// (`server_no_context_takeover`, `client_no_context_takeover`).
+    /// Default: `false`.
+    pub compression: bool,
+    /// Messages shorter than this (bytes, encoded) go uncompressed even to
+    /// compressing clients. Default: `256`.
+    pub compression_min_size: usize,
     /// The period of the node's write clock: a connection (WebSocket or SSE
     /// stream) with frames queued writes them at the clock's next tick, so what comes
     /// meanwhile goes in the same write. A frame waits up to this long (the
@@ -71,6 +80,8 @@ impl Default for ClientConfig {
             max_message_size: 64 * 1024,
             max_queue_bytes: 1024 * 1024,
             max_reply_bytes: 1024 * 1024,
+            compression: false,
+            compression_min_size: 256,
             write_delay: Duration::ZERO,
             max_channels: 128,
             close_timeout: Duration::from_secs(5),

@@ -86,6 +86,9 @@ pub struct ClientSession {
     /// replay: one reply's worth (`client.max_reply_bytes`) for a
     /// `subscribe`, shared by every channel of a resume or a stream's URL.
     pub(super) replay_budget: usize,
+    /// The connection negotiated permessage-deflate: its channels get the
+    /// publications' compressed frames.
+    pub(super) deflate: bool,
 }
 
 /// What a message that cannot be read at all gets.
@@ -150,7 +153,14 @@ impl ClientSession {
             refresh_timer: None,
             collected: None,
             replay_budget: 0,
+            deflate: false,
         }
+    }
+
+    /// The session's connection negotiated permessage-deflate.
+    pub fn with_deflate(mut self, deflate: bool) -> Self {
+        self.deflate = deflate;
+        self
     }
 
     pub fn outbound(&self) -> &Outbound {

@@ -144,7 +144,7 @@ impl ClientSession {
         let (_, namespace) = resolve(&node, name)?;
         let history = namespace.keeps_history();
         let held = history || hold || namespace.join_leave;
-        let subscriber = Subscriber::new(self.protocol, self.outbound.clone());
+        let subscriber = Subscriber::new(self.protocol, self.outbound.clone()).deflated(self.deflate);
         match node.hub.subscribe(name, self.id, subscriber, namespace.slow_consumer, held) {
             Subscribed::First => {
                 if let Err(e) = node.stores.broker.subscribe(&[name.to_owned()]).await {

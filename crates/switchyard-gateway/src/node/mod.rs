@@ -124,7 +124,7 @@ impl Node {
             _ => None,
         };
         let name = config.node_name.clone().unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
-        let hub = Arc::new(Hub::new());
+        let hub = Arc::new(Hub::with_deflate_min_size(config.client.compression_min_size));
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let (receipts, receipts_rx) = mpsc::channel(CONTROL_QUEUE);
         let sink = Arc::new(NodeSink { hub: hub.clone(), control, receipts });

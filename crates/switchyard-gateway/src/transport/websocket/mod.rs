@@ -29,7 +29,7 @@ use crate::query;
 use handler::Handler;
 pub use handler::Speaks;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{HeaderValue, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL};
 use hyper::upgrade::Upgraded;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -80,6 +80,8 @@ pub fn upgrade(
         },
     };
     let negotiated = offered.is_some();
+    let deflate = node.config.client.compression
+        && req.headers().get_all(SEC_WEBSOCKET_EXTENSIONS).iter().any(|v| offers_deflate(v.to_str().unwrap_or("")));
     let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(pair) => pair,
         Err(e) => {
@@ -94,7 +96,7 @@ pub fn upgrade(
         match upgraded.await {
             Ok(ws) => {
                 let speaks = if echo { Speaks::Echo } else { Speaks::Protocol(protocol) };
-                run_upgraded(node, ws.into_inner().into_inner(), speaks, handshake, permit).await
+                run_upgraded(node, ws.into_inner().into_inner(), speaks, deflate, handshake, permit).await
             }
             Err(e) => debug!(error = %e, "upgrade did not complete"),
         }
@@ -103,7 +105,38 @@ pub fn upgrade(
     if negotiated {
         parts.headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol.name()));
     }
+    if deflate {
+        parts.headers.insert(SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_static(DEFLATE_RESPONSE));
+    }
     Response::from_parts(parts, Body::default())
+}
+
+/// What the server answers an offer of permessage-deflate with: neither
+/// side keeps a window from one message to the next, so a publication is
+/// compressed once for every subscriber, and an idle connection holds no
+/// compressor or inflater (RFC 7692 lets the server ask
+/// `client_no_context_takeover` even when the client did not offer it).
+const DEFLATE_RESPONSE: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+
+/// Whether a `Sec-WebSocket-Extensions` value offers permessage-deflate in
+/// a form this server takes: any `client_max_window_bits`, and
+/// `server_max_window_bits` only at 15 (the server compresses with the
+/// whole window; an offer that asks for less is passed over, RFC 7692
+/// §7.1.2.1).
+fn offers_deflate(value: &str) -> bool {
+    value.split(',').any(|offer| {
+        let mut parts = offer.split(';').map(str::trim);
+        parts.next().is_some_and(|name| name.eq_ignore_ascii_case("permessage-deflate"))
+            && parts.all(|param| {
+                let (key, value) =
+                    param.split_once('=').map_or((param, ""), |(k, v)| (k.trim(), v.trim().trim_matches('"')));
+                match key {
+                    "server_no_context_takeover" | "client_no_context_takeover" | "client_max_window_bits" => true,
+                    "server_max_window_bits" => value == "15",
+                    _ => false,
+                }
+            })
+    })
 }
 
 /// A connect token in the request that opens a connection: the configured
@@ -118,7 +151,14 @@ pub fn handshake_token(req: &Request<Incoming>, auth: &AuthConfig) -> Option<Str
 /// is taken back from hyper and split into its owned halves: reads and
 /// writes then go straight to the socket, not through hyper's boxed stream
 /// and a split's lock on every call (a TLS one keeps the generic path).
-async fn run_upgraded(node: Arc<Node>, upgraded: Upgraded, speaks: Speaks, handshake: Handshake, permit: Permit) {
+async fn run_upgraded(
+    node: Arc<Node>,
+    upgraded: Upgraded,
+    speaks: Speaks,
+    deflate: bool,
+    handshake: Handshake,
+    permit: Permit,
+) {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let (read, write) = parts.io.into_inner().into_split();
@@ -128,20 +168,27 @@ async fn run_upgraded(node: Arc<Node>, upgraded: Upgraded, speaks: Speaks, hands
             let early = bytes::Bytes::copy_from_slice(&parts.read_buf);
             drop(parts.read_buf);
             let read = std::io::Cursor::new(early).chain(read);
-            run(node, read, write, speaks, handshake, permit).await
+            run(node, read, write, speaks, deflate, handshake, permit).await
         }
         Err(upgraded) => {
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
             // Boxed: held in place, this second form of the session would
             // add its size to the task of every plain connection too.
-            Box::pin(run(node, read, write, speaks, handshake, permit)).await
+            Box::pin(run(node, read, write, speaks, deflate, handshake, permit)).await
         }
     }
 }
 
 /// Serves one connection, given its two halves, until it closes.
-async fn run<R, W>(node: Arc<Node>, read: R, write: W, speaks: Speaks, handshake: Handshake, permit: Permit)
-where
+async fn run<R, W>(
+    node: Arc<Node>,
+    read: R,
+    write: W,
+    speaks: Speaks,
+    deflate: bool,
+    handshake: Handshake,
+    permit: Permit,
+) where
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
@@ -157,7 +204,9 @@ where
     let mut writer = tokio::spawn(writer::run(write, queue, protocol, node.write_clock.clone()));
     let (ops, mut ops_rx) = lifecycle::ops_queue();
     let mut handler = match protocol {
-        Some(protocol) => Handler::Session(Box::new(connection.session(protocol, handshake, ops))),
+        Some(protocol) => {
+            Handler::Session(Box::new(connection.session(protocol, handshake, ops).with_deflate(deflate)))
+        }
         None => Handler::Echo(connection.outbound.clone()),
     };
     let outbound = &connection.outbound;
@@ -165,7 +214,7 @@ where
     // before the socket is dropped. (Both futures are made in place: bound
     // to a local first, each would take its room in this task twice.)
     tokio::select! {
-        close = reader::run(read, &mut handler, &mut ops_rx, &connection.liveness, &config.client) => { outbound.close(close); }
+        close = reader::run(read, deflate, &mut handler, &mut ops_rx, &connection.liveness, &config.client) => { outbound.close(close); }
         () = teardown(outbound, config.client.close_timeout) => {}
     }
     if tokio::time::timeout(config.client.close_timeout, &mut writer).await.is_err() {
@@ -181,4 +230,21 @@ where
 async fn teardown(outbound: &switchyard_core::outbound::Outbound, close_timeout: std::time::Duration) {
     outbound.closed().await;
     tokio::time::sleep(close_timeout).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::offers_deflate;
+
+    #[test]
+    fn takes_the_offers_it_can_answer() {
+        assert!(offers_deflate("permessage-deflate"));
+        assert!(offers_deflate("permessage-deflate; client_max_window_bits"));
+        assert!(offers_deflate("x-webkit-deflate-frame, permessage-deflate; client_max_window_bits=10"));
+        assert!(offers_deflate("permessage-deflate; server_max_window_bits=10, permessage-deflate"));
+        assert!(!offers_deflate("permessage-deflate; server_max_window_bits=10"));
+        assert!(!offers_deflate("permessage-deflate; unknown_param"));
+        assert!(!offers_deflate("x-webkit-deflate-frame"));
+        assert!(!offers_deflate(""));
+    }
 }

@@ -13,6 +13,8 @@ use crate::traffic_tally;
 use bytes::BytesMut;
 use switchyard_core::codes::CloseCode;
 use switchyard_core::config::ClientConfig;
+use switchyard_core::deflate::{self, InflateError};
+use switchyard_core::metric;
 use switchyard_core::outbound::{Close, OutFrame};
 use switchyard_core::wsframe;
 use switchyard_core::wsread::{Frame, FrameError, FrameReader, Opcode};
@@ -21,6 +23,8 @@ use tokio::io::AsyncRead;
 /// A message being reassembled from fragments.
 struct Partial {
     is_text: bool,
+    /// Its first frame had RSV1: inflate it once it is whole.
+    compressed: bool,
     payload: BytesMut,
 }
 
@@ -32,6 +36,7 @@ struct Partial {
 /// duties ([`Timers`]).
 pub async fn run<R>(
     read: R,
+    deflate: bool,
     handler: &mut Handler,
     ops: &mut OpReceiver,
     liveness: &Liveness,
@@ -41,7 +46,7 @@ where
     R: AsyncRead + Unpin,
 {
     let max_message_size = config.max_message_size;
-    let mut frames = FrameReader::new(read, max_message_size);
+    let mut frames = FrameReader::new(read, max_message_size).with_deflate(deflate);
     let mut partial: Option<Partial> = None;
     let mut timers = Timers::new(config, liveness);
     let timer = tokio::time::sleep_until(timers.due(liveness));
@@ -91,12 +96,16 @@ where
                 }
                 let is_text = frame.opcode == Opcode::Text;
                 if frame.fin {
-                    if is_text && is_invalid_utf8(&frame.payload) {
+                    let payload = match message(frame.payload, frame.compressed, max_message_size) {
+                        Ok(payload) => payload,
+                        Err(close) => return close,
+                    };
+                    if is_text && is_invalid_utf8(&payload) {
                         return Close::Server(CloseCode::InvalidPayload);
                     }
-                    Box::pin(handler.on_message(&frame.payload, is_text)).await;
+                    Box::pin(handler.on_message(&payload, is_text)).await;
                 } else {
-                    partial = Some(Partial { is_text, payload: frame.payload });
+                    partial = Some(Partial { is_text, compressed: frame.compressed, payload: frame.payload });
                 }
             }
             Opcode::Continuation => {
@@ -108,7 +117,11 @@ where
                 }
                 p.payload.extend_from_slice(&frame.payload);
                 if frame.fin {
-                    let Partial { is_text, payload } = partial.take().expect("checked above");
+                    let Partial { is_text, compressed, payload } = partial.take().expect("checked above");
+                    let payload = match message(payload, compressed, max_message_size) {
+                        Ok(payload) => payload,
+                        Err(close) => return close,
+                    };
                     if is_text && is_invalid_utf8(&payload) {
                         return Close::Server(CloseCode::InvalidPayload);
                     }
@@ -123,6 +136,26 @@ where
             }
             Opcode::Pong => {}
             Opcode::Close => return peer_close(&frame),
+        }
+    }
+}
+
+/// A whole message as it was sent: a compressed one inflated, at most
+/// `max` bytes (past them inflating stops: 1009), or 1007 for data that is
+/// not deflate; both counted.
+fn message(payload: BytesMut, compressed: bool, max: usize) -> Result<BytesMut, Close> {
+    if !compressed {
+        return Ok(payload);
+    }
+    match deflate::inflate(&payload, max) {
+        Ok(inflated) => Ok(BytesMut::from(&inflated[..])),
+        Err(InflateError::TooBig) => {
+            metric::inflate_refusals("too_big").increment(1);
+            Err(Close::Server(CloseCode::MessageTooBig))
+        }
+        Err(InflateError::Malformed) => {
+            metric::inflate_refusals("malformed").increment(1);
+            Err(Close::Server(CloseCode::InvalidPayload))
         }
     }
 }
