@@ -75,3 +75,26 @@ describe("the demo page in Chromium", () => {
     }
   });
 });
+
+describe("permessage-deflate in Chromium", () => {
+  it("negotiates compression with the demo page and gets compressed publications", async () => {
+    const redis = await Redis.start();
+    const node = await Node.start(redis, {
+      SWITCHYARD_CLIENT__COMPRESSION: "true",
+      SWITCHYARD_CLIENT__COMPRESSION_MIN_SIZE: "16",
+    });
+    const { demo, close } = await openDemo(node.url);
+    try {
+      // Every publication frame is over the minimum: each comes compressed,
+      // the browser inflates it, and the page shows every tick.
+      for (let n = 1; n <= 5; n++) fcall(redis, "ticker:demo", n);
+      await until("five ticks", async () => (await demo()).ticker.length === 5);
+      assert.deepEqual((await demo()).ticker, [1, 2, 3, 4, 5]);
+      const text = await (await fetch(`http://127.0.0.1:${node.port}/metrics`)).text();
+      const line = text.split("\n").find((l) => l.startsWith('switchyard_deflated_frames_total{encoding="json"}'));
+      assert.ok(Number(line?.split(" ")[1] ?? 0) >= 5, line ?? "no compressed frames");
+    } finally {
+      await close();
+    }
+  });
+});
