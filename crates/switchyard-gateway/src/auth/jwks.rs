@@ -5,7 +5,7 @@
 //! `kid`s cannot make the node hammer the provider). A failed fetch keeps
 //! the keys it had.
 
-use super::{Family, KeySet, key_set};
+use super::keys::{Family, KeySet, key_set};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty, Limited};
 use hyper::Uri;

@@ -13,10 +13,11 @@
 //! `exp` are required; `nbf` is honoured where present.
 
 pub mod jwks;
+mod keys;
 
-use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use jwks::RemoteKeys;
+use keys::{Family, KeySet, key_set};
 use serde::Deserialize;
 use std::collections::HashMap;
 use switchyard_core::config::AuthConfig;
@@ -80,12 +81,6 @@ struct Claims {
     channel: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Family {
-    Rsa,
-    Ec,
-}
-
 /// Checks tokens with the node's keys.
 pub struct Authenticator {
     allow_anonymous: bool,
@@ -98,27 +93,6 @@ pub struct Authenticator {
     pub remote: Option<RemoteKeys>,
     audience: Option<String>,
     issuer: Option<String>,
-}
-
-/// Public keys by `kid`.
-type KeySet = HashMap<String, (Family, DecodingKey)>;
-
-/// The RSA and EC keys of a JWKS document, by `kid`; `what` names its
-/// source in errors.
-fn key_set(text: &[u8], what: &str) -> Result<KeySet, String> {
-    let set: JwkSet = serde_json::from_slice(text).map_err(|e| format!("{what}: {e}"))?;
-    let mut keys = HashMap::new();
-    for jwk in &set.keys {
-        let family = match jwk.algorithm {
-            AlgorithmParameters::RSA(_) => Family::Rsa,
-            AlgorithmParameters::EllipticCurve(_) => Family::Ec,
-            _ => continue,
-        };
-        let kid = jwk.common.key_id.clone().unwrap_or_default();
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("{what}: key {kid:?}: {e}"))?;
-        keys.insert(kid, (family, key));
-    }
-    Ok(keys)
 }
 
 impl Authenticator {
