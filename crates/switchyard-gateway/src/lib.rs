@@ -9,7 +9,8 @@
 //!   command failed), `http` (one body reader, response type and
 //!   error-to-status table), `recorder` (the Prometheus recorder),
 //!   `traffic_tally` (per-thread counts of what connections read and
-//!   write), `proxy` (the application's backend, over HTTP).
+//!   write), `outgoing` (the node's own HTTP client connector), `proxy`
+//!   (the application's backend, over HTTP).
 //! - `node`: the node's shared state: connections and permits, the index
 //!   by user, SSE streams, server operations, requests to other nodes,
 //!   local presence, the write clock.
@@ -33,6 +34,7 @@ mod handshake;
 mod http;
 mod node;
 mod origin;
+mod outgoing;
 pub mod probe;
 mod proxy;
 mod query;

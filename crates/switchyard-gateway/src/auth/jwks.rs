@@ -43,18 +43,7 @@ impl RemoteKeys {
         if !matches!(uri.scheme_str(), Some("http" | "https")) {
             return Err(format!("auth.jwks_url: {url:?}: an http:// or https:// URL"));
         }
-        // rustls needs a process-wide crypto provider; the first install wins.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = crate::outgoing::connector(crate::outgoing::system_roots());
         Ok(RemoteKeys {
             uri,
             client: Client::builder(TokioExecutor::new()).build(connector),

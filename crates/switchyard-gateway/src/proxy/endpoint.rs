@@ -57,14 +57,7 @@ impl Endpoint {
                     .map_err(|e| format!("proxy.{name}.headers: {h:?}: {e}"))
             })
             .collect::<Result<_, _>>()?;
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = crate::outgoing::connector(tls);
         // In-flight requests bound the connections too: each holds at most one.
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(IDLE_TIMEOUT)
