@@ -277,3 +277,19 @@ async fn wrong_admin_passwords_lock_out_their_own_address_only() {
     assert_eq!(login("203.0.113.7", "pw").await, 429, "the guesser's address is locked");
     assert_eq!(login("198.51.100.1", "pw").await, 200, "the operator's is not");
 }
+
+#[tokio::test]
+async fn a_publication_larger_than_a_reply_is_named_not_paged_over_in_silence() {
+    let redis = RedisServer::start().await;
+    let node = TestNode::start(config(&redis)).await;
+    // A backend publishes 1.2 MB through Redis (the node's own limits do
+    // not apply to FCALL); a reply holds 1 MiB.
+    let big = format!("\"{}\"", "x".repeat(1_200_000));
+    redis.cli_with_stdin(&["FCALL", "switchyard_publish", "1", "chat:huge"], big.as_bytes()).await;
+    let c = client(&node, Encoding::Json).await;
+    let epoch = c.history("chat:huge", None, 0).await.unwrap().epoch;
+    let since = StreamPosition { epoch, offset: 0 };
+    let (code, message) = server_error(c.history("chat:huge", Some(since), 0).await);
+    assert_eq!(code, 106, "{message}");
+    assert!(message.contains("publication 1"), "{message}");
+}

@@ -64,7 +64,15 @@ pub async fn history(
     let mut publications = history.publications;
     let budget = reply_budget(node);
     if since.is_some() {
-        publications.truncate(fitting(&publications, budget));
+        let fit = fitting(&publications, budget);
+        if fit == 0 && !publications.is_empty() {
+            // One publication larger than a reply: an empty page would have
+            // a client page on from the same place forever.
+            let offset = publications[0].offset;
+            let message = format!("publication {offset} is larger than one reply (client.max_reply_bytes)");
+            return Err(Refusal::new(ErrorCode::LimitExceeded, message));
+        }
+        publications.truncate(fit);
     } else {
         publications.reverse();
         publications.truncate(fitting(&publications, budget));
