@@ -68,6 +68,8 @@ start_redis() {
 # publisher connect, the generator's --target, and switchyard's metrics
 # listeners (comma-separated; "-" for peers).
 #   switchyard        one node, in-memory broker
+#   switchyard-deflate  the same with client.compression on (idle.sh's
+#                     clients then offer permessage-deflate)
 #   switchyard-delayed  the same with client.write_delay at $WRITE_DELAY
 #                     (1ms unless set): fewer, larger writes
 #   switchyard-sse    one node, subscribers over Server-Sent Events (the
@@ -99,6 +101,11 @@ start_server() {
   case "$name" in
     switchyard)
       start_switchyard "$port"
+      wait_port "$port"
+      echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-json" \
+        "127.0.0.1:$((port + 500))" ;;
+    switchyard-deflate)
+      SWITCHYARD_CLIENT__COMPRESSION=true start_switchyard "$port"
       wait_port "$port"
       echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-json" \
         "127.0.0.1:$((port + 500))" ;;

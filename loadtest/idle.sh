@@ -26,7 +26,9 @@ for round in $(seq "$rounds"); do
   for server in ${SERVERS:-switchyard raw bare node-ws socketio}; do
     port=$((port + 1))
     read -r pids url _ target _ backend < <(start_server "$server" "$port")
-    taskset -c 1 target/release/switchyard-loadtest --scenario idle --url "$url" --target "$target" \
+    offer=0
+    [ "$server" = switchyard-deflate ] && offer=1
+    SWITCHYARD_LOADTEST_OFFER_DEFLATE=$offer taskset -c 1 target/release/switchyard-loadtest --scenario idle --url "$url" --target "$target" \
       --connections "$connections" --processes "$processes" --hold "$hold" --server-pid "$pids" \
       --label "$server r$round" --json "$out/idle-$server-r$round.json" >/dev/null
     python3 -c "

@@ -69,6 +69,12 @@ fn tcp_kernel_bytes() -> Option<u64> {
     None
 }
 
+/// Whether clients offer permessage-deflate (`SWITCHYARD_LOADTEST_OFFER_DEFLATE=1`,
+/// which idle.sh sets for `switchyard-deflate`).
+fn offers_deflate() -> bool {
+    std::env::var_os("SWITCHYARD_LOADTEST_OFFER_DEFLATE").is_some_and(|v| v == "1")
+}
+
 /// One client: connect from `source`, handshake, subscribe (switchyard),
 /// then answer pings until the end of the run.
 async fn client(
@@ -91,6 +97,12 @@ async fn client(
         .header("sec-websocket-version", "13");
     if target == Target::SwitchyardJson {
         request = request.header("sec-websocket-protocol", "switchyard.v1.json");
+    }
+    if offers_deflate() {
+        // What browsers offer: the idle footprint with compression
+        // negotiated (idle connections get only pings and short replies,
+        // which go uncompressed).
+        request = request.header("sec-websocket-extensions", "permessage-deflate; client_max_window_bits");
     }
     let (mut ws, _) = fastwebsockets::handshake::client(
         &hyper_util::rt::TokioExecutor::new(),
