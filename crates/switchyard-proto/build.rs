@@ -64,7 +64,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             .iter()
                             .any(|n| n.name() == t && n.options.as_ref().is_some_and(|o| o.map_entry()))
                     });
-                let attribute = if is_map {
+                let attribute = if is_map && field.name() == "tags" {
+                    // Tags are optional: no `"tags": {}` on every publish.
+                    Some("#[serde(skip_serializing_if = \"std::collections::HashMap::is_empty\")]")
+                } else if is_map {
                     None // a map is an object, written even when empty
                 } else if field.label() == Label::Repeated {
                     Some("#[serde(skip_serializing_if = \"Vec::is_empty\")]")

@@ -304,7 +304,12 @@ impl Client {
 
     /// Publishes `data`: with the JSON encoding it must be a JSON value.
     pub async fn publish(&self, channel: &str, data: impl Into<Bytes>) -> Result<PublishResult, ClientError> {
-        let request = PublishRequest { channel: channel.to_owned(), data: data.into(), ..Default::default() };
+        self.publish_with(PublishRequest { channel: channel.to_owned(), data: data.into(), ..Default::default() }).await
+    }
+
+    /// Publishes with every option of the command (tags, a receipt, an
+    /// idempotency key).
+    pub async fn publish_with(&self, request: PublishRequest) -> Result<PublishResult, ClientError> {
         match self.command(Command::Publish(request)).await? {
             Message::Publish(result) => Ok(result),
             _ => Err(ClientError::UnexpectedReply),

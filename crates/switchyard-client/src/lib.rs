@@ -49,5 +49,5 @@ mod session;
 
 pub use client::{Client, Encoding, Event, Options};
 pub use error::ClientError;
-pub use session::{Gap, Session, SessionEvent, SessionOptions, SessionState, TokenSource};
+pub use session::{Gap, Session, SessionEvent, SessionOptions, SessionState, SubscribeOptions, TokenSource};
 pub use switchyard_proto::v1;

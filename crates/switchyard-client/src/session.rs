@@ -4,6 +4,10 @@
 //! publication of a history channel once and in order, says when a gap
 //! could not be filled, acknowledges what it delivered, and refreshes its
 //! token. Every command settles within [`SessionOptions::timeout`].
+//!
+//! Deltas are applied before the application sees a publication; one that
+//! does not apply makes the session subscribe again with recovery instead.
+//! A filtered subscription skips offsets by design: those are not gaps.
 
 use crate::client::{Client, Event, Options};
 use crate::error::ClientError;
@@ -14,9 +18,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_proto::fossil;
 use switchyard_proto::v1::server_frame::Message;
 use switchyard_proto::v1::{
-    ConnectRequest, HistoryResult, MemberEvent, Publication, PublishResult, StreamPosition, SubscribeRequest,
+    ConnectRequest, Filter, HistoryResult, MemberEvent, Publication, PublishRequest, PublishResult, StreamPosition,
+    SubscribeRequest,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -74,6 +80,20 @@ pub struct Gap {
     pub to: StreamPosition,
 }
 
+/// What a subscription asks of its channel's publications.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubscribeOptions {
+    /// Only publications whose tags pass this (evaluated by the server).
+    pub filter: Option<Filter>,
+    /// Ask for Fossil deltas (granted where the namespace has `delta`);
+    /// the application still sees full data.
+    pub delta: bool,
+}
+
+/// The largest publication a delta may rebuild; past it the delta is
+/// refused as not applying.
+const MAX_DELTA_TARGET: usize = 64 << 20;
+
 /// What a session hands the application.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionEvent {
@@ -95,9 +115,9 @@ pub enum SessionEvent {
 }
 
 enum Op {
-    Subscribe(String, oneshot::Sender<Result<(), ClientError>>),
+    Subscribe(String, SubscribeOptions, oneshot::Sender<Result<(), ClientError>>),
     Unsubscribe(String),
-    Publish(String, Bytes, oneshot::Sender<Result<PublishResult, ClientError>>),
+    Publish(PublishRequest, oneshot::Sender<Result<PublishResult, ClientError>>),
     History(String, Option<StreamPosition>, u32, oneshot::Sender<Result<HistoryResult, ClientError>>),
     Close,
 }
@@ -156,7 +176,12 @@ impl Session {
     /// Subscribes (and keeps the subscription across reconnects); resolves
     /// once the server confirmed it.
     pub async fn subscribe(&self, channel: &str) -> Result<(), ClientError> {
-        self.call(|reply| Op::Subscribe(channel.to_owned(), reply)).await
+        self.subscribe_with(channel, SubscribeOptions::default()).await
+    }
+
+    /// [`Session::subscribe`] with a filter, or deltas.
+    pub async fn subscribe_with(&self, channel: &str, options: SubscribeOptions) -> Result<(), ClientError> {
+        self.call(|reply| Op::Subscribe(channel.to_owned(), options, reply)).await
     }
 
     pub async fn unsubscribe(&self, channel: &str) -> Result<(), ClientError> {
@@ -164,8 +189,14 @@ impl Session {
     }
 
     pub async fn publish(&self, channel: &str, data: impl Into<Bytes>) -> Result<PublishResult, ClientError> {
-        let data = data.into();
-        self.call(|reply| Op::Publish(channel.to_owned(), data, reply)).await
+        let request = PublishRequest { channel: channel.to_owned(), data: data.into(), ..Default::default() };
+        self.publish_with(request).await
+    }
+
+    /// Publishes with every option of the command (tags, a receipt, an
+    /// idempotency key).
+    pub async fn publish_with(&self, request: PublishRequest) -> Result<PublishResult, ClientError> {
+        self.call(|reply| Op::Publish(request, reply)).await
     }
 
     pub async fn history(
@@ -196,9 +227,13 @@ impl Session {
 /// A channel the session is subscribed to.
 #[derive(Default)]
 struct Channel {
+    options: SubscribeOptions,
     /// The last publication delivered (history channels).
     position: Option<StreamPosition>,
     acked: u64,
+    /// With deltas: the data of the last publication received, the base
+    /// of the next delta.
+    base: Option<Bytes>,
 }
 
 /// How one connection ended.
@@ -288,8 +323,8 @@ impl Task {
     async fn run_deferred(&mut self, client: &Client) {
         for op in std::mem::take(&mut self.deferred) {
             let given_up = match &op {
-                Op::Subscribe(_, reply) => reply.is_closed(),
-                Op::Publish(_, _, reply) => reply.is_closed(),
+                Op::Subscribe(_, _, reply) => reply.is_closed(),
+                Op::Publish(_, reply) => reply.is_closed(),
                 Op::History(_, _, _, reply) => reply.is_closed(),
                 Op::Unsubscribe(_) | Op::Close => false,
             };
@@ -350,8 +385,15 @@ impl Task {
 
     /// Subscribes on this connection, recovering from the last position.
     async fn join(&mut self, client: &Client, channel: &str) -> Result<(), ClientError> {
-        let position = self.channels.get(channel).and_then(|c| c.position.clone());
-        let mut request = SubscribeRequest { channel: channel.to_owned(), ..Default::default() };
+        let state = self.channels.entry(channel.to_owned()).or_default();
+        state.base = None;
+        let position = state.position.clone();
+        let mut request = SubscribeRequest {
+            channel: channel.to_owned(),
+            filter: state.options.filter.clone(),
+            delta: if state.options.delta { "fossil".to_owned() } else { String::new() },
+            ..Default::default()
+        };
         if let Some(p) = &position {
             request.recover = true;
             request.epoch = p.epoch.clone();
@@ -366,10 +408,36 @@ impl Task {
             (None, Some(now)) => self.channels.entry(channel.to_owned()).or_default().position = Some(now.clone()),
             _ => {}
         }
+        // Recovered publications are full: none fails to deliver.
         for publication in result.publications {
             self.deliver(client, publication).await;
         }
         Ok(())
+    }
+
+    /// Subscribes again, recovering from the last position: after a delta
+    /// that did not apply, whatever was wrong is replaced by history.
+    async fn resubscribe(&mut self, client: &Client, channel: &str) {
+        debug!(%channel, "a delta did not apply; subscribing again");
+        let _ = tokio::time::timeout(self.options.timeout, client.unsubscribe(channel)).await;
+        if let Err(e) = self.join(client, channel).await {
+            debug!(%channel, error = %e, "subscribing again failed; the next connection retries");
+        }
+    }
+
+    /// A delta turned into the full data it stands for (and the data kept
+    /// as the next base); `None` if it does not apply.
+    fn undelta(&mut self, mut publication: Publication) -> Option<Publication> {
+        let Some(state) = self.channels.get_mut(&publication.channel) else { return Some(publication) };
+        if publication.delta {
+            let base = state.base.as_ref()?;
+            publication.data = Bytes::from(fossil::apply(base, &publication.data, MAX_DELTA_TARGET).ok()?);
+            publication.delta = false;
+        }
+        if state.options.delta {
+            state.base = Some(publication.data.clone());
+        }
+        Some(publication)
     }
 
     /// Tells the application that what followed the channel's position is
@@ -381,23 +449,27 @@ impl Task {
     }
 
     /// Delivers a publication once and in order: older ones are dropped, a
-    /// hole is filled from history first.
-    async fn deliver(&mut self, client: &Client, publication: Publication) {
+    /// hole is filled from history first (not on a filtered subscription,
+    /// whose holes are the filter's). A delta that does not apply is not
+    /// delivered: false, and the caller subscribes again, with recovery.
+    async fn deliver(&mut self, client: &Client, publication: Publication) -> bool {
+        let Some(publication) = self.undelta(publication) else { return false };
         let (Some(offset), Some(epoch)) = (publication.offset, publication.epoch.clone()) else {
             let _ = self.events.send(SessionEvent::Publication(publication)).await;
-            return;
+            return true;
         };
         let Some(state) = self.channels.get(&publication.channel) else {
             // Not ours (a server-side subscription): hand it over as it is.
             let _ = self.events.send(SessionEvent::Publication(publication)).await;
-            return;
+            return true;
         };
         let at = state.position.clone();
+        let filtered = state.options.filter.is_some();
         if let Some(at) = &at {
             if at.epoch == epoch && offset <= at.offset {
-                return; // had it already
+                return true; // had it already
             }
-            if at.epoch == epoch && offset > at.offset + 1 {
+            if at.epoch == epoch && offset > at.offset + 1 && !filtered {
                 self.fill(client, &publication.channel, at.clone(), offset - 1).await;
             } else if at.epoch != epoch && at.offset > 0 {
                 let to = StreamPosition { epoch: epoch.clone(), offset: offset - 1 };
@@ -408,6 +480,7 @@ impl Task {
             state.position = Some(StreamPosition { epoch, offset });
         }
         let _ = self.events.send(SessionEvent::Publication(publication)).await;
+        true
     }
 
     /// Reads what is missing after `from` up to `until` from history.
@@ -452,7 +525,12 @@ impl Task {
             };
             tokio::select! {
                 event = client.next_event() => match event {
-                    Some(Event::Publication(p)) => self.deliver(&client, p).await,
+                    Some(Event::Publication(p)) => {
+                        let channel = p.channel.clone();
+                        if !self.deliver(&client, p).await {
+                            self.resubscribe(&client, &channel).await;
+                        }
+                    }
                     Some(Event::Join(j)) => { let _ = self.events.send(SessionEvent::Join(j)).await; }
                     Some(Event::Leave(l)) => { let _ = self.events.send(SessionEvent::Leave(l)).await; }
                     Some(Event::Disconnect(d)) => closing = u16::try_from(d.code).ok(),
@@ -475,12 +553,12 @@ impl Task {
 
     async fn run_op(&mut self, client: &Client, op: Op) {
         match op {
-            Op::Subscribe(channel, reply) => {
+            Op::Subscribe(channel, options, reply) => {
                 if self.channels.contains_key(&channel) {
                     let _ = reply.send(Ok(()));
                     return;
                 }
-                self.channels.insert(channel.clone(), Channel::default());
+                self.channels.insert(channel.clone(), Channel { options, ..Channel::default() });
                 let result = self.join(client, &channel).await;
                 if result.is_err() {
                     self.channels.remove(&channel);
@@ -492,8 +570,8 @@ impl Task {
                     let _ = tokio::time::timeout(self.options.timeout, client.unsubscribe(&channel)).await;
                 }
             }
-            Op::Publish(channel, data, reply) => {
-                let result = tokio::time::timeout(self.options.timeout, client.publish(&channel, data)).await;
+            Op::Publish(request, reply) => {
+                let result = tokio::time::timeout(self.options.timeout, client.publish_with(request)).await;
                 let _ = reply.send(result.unwrap_or(Err(ClientError::Timeout)));
             }
             Op::History(channel, since, limit, reply) => {

@@ -5,19 +5,29 @@
 //! into every subscriber's outbound queue. Pushing never waits: a full queue applies the
 //! namespace's slow-consumer policy to that subscriber alone.
 //!
+//! A subscriber with a filter gets only the publications whose tags pass
+//! it; each distinct filter of a channel is evaluated once per publication,
+//! however many subscribers share it. A subscriber with delta compression
+//! gets, after its first full publication, Fossil deltas against the
+//! previous one; the delta too is made once per publication and encoding.
+//!
 //! The map is sharded by channel so that subscribes on one channel do not
 //! stall fan-out on another. No lock is held across an await (there are none
 //! here).
 
 use crate::codes::CloseCode;
 use crate::config::SlowConsumerPolicy;
+use crate::filter::Filter;
 use crate::metric;
 use crate::outbound::{Close, OutFrame, Outbound, PushError};
 use crate::position::StreamPosition;
 use crate::protocol::Protocol;
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+use switchyard_proto::fossil;
 use switchyard_proto::v1::{ClientInfo, Envelope, MemberEvent, Publication, ServerFrame, server_frame};
 
 /// Identifies a connection on this node.
@@ -30,7 +40,6 @@ const SHARDS: usize = 64;
 const MAX_HELD: usize = 100_000;
 
 /// One subscription of one connection.
-#[derive(Clone)]
 pub struct Subscriber {
     pub protocol: Protocol,
     /// The connection negotiated permessage-deflate: it gets the
@@ -41,17 +50,52 @@ pub struct Subscriber {
     /// another way (its subscribe reply, recovery): skip them. Only within
     /// the epoch: after history is lost, offsets start again from 1.
     pub delivered_through: Option<Box<StreamPosition>>,
+    /// Only publications whose tags pass it.
+    filter: Option<Arc<Filter>>,
+    /// Its filter's place in the channel's distinct filters.
+    filter_slot: usize,
+    /// Gets Fossil deltas once it has a full publication to apply them to.
+    delta: bool,
+    /// It received the channel's previous publication here, in full or as
+    /// a delta it could apply: the next may be a delta.
+    has_base: AtomicBool,
 }
 
 impl Subscriber {
     pub fn new(protocol: Protocol, outbound: Outbound) -> Self {
-        Subscriber { protocol, deflate: false, outbound, delivered_through: None }
+        Subscriber {
+            protocol,
+            deflate: false,
+            outbound,
+            delivered_through: None,
+            filter: None,
+            filter_slot: 0,
+            delta: false,
+            has_base: AtomicBool::new(false),
+        }
     }
 
     /// A subscriber that gets compressed frames (permessage-deflate).
     pub fn deflated(mut self, deflate: bool) -> Self {
         self.deflate = deflate;
         self
+    }
+
+    /// A subscriber that gets only the publications passing `filter`.
+    pub fn filtered(mut self, filter: Option<Filter>) -> Self {
+        self.filter = filter.map(Arc::new);
+        self
+    }
+
+    /// A subscriber that gets deltas (a filtered one never does: the
+    /// channel's previous publication is not its previous one).
+    pub fn with_delta(mut self, delta: bool) -> Self {
+        self.delta = delta;
+        self
+    }
+
+    fn passes(&self, verdicts: &[bool]) -> bool {
+        self.filter.is_none() || verdicts[self.filter_slot]
     }
 
     /// Which of a publication's frames this subscriber gets.
@@ -86,6 +130,55 @@ struct ChannelSubscribers {
     /// Subscribers by the kind of frame they get (see [`Subscriber::kind`]).
     kinds: [usize; KINDS],
     policy: SlowConsumerPolicy,
+    /// The distinct filters of the channel's subscribers, with how many
+    /// use each; a slot whose count fell to zero is reused.
+    filters: Vec<(Arc<Filter>, usize)>,
+    /// Subscribers that take deltas, and while there are any, the data of
+    /// the channel's last publication here, the base of the next delta.
+    delta_subscribers: usize,
+    delta_base: Mutex<Option<Bytes>>,
+}
+
+impl ChannelSubscribers {
+    /// Shares an equal filter already in use, or takes a slot for it.
+    fn add_filter(&mut self, subscriber: &mut Subscriber) {
+        let Some(filter) = subscriber.filter.take() else { return };
+        let slot = match self.filters.iter().position(|(f, n)| *n > 0 && **f == *filter) {
+            Some(slot) => slot,
+            None => match self.filters.iter().position(|(_, n)| *n == 0) {
+                Some(free) => {
+                    self.filters[free].0 = filter;
+                    free
+                }
+                None => {
+                    self.filters.push((filter, 0));
+                    self.filters.len() - 1
+                }
+            },
+        };
+        self.filters[slot].1 += 1;
+        subscriber.filter = Some(self.filters[slot].0.clone());
+        subscriber.filter_slot = slot;
+    }
+
+    fn added(&mut self, subscriber: &mut Subscriber) {
+        self.kinds[subscriber.kind()] += 1;
+        self.add_filter(subscriber);
+        self.delta_subscribers += usize::from(subscriber.delta);
+    }
+
+    fn removed(&mut self, subscriber: &Subscriber) {
+        self.kinds[subscriber.kind()] -= 1;
+        if subscriber.filter.is_some() {
+            self.filters[subscriber.filter_slot].1 -= 1;
+        }
+        if subscriber.delta {
+            self.delta_subscribers -= 1;
+            if self.delta_subscribers == 0 {
+                *self.delta_base.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+        }
+    }
 }
 
 /// A map keyed by connection id.
@@ -206,20 +299,24 @@ impl Hub {
                 recovering_count: 0,
                 kinds: [0; KINDS],
                 policy,
+                filters: Vec::new(),
+                delta_subscribers: 0,
+                delta_base: Mutex::new(None),
             }
         });
-        let kind = subscriber.kind();
+        let mut subscriber = subscriber;
         let recovering_map = entry.recovering.get_mut().unwrap_or_else(|e| e.into_inner());
         if entry.subscribers.contains_key(&conn) || recovering_map.contains_key(&conn) {
             return Subscribed::Already;
         }
+        entry.added(&mut subscriber);
+        let recovering_map = entry.recovering.get_mut().unwrap_or_else(|e| e.into_inner());
         if recovering {
             recovering_map.insert(conn, Recovering { subscriber, held: Vec::new() });
             entry.recovering_count += 1;
         } else {
             entry.subscribers.insert(conn, subscriber);
         }
-        entry.kinds[kind] += 1;
         metric::subscriptions().increment(1.0);
         if outcome == Subscribed::First {
             metric::channels().increment(1.0);
@@ -243,7 +340,7 @@ impl Hub {
                 None => return Unsubscribed::NotSubscribed,
             },
         };
-        entry.kinds[removed.kind()] -= 1;
+        entry.removed(&removed);
         metric::subscriptions().decrement(1.0);
         if entry.subscribers.is_empty() && entry.recovering_count == 0 {
             shard.remove(channel);
@@ -299,6 +396,8 @@ impl Hub {
             }
         }
         subscriber.delivered_through = delivered.map(Box::new);
+        // What it got so far came another way: the next is full.
+        *subscriber.has_base.get_mut() = false;
         entry.subscribers.insert(conn, subscriber);
         true
     }
@@ -344,27 +443,39 @@ impl Hub {
         let Some(entry) = shard.get(envelope.channel.as_str()) else {
             return Fanout::default();
         };
-        let frame = ServerFrame { id: 0, message: Some(push_message(envelope)) };
-        let at = envelope.published_at_us;
-        // Each frame a subscriber here needs, made once: the compressed ones
-        // are compressed once, however many subscribers share them.
-        let frames: [Option<OutFrame>; KINDS] = std::array::from_fn(|kind| {
-            (entry.kinds[kind] > 0).then(|| {
-                let protocol = if kind % 2 == 0 { Protocol::Json } else { Protocol::Protobuf };
-                let bytes = match kind >= 2 {
-                    false => protocol.encode(&frame),
-                    true => protocol.encode_deflated(&frame, self.deflate_min_size),
-                };
-                OutFrame::publication(bytes, at)
-            })
-        });
-        let frame_for = |subscriber: &Subscriber| -> OutFrame {
-            frames[subscriber.kind()].clone().expect("a frame is made for every kind with a subscriber")
+        let message = push_message(envelope);
+        let is_publication = matches!(message, server_frame::Message::Pub(_));
+        // Each distinct filter, evaluated once; presence events pass all.
+        let verdicts: Vec<bool> = match is_publication {
+            true => entry.filters.iter().map(|(f, n)| *n > 0 && f.matches(&envelope.tags)).collect(),
+            false => vec![true; entry.filters.len()],
         };
+        // The delta against this node's previous publication on the channel,
+        // made once for every subscriber that has that one.
+        let delta = match is_publication && entry.delta_subscribers > 0 {
+            true => {
+                let mut base = entry.delta_base.lock().unwrap_or_else(|e| e.into_inner());
+                let delta = base.as_ref().and_then(|base| Delta::between(base, &envelope.data));
+                *base = Some(envelope.data.clone());
+                delta
+            }
+            false => None,
+        };
+        let mut full = Frames::new(ServerFrame { id: 0, message: Some(message) }, envelope.published_at_us);
+        let mut deltas = delta.map(|delta| {
+            let mut publication = publication(envelope);
+            publication.data = delta.bytes;
+            publication.delta = true;
+            let frame = ServerFrame { id: 0, message: Some(server_frame::Message::Pub(publication)) };
+            (Frames::new(frame, envelope.published_at_us), delta.is_text)
+        });
         let mut fanout = Fanout::default();
         if entry.recovering_count > 0 {
             let mut recovering = entry.recovering.lock().unwrap_or_else(|e| e.into_inner());
             for r in recovering.values_mut() {
+                if !r.subscriber.passes(&verdicts) {
+                    continue;
+                }
                 if r.held.len() >= MAX_HELD {
                     if r.subscriber.outbound.close(Close::Server(CloseCode::SlowConsumer)) {
                         fanout.slow_disconnects += 1;
@@ -372,16 +483,31 @@ impl Hub {
                     continue;
                 }
                 let position = StreamPosition::of(envelope);
-                r.held.push((position, frame_for(&r.subscriber)));
+                r.held.push((position, full.get(&r.subscriber, self.deflate_min_size)));
                 fanout.queued += 1;
             }
         }
         for subscriber in entry.subscribers.values() {
-            if subscriber.delivered_through.as_ref().is_some_and(|d| d.covers(envelope)) {
+            if !subscriber.passes(&verdicts) {
                 continue;
             }
-            let frame = frame_for(subscriber);
-            match subscriber.outbound.push(frame) {
+            if subscriber.delivered_through.as_ref().is_some_and(|d| d.covers(envelope)) {
+                subscriber.has_base.store(false, Relaxed);
+                continue;
+            }
+            let as_delta = subscriber.delta && subscriber.has_base.load(Relaxed);
+            let frame = match deltas.as_mut() {
+                // A JSON subscriber gets a delta only if it is text.
+                Some((frames, is_text)) if as_delta && (*is_text || subscriber.protocol == Protocol::Protobuf) => {
+                    frames.get(subscriber, self.deflate_min_size)
+                }
+                _ => full.get(subscriber, self.deflate_min_size),
+            };
+            let queued = subscriber.outbound.push(frame);
+            if subscriber.delta && is_publication {
+                subscriber.has_base.store(queued.is_ok(), Relaxed);
+            }
+            match queued {
                 Ok(()) => fanout.queued += 1,
                 Err(PushError::Closed) => {}
                 Err(PushError::Full) => match entry.policy {
@@ -402,6 +528,57 @@ impl Hub {
             metric::slow_consumer_drops().increment(fanout.dropped as u64);
         }
         fanout
+    }
+}
+
+/// A delta worth sending.
+struct Delta {
+    bytes: Bytes,
+    /// Valid UTF-8: a JSON subscriber can take it (as a JSON string).
+    is_text: bool,
+}
+
+impl Delta {
+    /// The delta from `base` to `data`, if it is smaller than `data`.
+    fn between(base: &[u8], data: &Bytes) -> Option<Delta> {
+        let delta = fossil::create(base, data);
+        if delta.len() >= data.len() {
+            return None;
+        }
+        // A JSON subscriber's base must be what it parsed as data: both
+        // sides JSON values.
+        let is_text = std::str::from_utf8(&delta).is_ok()
+            && switchyard_proto::json::raw::as_json(base).is_some()
+            && switchyard_proto::json::raw::as_json(data).is_some();
+        Some(Delta { bytes: Bytes::from(delta), is_text })
+    }
+}
+
+/// One push frame, encoded (and compressed) at most once per kind of
+/// subscriber, when the first subscriber of that kind needs it.
+struct Frames {
+    frame: ServerFrame,
+    published_at_us: u64,
+    encoded: [Option<OutFrame>; KINDS],
+}
+
+impl Frames {
+    fn new(frame: ServerFrame, published_at_us: u64) -> Self {
+        Frames { frame, published_at_us, encoded: Default::default() }
+    }
+
+    fn get(&mut self, subscriber: &Subscriber, min_size: usize) -> OutFrame {
+        let kind = subscriber.kind();
+        let (frame, at) = (&self.frame, self.published_at_us);
+        let encoded = self.encoded[kind].get_or_insert_with(|| {
+            let protocol = if kind.is_multiple_of(2) { Protocol::Json } else { Protocol::Protobuf };
+            let bytes = match kind >= 2 {
+                false => protocol.encode(frame),
+                true => protocol.encode_deflated(frame, min_size),
+            };
+            OutFrame::publication(bytes, at)
+        });
+        encoded.clone()
     }
 }
 
@@ -426,6 +603,8 @@ pub fn publication(envelope: &Envelope) -> Publication {
         offset: history.then_some(envelope.offset),
         epoch: history.then(|| envelope.epoch.clone()),
         info: envelope.publisher.clone(),
+        tags: envelope.tags.clone(),
+        delta: false,
     }
 }
 
@@ -451,7 +630,8 @@ mod tests {
         let (a, _qa) = subscriber(Protocol::Json, 1024);
         let (b, _qb) = subscriber(Protocol::Json, 1024);
         let policy = SlowConsumerPolicy::Disconnect;
-        assert_eq!(hub.subscribe("news", 1, a.clone(), policy, false), Subscribed::First);
+        let again = Subscriber::new(Protocol::Json, a.outbound.clone());
+        assert_eq!(hub.subscribe("news", 1, again, policy, false), Subscribed::First);
         assert_eq!(hub.subscribe("news", 1, a, policy, false), Subscribed::Already);
         assert_eq!(hub.subscribe("news", 2, b, policy, false), Subscribed::Joined);
         assert_eq!(hub.channel_count(), 1);
@@ -560,5 +740,120 @@ mod tests {
             .sum();
         assert!(dropped > 0);
         assert_eq!(slow_q.close(), None);
+    }
+
+    fn tagged(channel: &str, data: &str, tags: &[(&str, &str)]) -> Envelope {
+        let tags = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Envelope { tags, ..envelope(channel, data) }
+    }
+
+    fn filter(json: &str) -> Option<Filter> {
+        let message: switchyard_proto::v1::Filter = serde_json::from_str(json).unwrap();
+        Some(Filter::compile(&message).unwrap())
+    }
+
+    async fn drain(queue: &mut OutboundQueue) -> Vec<String> {
+        let mut batch = Vec::new();
+        while tokio::time::timeout(std::time::Duration::ZERO, queue.recv_many(&mut batch, 100))
+            .await
+            .is_ok_and(|n| n > 0)
+        {}
+        batch.iter().map(|f| String::from_utf8_lossy(payload(f.bytes())).into_owned()).collect()
+    }
+
+    /// A WebSocket frame's payload (unmasked, as the server sends them).
+    fn payload(frame: &[u8]) -> &[u8] {
+        match frame[1] & 0x7f {
+            126 => &frame[4..],
+            127 => &frame[10..],
+            _ => &frame[2..],
+        }
+    }
+
+    #[tokio::test]
+    async fn filters_pass_only_matching_publications_and_are_shared() {
+        let hub = Hub::new();
+        let policy = SlowConsumerPolicy::Disconnect;
+        let btc = r#"{"key":"ticker","cmp":"in","vals":["BTC"]}"#;
+        let (a, mut qa) = subscriber(Protocol::Json, 1 << 20);
+        let (b, mut qb) = subscriber(Protocol::Json, 1 << 20);
+        let (c, mut qc) = subscriber(Protocol::Json, 1 << 20);
+        hub.subscribe("prices", 1, a.filtered(filter(btc)), policy, false);
+        hub.subscribe("prices", 2, b.filtered(filter(btc)), policy, false);
+        hub.subscribe("prices", 3, c, policy, false);
+        {
+            let shard = hub.shard("prices").read().unwrap();
+            assert_eq!(shard["prices"].filters.len(), 1, "equal filters share one slot");
+        }
+        hub.broadcast(&tagged("prices", "1", &[("ticker", "BTC")]));
+        hub.broadcast(&tagged("prices", "2", &[("ticker", "ETH")]));
+        hub.broadcast(&envelope("prices", "3"));
+        let (ga, gb, gc) = (drain(&mut qa).await, drain(&mut qb).await, drain(&mut qc).await);
+        assert_eq!(ga, [r#"{"pub":{"channel":"prices","data":1,"tags":{"ticker":"BTC"}}}"#]);
+        assert_eq!(ga, gb);
+        assert_eq!(gc.len(), 3);
+        // The slot is freed with its last subscriber and taken by the next.
+        hub.unsubscribe("prices", 1);
+        hub.unsubscribe("prices", 2);
+        let (d, mut qd) = subscriber(Protocol::Json, 1 << 20);
+        hub.subscribe("prices", 4, d.filtered(filter(r#"{"key":"ticker","cmp":"eq","val":"ETH"}"#)), policy, false);
+        assert_eq!(hub.shard("prices").read().unwrap()["prices"].filters.len(), 1);
+        hub.broadcast(&tagged("prices", "4", &[("ticker", "ETH")]));
+        hub.broadcast(&tagged("prices", "5", &[("ticker", "BTC")]));
+        assert_eq!(drain(&mut qd).await.len(), 1);
+    }
+
+    fn pub_of(frame: &str) -> Publication {
+        let frame = switchyard_proto::json::decode_server_frame(frame).unwrap();
+        match frame.message {
+            Some(server_frame::Message::Pub(p)) => p,
+            other => panic!("not a pub: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn delta_subscribers_get_one_full_publication_then_deltas() {
+        let hub = Hub::new();
+        let policy = SlowConsumerPolicy::Disconnect;
+        let doc = |n: u32| {
+            format!(
+                r#"{{"rows":[{}],"n":{n}}}"#,
+                (0..30).map(|i| format!(r#"{{"i":{i},"v":"row {i}"}}"#)).collect::<Vec<_>>().join(",")
+            )
+        };
+        let (a, mut qa) = subscriber(Protocol::Json, 1 << 20);
+        let (p, mut qp) = subscriber(Protocol::Protobuf, 1 << 20);
+        let (plain, mut qplain) = subscriber(Protocol::Json, 1 << 20);
+        hub.subscribe("state:x", 1, a.with_delta(true), policy, false);
+        hub.subscribe("state:x", 2, p.with_delta(true), policy, false);
+        hub.subscribe("state:x", 3, plain, policy, false);
+        for n in 0..3 {
+            hub.broadcast(&envelope("state:x", &doc(n)));
+        }
+        // A subscriber joining mid-stream starts from a full publication.
+        let (late, mut qlate) = subscriber(Protocol::Json, 1 << 20);
+        hub.subscribe("state:x", 4, late.with_delta(true), policy, false);
+        hub.broadcast(&envelope("state:x", &doc(3)));
+        hub.broadcast(&envelope("state:x", &doc(4)));
+
+        let got = drain(&mut qa).await;
+        let mut previous = Bytes::new();
+        for (n, frame) in got.iter().enumerate() {
+            let p = pub_of(frame);
+            assert_eq!(p.delta, n > 0, "{frame}");
+            let data = if p.delta { Bytes::from(fossil::apply(&previous, &p.data, 1 << 20).unwrap()) } else { p.data };
+            assert_eq!(data, doc(n as u32).as_bytes());
+            previous = data;
+        }
+        assert!(got[1].len() < got[0].len() / 4);
+        let mut batch = Vec::new();
+        qp.recv_many(&mut batch, 10).await;
+        let second = ServerFrame::decode(payload(batch[1].bytes())).unwrap();
+        let Some(server_frame::Message::Pub(second)) = second.message else { panic!() };
+        assert!(second.delta);
+        assert_eq!(fossil::apply(doc(0).as_bytes(), &second.data, 1 << 20).unwrap(), doc(1).as_bytes());
+        assert!(drain(&mut qplain).await.iter().all(|f| !pub_of(f).delta));
+        let late: Vec<bool> = drain(&mut qlate).await.iter().map(|f| pub_of(f).delta).collect();
+        assert_eq!(late, [false, true]);
     }
 }

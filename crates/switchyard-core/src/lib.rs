@@ -19,6 +19,7 @@ pub mod clock;
 pub mod codes;
 pub mod config;
 pub mod deflate;
+pub mod filter;
 pub mod hub;
 pub mod metric;
 pub mod outbound;

@@ -47,7 +47,7 @@ fn encode(c: &mut Criterion) {
             data: Bytes::from(payload()),
             offset: Some(42),
             epoch: Some("a1b2c3".into()),
-            info: None,
+            ..Default::default()
         })),
     };
     let mut group = c.benchmark_group("encode_publication");

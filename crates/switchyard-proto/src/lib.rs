@@ -5,6 +5,7 @@
 //!   the cluster (`cluster.proto`, the [`v1::Envelope`]).
 //! - [`json`]: the JSON encoding of the client protocol, derived from the same
 //!   types (see `build.rs` for the mapping rules).
+//! - [`fossil`]: Fossil deltas, the format of delta-compressed publications.
 
 /// Version 1 of the protocol: client frames, server frames, the cluster Envelope.
 #[allow(clippy::all, missing_docs)]
@@ -12,4 +13,5 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/switchyard.v1.rs"));
 }
 
+pub mod fossil;
 pub mod json;

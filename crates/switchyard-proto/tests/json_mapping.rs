@@ -52,7 +52,7 @@ fn fixed_server_shapes_encode() {
         r#"{"id":1,"connect":{"client":"c1","session":"s1","ping_interval":25}}"#
     );
     let subscribed =
-        SubscribeResult { epoch: Some("e1".into()), offset: Some(41), recovered: Some(true), publications: vec![] };
+        SubscribeResult { epoch: Some("e1".into()), offset: Some(41), recovered: Some(true), ..Default::default() };
     assert_eq!(
         server(2, Message::Subscribe(subscribed)),
         r#"{"id":2,"subscribe":{"epoch":"e1","offset":41,"recovered":true}}"#
@@ -64,12 +64,23 @@ fn fixed_server_shapes_encode() {
         data: Bytes::from_static(br#"{"text":"hi"}"#),
         offset: Some(42),
         epoch: Some("e1".into()),
-        info: None,
+        ..Default::default()
     };
     assert_eq!(
         server(0, Message::Pub(publication)),
         r#"{"pub":{"channel":"news","data":{"text":"hi"},"offset":42,"epoch":"e1"}}"#
     );
+    // Tags ride along; a delta is a JSON string and says so.
+    let tagged = Publication {
+        channel: "prices".into(),
+        data: Bytes::from_static(b"x\n3:abc1;"),
+        tags: [("ticker".to_owned(), "BTC".to_owned())].into(),
+        delta: true,
+        ..Default::default()
+    };
+    let text = server(0, Message::Pub(tagged.clone()));
+    assert_eq!(text, r#"{"pub":{"channel":"prices","data":"x\n3:abc1;","tags":{"ticker":"BTC"},"delta":true}}"#);
+    assert_eq!(json::decode_server_frame(&text).unwrap().message, Some(Message::Pub(tagged)));
     // 64-bit integers stay numbers, whatever proto3's JSON mapping does.
     let published = PublishResult { epoch: Some("e".into()), offset: Some(u64::MAX), receipt: None };
     assert!(server(5, Message::Publish(published)).contains(r#""offset":18446744073709551615"#));
@@ -208,6 +219,7 @@ proptest! {
             offset,
             epoch: offset.map(|_| "e".to_owned()),
             info: Some(ClientInfo { client: "x".into(), user, ..Default::default() }),
+            ..Default::default()
         };
         let text = server(0, Message::Pub(publication.clone()));
         let decoded = json::decode_server_frame(&text).unwrap();

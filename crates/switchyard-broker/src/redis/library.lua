@@ -1,10 +1,10 @@
 #!lua name=switchyard
 -- switchyard's Redis function library. Gateways load it at start (FUNCTION
 -- LOAD REPLACE); backends publish with
---   FCALL switchyard_publish 1 <channel> <payload>
+--   FCALL switchyard_publish 1 <channel> <payload> [idempotency key] [tags]
 -- The gateway fills in the two settings below when it loads the library.
 
-local VERSION = 8
+local VERSION = 9
 local PREFIX = '@PREFIX@'      -- broker.prefix: pub/sub names are PREFIX:{channel}
 local PUBLISH = '@PUBLISH@'    -- PUBLISH on one Redis, SPUBLISH on a Redis Cluster
 local IDEMPOTENCY_MS = @IDEMPOTENCY_MS@  -- broker.idempotency_window
@@ -109,17 +109,38 @@ local function deliver(channel, envelope, key)
   return {epoch, offset}, receivers
 end
 
+-- An idempotency key: none (absent or empty) or 1 to 64 bytes.
 local function check_key(key)
-  return key == nil or (#key >= 1 and #key <= 64)
+  return key == nil or #key <= 64
 end
 
--- FCALL switchyard_publish 1 <channel> <payload> [idempotency key]
--- An empty payload is refused, as a client's publish without data is: it
--- would reach JSON subscribers as a null indistinguishable from a real one.
+-- Tags as a JSON object of strings, encoded as the Envelope's `tags` map
+-- (field 8); the limits are the gateway's (MAX_TAGS and the sizes).
+local function encode_tags(json)
+  if json == nil or json == '' then return '' end
+  local ok, tags = pcall(cjson.decode, json)
+  if not ok or type(tags) ~= 'table' then return nil end
+  local out, count = {}, 0
+  for k, v in pairs(tags) do
+    count = count + 1
+    if type(k) ~= 'string' or type(v) ~= 'string' or #k == 0 or #k > 64 or #v > 256 or count > 32 then
+      return nil
+    end
+    out[#out + 1] = bytes_field(8, bytes_field(1, k) .. bytes_field(2, v))
+  end
+  return table.concat(out)
+end
+
+-- FCALL switchyard_publish 1 <channel> <payload> [idempotency key] [tags]
+-- The key may be empty when tags follow. An empty payload is refused, as a
+-- client's publish without data is: it would reach JSON subscribers as a
+-- null indistinguishable from a real one.
 local function publish(keys, args)
   local channel, payload = keys[1], args[1]
-  if payload == nil or not check_key(args[2]) then
-    return redis.error_reply('ERR usage: FCALL switchyard_publish 1 <channel> <payload> [key of 1-64 bytes]')
+  local tags = encode_tags(args[3])
+  if payload == nil or not check_key(args[2]) or tags == nil then
+    return redis.error_reply('ERR usage: FCALL switchyard_publish 1 <channel> <payload> '
+      .. '[key of 0-64 bytes] [tags: a JSON object of at most 32 strings]')
   end
   if payload == '' then
     return redis.error_reply('ERR the payload must not be empty')
@@ -127,7 +148,7 @@ local function publish(keys, args)
   if not check_channel(channel) then
     return redis.error_reply('ERR invalid channel name')
   end
-  local envelope = bytes_field(1, channel) .. bytes_field(2, payload) .. varint_field(5, now_us())
+  local envelope = bytes_field(1, channel) .. bytes_field(2, payload) .. varint_field(5, now_us()) .. tags
   return (deliver(channel, envelope, args[2]))
 end
 

@@ -67,6 +67,10 @@ pub struct NamespaceConfig {
     /// (`proxy.publish`): it may refuse it or rewrite its data.
     /// Default: `false`.
     pub proxy_publish: bool,
+    /// Whether subscribers may ask for Fossil deltas (`"delta": "fossil"`
+    /// in `subscribe`): after a full publication, each next one as a delta
+    /// against the previous. Default: `false`.
+    pub delta: bool,
 }
 
 impl Default for NamespaceConfig {
@@ -82,6 +86,7 @@ impl Default for NamespaceConfig {
             join_leave: false,
             proxy_subscribe: false,
             proxy_publish: false,
+            delta: false,
         }
     }
 }

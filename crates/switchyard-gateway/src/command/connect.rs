@@ -2,6 +2,7 @@
 //! another command first, `refresh`, and what every connect sets up: the
 //! user's entry in the node's index and the token's `subs`.
 
+use super::joined::Delivery;
 use super::saved::SavedSession;
 use super::session::ClientSession;
 use super::{Refusal, Reply, resolve};
@@ -59,7 +60,10 @@ impl ClientSession {
         for saved in saved.channels {
             let rejoin = match resolve(&self.node, &saved.channel) {
                 Ok((channel, _)) => match self.check_user_channel(&channel) {
-                    Ok(()) => self.join(channel.as_str(), saved.position, true, false).await,
+                    Ok(()) => {
+                        let delivery = Delivery { filter: saved.filter, delta: saved.delta };
+                        self.join(channel.as_str(), saved.position, true, false, delivery).await
+                    }
                     Err(refusal) => Err(refusal),
                 },
                 Err(refusal) => Err(refusal),

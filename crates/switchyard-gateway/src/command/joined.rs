@@ -6,6 +6,7 @@
 //! (about 280 bytes on every connection with one channel).
 
 use switchyard_broker::StreamPosition;
+use switchyard_proto::v1::Filter;
 
 /// A channel this session is subscribed to.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +16,17 @@ pub struct Joined {
     pub position: Option<StreamPosition>,
     /// Whether this session has an entry in the channel's presence.
     pub in_presence: bool,
+    /// What the client asked of the channel's publications (kept for a
+    /// resume, which must deliver them the same way).
+    pub delivery: Delivery,
+}
+
+/// How a subscriber gets a channel's publications: those its filter
+/// passes, and as deltas where it asked and the namespace allows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Delivery {
+    pub filter: Option<Box<Filter>>,
+    pub delta: bool,
 }
 
 #[derive(Debug, Default)]
@@ -80,8 +92,8 @@ mod tests {
     fn behaves_as_a_map() {
         let mut channels = JoinedChannels::default();
         channels.insert("a", Joined::default());
-        channels.insert("b", Joined { position: None, in_presence: true });
-        channels.insert("a", Joined { position: None, in_presence: true });
+        channels.insert("b", Joined { in_presence: true, ..Joined::default() });
+        channels.insert("a", Joined { in_presence: true, ..Joined::default() });
         assert_eq!(channels.len(), 2);
         assert!(channels.contains_key("a") && channels.get_mut("a").is_some_and(|j| j.in_presence));
         assert!(channels.remove("a").is_some() && channels.remove("a").is_none());

@@ -5,6 +5,7 @@ use super::session::ClientSession;
 use super::{Refusal, Reply, resolve};
 use crate::node::{Node, publish_options};
 use bytes::Bytes;
+use std::collections::HashMap;
 use switchyard_broker::StreamPosition;
 use switchyard_core::clock::unix_micros;
 use switchyard_core::codes::ErrorCode;
@@ -19,17 +20,24 @@ use switchyard_proto::v1::{ClientInfo, Envelope, PublishRequest, PublishResult, 
 /// subscriber and by `history`, whatever wraps it.
 pub const MAX_DATA_NESTING: usize = 64;
 
+/// Tags one publication may carry at most, and their sizes: they travel
+/// with every delivery and are matched against every distinct filter.
+pub const MAX_TAGS: usize = 32;
+pub const MAX_TAG_KEY: usize = 64;
+pub const MAX_TAG_VALUE: usize = 256;
+
 /// Receipt answers buffered before the publisher's node reads them: the
 /// answers of this many nodes arrive without waiting on the reader.
 const RECEIPT_ANSWERS: usize = 64;
 
-/// Publishes `data` on `channel`; `publisher` is the client, if one
-/// published. Answers the publication's position (`""`, 0 for channels
-/// without history), and with `receipt` where it went.
+/// Publishes `data` with `tags` on `channel`; `publisher` is the client,
+/// if one published. Answers the publication's position (`""`, 0 for
+/// channels without history), and with `receipt` where it went.
 pub async fn publish(
     node: &Node,
     channel: &str,
     data: Bytes,
+    tags: HashMap<String, String>,
     publisher: Option<ClientInfo>,
     receipt: bool,
     idempotency_key: Option<&str>,
@@ -45,12 +53,14 @@ pub async fn publish(
     if idempotency_key.is_some_and(|k| k.is_empty() || k.len() > 64) {
         return Err(Refusal::new(ErrorCode::BadRequest, "idempotency_key: 1 to 64 bytes"));
     }
+    check_tags(&tags)?;
     let mut envelope = Envelope {
         channel: channel.to_owned(),
         data,
         published_at_us: unix_micros(),
         origin_node: node.name.clone(),
         publisher,
+        tags,
         ..Default::default()
     };
     if !receipt {
@@ -84,6 +94,21 @@ pub async fn publish(
     Ok((position, Some(receipt)))
 }
 
+/// Tags within [`MAX_TAGS`], keys of 1 to [`MAX_TAG_KEY`] bytes, values of
+/// at most [`MAX_TAG_VALUE`].
+fn check_tags(tags: &HashMap<String, String>) -> Result<(), Refusal> {
+    if tags.len() > MAX_TAGS {
+        return Err(Refusal::new(ErrorCode::BadRequest, format!("tags: at most {MAX_TAGS}")));
+    }
+    for (key, value) in tags {
+        if key.is_empty() || key.len() > MAX_TAG_KEY || value.len() > MAX_TAG_VALUE {
+            let message = format!("tags: keys of 1 to {MAX_TAG_KEY} bytes, values of at most {MAX_TAG_VALUE}");
+            return Err(Refusal::new(ErrorCode::BadRequest, message));
+        }
+    }
+    Ok(())
+}
+
 impl ClientSession {
     pub(super) async fn publish(&mut self, request: PublishRequest) -> Reply {
         let (channel, namespace) = resolve(&self.node, &request.channel)?;
@@ -98,7 +123,7 @@ impl ClientSession {
         };
         let key = (!request.idempotency_key.is_empty()).then_some(request.idempotency_key.as_str());
         let (position, receipt) =
-            publish(&self.node, &request.channel, data, Some(self.info()), request.receipt, key).await?;
+            publish(&self.node, &request.channel, data, request.tags, Some(self.info()), request.receipt, key).await?;
         Ok(Some(server_frame::Message::Publish(PublishResult {
             epoch: history.then_some(position.epoch),
             offset: history.then_some(position.offset),

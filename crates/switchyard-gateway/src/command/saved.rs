@@ -3,15 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 use switchyard_broker::StreamPosition;
+use switchyard_proto::v1::Filter;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SavedSession {
     /// The user it was authenticated as; a resume must be by the same one.
     pub user: String,
     pub channels: Vec<SavedChannel>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SavedChannel {
     pub channel: String,
     /// For channels with history: the position the client has acked (or
@@ -19,6 +20,12 @@ pub struct SavedChannel {
     /// `offset` beside `channel`, as sessions saved by earlier versions are.
     #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
     pub position: Option<StreamPosition>,
+    /// The subscription's filter, as the client gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Box<Filter>>,
+    /// Whether it was granted deltas.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delta: bool,
 }
 
 impl SavedSession {

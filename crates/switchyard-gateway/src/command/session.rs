@@ -363,6 +363,8 @@ impl ClientSession {
                 .map(|(channel, joined)| SavedChannel {
                     channel: channel.to_owned(),
                     position: joined.position.clone(),
+                    filter: joined.delivery.filter.clone(),
+                    delta: joined.delivery.delta,
                 })
                 .collect(),
         };

@@ -2,6 +2,7 @@
 //! server makes on its own (`subs` claim, user operations), which the
 //! client learns of by `sub` and `unsub` pushes.
 
+use super::joined::Delivery;
 use super::presence;
 use super::session::{ClientSession, Joined};
 use super::{Refusal, Reply, resolve};
@@ -10,6 +11,7 @@ use switchyard_broker::StreamPosition;
 use switchyard_core::channel::Channel;
 use switchyard_core::codes::ErrorCode;
 use switchyard_core::config::{NamespaceConfig, SubscribePermission};
+use switchyard_core::filter::Filter;
 use switchyard_core::hub::{self, Subscribed, Subscriber, Unsubscribed};
 use switchyard_core::metric;
 use switchyard_proto::v1::{
@@ -27,6 +29,8 @@ pub(super) struct Joining {
     /// Whether the hub holds live publications for this subscriber until
     /// [`switchyard_core::hub::Hub::finish_recovery`].
     pub held: bool,
+    /// Whether it gets deltas.
+    pub delta: bool,
 }
 
 /// A publication as a push frame.
@@ -42,18 +46,21 @@ impl ClientSession {
             return Err(Refusal::plain(ErrorCode::AlreadySubscribed));
         }
         self.check_room()?;
+        let delivery = Self::delivery(&request)?;
         self.check_subscribe(&channel, namespace, &request.token, &request.data).await?;
         let since = request.recover.then_some(StreamPosition::new(request.epoch, request.offset));
         let name = channel.as_str().to_owned();
-        let joining = self.join(&name, since, false, request.latest).await?;
+        let joining = self.join(&name, since, false, request.latest, delivery).await?;
         self.save().await;
+        let delta = joining.delta.then_some(true);
         let result = match &joining.position {
-            None => SubscribeResult::default(),
+            None => SubscribeResult { delta, ..SubscribeResult::default() },
             Some(position) => SubscribeResult {
                 epoch: Some(position.epoch.clone()),
                 offset: Some(position.offset),
                 recovered: joining.recovered,
                 publications: joining.publications,
+                delta,
             },
         };
         let reply = ServerFrame { id, message: Some(server_frame::Message::Subscribe(result)) };
@@ -63,6 +70,20 @@ impl ClientSession {
         let reply = self.reply_frame(reply);
         self.node.hub.finish_recovery(&name, self.id, vec![reply], joining.position);
         Ok(None)
+    }
+
+    /// The filter and delta a `subscribe` asks for, checked: a malformed
+    /// filter or an unknown delta format is refused with 107.
+    fn delivery(request: &SubscribeRequest) -> Result<Delivery, Refusal> {
+        let delta = match request.delta.as_str() {
+            "" => false,
+            "fossil" => true,
+            other => return Err(Refusal::new(ErrorCode::BadRequest, format!("delta: {other:?} (only \"fossil\")"))),
+        };
+        if let Some(filter) = &request.filter {
+            Filter::compile(filter).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+        }
+        Ok(Delivery { filter: request.filter.clone().map(Box::new), delta })
     }
 
     /// A channel named in a stream's URL: checked like a `subscribe`, and
@@ -101,7 +122,7 @@ impl ClientSession {
         if self.channels.contains_key(channel.as_str()) {
             return Ok(());
         }
-        let joining = self.join(name, since, true, false).await?;
+        let joining = self.join(name, since, true, false, Delivery::default()).await?;
         let sub = ServerSubscribe {
             channel: name.to_owned(),
             epoch: joining.position.as_ref().map(|p| p.epoch.clone()),
@@ -132,19 +153,35 @@ impl ClientSession {
     /// [`switchyard_core::hub::Hub::finish_recovery`]; the channel's
     /// position is read after the broker subscription is in place, so
     /// nothing falls between what is recovered and what comes live.
+    /// With a filter, only what passes it is recovered and delivered; deltas
+    /// are granted where the namespace allows them, and not with a filter
+    /// (the channel's previous publication is not the subscriber's).
     pub(super) async fn join(
         &mut self,
         name: &str,
         since: Option<StreamPosition>,
         hold: bool,
         latest: bool,
+        mut delivery: Delivery,
     ) -> Result<Joining, Refusal> {
         self.check_room()?;
         let node = self.node.clone();
         let (_, namespace) = resolve(&node, name)?;
         let history = namespace.keeps_history();
         let held = history || hold || namespace.join_leave;
-        let subscriber = Subscriber::new(self.protocol, self.outbound.clone()).deflated(self.deflate);
+        let filter = match &delivery.filter {
+            Some(filter) => {
+                Some(Filter::compile(filter).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?)
+            }
+            None => None,
+        };
+        delivery.delta &= namespace.delta && filter.is_none();
+        let passes =
+            |envelope: &&switchyard_proto::v1::Envelope| filter.as_ref().is_none_or(|f| f.matches(&envelope.tags));
+        let subscriber = Subscriber::new(self.protocol, self.outbound.clone())
+            .deflated(self.deflate)
+            .filtered(filter.clone())
+            .with_delta(delivery.delta);
         match node.hub.subscribe(name, self.id, subscriber, namespace.slow_consumer, held) {
             Subscribed::First => {
                 if let Err(e) = node.stores.broker.subscribe(&[name.to_owned()]).await {
@@ -155,7 +192,8 @@ impl ClientSession {
             Subscribed::Joined => {}
             Subscribed::Already => return Err(Refusal::plain(ErrorCode::AlreadySubscribed)),
         }
-        let mut joining = Joining { position: None, recovered: None, publications: Vec::new(), held };
+        let mut joining =
+            Joining { position: None, recovered: None, publications: Vec::new(), held, delta: delivery.delta };
         if history {
             let limit = if since.is_some() { namespace.history_size } else { 1 };
             let read = node.stores.broker.history(name, since.as_ref(), limit, publish_options(namespace)).await;
@@ -170,7 +208,7 @@ impl ClientSession {
                 // What does not fit the session's replay budget is not
                 // replayed: `recovered: false`, and the client reads
                 // `history` in pages (or reports the gap).
-                let size: usize = history.publications.iter().map(super::history::reply_size).sum();
+                let size: usize = history.publications.iter().filter(passes).map(super::history::reply_size).sum();
                 let fits = size <= self.replay_budget;
                 let recovered = history.complete && fits;
                 joining.recovered = Some(recovered);
@@ -182,12 +220,12 @@ impl ClientSession {
                 metric::recoveries(outcome).increment(1);
                 if recovered {
                     self.replay_budget -= size;
-                    joining.publications = history.publications.iter().map(hub::publication).collect();
+                    joining.publications = history.publications.iter().filter(passes).map(hub::publication).collect();
                 }
             } else if latest {
                 // The newest publication (read for the position anyway):
                 // the channel's current value for a late subscriber.
-                joining.publications = history.publications.iter().map(hub::publication).collect();
+                joining.publications = history.publications.iter().filter(passes).map(hub::publication).collect();
             }
             joining.position = Some(history.position);
         }
@@ -196,7 +234,7 @@ impl ClientSession {
             self.leave(name, false).await;
             return Err(refusal);
         }
-        self.channels.insert(name, Joined { position: joining.position.clone(), in_presence });
+        self.channels.insert(name, Joined { position: joining.position.clone(), in_presence, delivery });
         Ok(joining)
     }
 

@@ -20,6 +20,7 @@ use hyper::{Request, Response};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use subtle::ConstantTimeEq as _;
 use switchyard_broker::StreamPosition;
 use switchyard_core::codes::ErrorCode;
@@ -51,6 +52,8 @@ struct PublishBody<'a> {
     receipt: bool,
     #[serde(default)]
     idempotency_key: Option<String>,
+    #[serde(default)]
+    tags: HashMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +61,8 @@ struct BroadcastBody<'a> {
     channels: Vec<String>,
     #[serde(borrow)]
     data: &'a RawValue,
+    #[serde(default)]
+    tags: HashMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +127,7 @@ async fn run(endpoint: &str, req: Request<Incoming>, node: &Node) -> Result<Valu
                         node,
                         &body.channel,
                         data,
+                        body.tags,
                         None,
                         body.receipt,
                         body.idempotency_key.as_deref(),
@@ -193,14 +199,16 @@ async fn broadcast(bytes: &[u8], node: &Node) -> Result<Value, Refusal> {
     let data = Bytes::copy_from_slice(body.data.get().as_bytes());
     let mut responses = Vec::with_capacity(body.channels.len());
     for channel in &body.channels {
-        responses.push(match publish::publish(node, channel, data.clone(), None, false, None).await {
-            Ok((position, _)) => json!({"channel": channel, "result": position_json(&position)}),
-            Err(e) => {
-                let mut error = http::error_body(&e);
-                error["channel"] = json!(channel);
-                error
-            }
-        });
+        responses.push(
+            match publish::publish(node, channel, data.clone(), body.tags.clone(), None, false, None).await {
+                Ok((position, _)) => json!({"channel": channel, "result": position_json(&position)}),
+                Err(e) => {
+                    let mut error = http::error_body(&e);
+                    error["channel"] = json!(channel);
+                    error
+                }
+            },
+        );
     }
     Ok(json!({"responses": responses}))
 }

@@ -260,7 +260,7 @@ async fn publish_from(req: Request<Incoming>, node: &Node) -> Result<Value, Refu
     let bytes = body(req, node.config.limits.body_timeout).await?;
     let body: PublishBody<'_> = parse(&bytes)?;
     let data = Bytes::copy_from_slice(body.data.get().as_bytes());
-    let (position, receipt) = publish::publish(node, &body.channel, data, None, true, None).await?;
+    let (position, receipt) = publish::publish(node, &body.channel, data, Default::default(), None, true, None).await?;
     Ok(json!({"epoch": position.epoch, "offset": position.offset, "receipt": receipt}))
 }
 
