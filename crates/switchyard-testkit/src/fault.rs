@@ -1,8 +1,9 @@
 //! A TCP proxy on 127.0.0.1 that injects the faults that are not crashes,
 //! between a node and what it talks to (Redis): a silent path (bytes are
 //! held, nothing is reset: a blackhole route as a node would see it), and
-//! a slow one (replies held back by a delay). Switched at run time; every
-//! connection it relays ends when it is dropped.
+//! a slow one (replies held back by a delay), and a tampering one (bytes of
+//! a reply changed, as a broken middlebox would). Switched at run time;
+//! every connection it relays ends when it is dropped.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,6 +22,9 @@ pub enum Path {
     Silent,
     /// Bytes from the target (replies, pushes) are held back this long.
     Slow(Duration),
+    /// The first occurrence of `from` in what the target sends (within one
+    /// read) becomes `to`, of the same length, once per connection.
+    Tamper { from: &'static [u8], to: &'static [u8] },
 }
 
 pub struct FaultProxy {
@@ -81,6 +85,7 @@ async fn pump(
     replies: bool,
 ) {
     let mut buffer = vec![0u8; 16 * 1024];
+    let mut tampered = false;
     loop {
         // While the path is silent, nothing is read: the bytes wait.
         if path.wait_for(|p| *p != Path::Silent).await.is_err() {
@@ -95,6 +100,13 @@ async fn pump(
             Path::Slow(delay) if replies => tokio::time::sleep(delay).await,
             // Read just as the path went silent: held until it opens.
             Path::Silent if path.wait_for(|p| *p != Path::Silent).await.is_err() => return,
+            Path::Tamper { from, to } if replies && !tampered => {
+                assert_eq!(from.len(), to.len(), "tampering keeps the length");
+                if let Some(at) = buffer[..n].windows(from.len()).position(|w| w == from) {
+                    buffer[at..at + to.len()].copy_from_slice(to);
+                    tampered = true;
+                }
+            }
             _ => {}
         }
         if to.write_all(&buffer[..n]).await.is_err() {
