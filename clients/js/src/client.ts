@@ -117,6 +117,7 @@ export class Client extends Emitter<ClientEvents> {
     history: (channel, since, limit) => this.history(channel, { since, limit }),
     release: (subscription) => this.#release(subscription),
     acknowledge: () => this.#scheduleAck(),
+    resubscribe: (subscription) => this.#resubscribe(subscription),
   };
 
   /** `url`: a node's WebSocket URL, or several to go round on reconnects. */
@@ -205,11 +206,12 @@ export class Client extends Emitter<ClientEvents> {
   async publish(
     channel: string,
     data: unknown,
-    options: { receipt?: boolean; idempotencyKey?: string } = {},
+    options: { receipt?: boolean; idempotencyKey?: string; tags?: Record<string, string> } = {},
   ): Promise<{ epoch?: string; offset?: number; receipt?: Receipt }> {
     const publish: ClientFrame["publish"] = { channel, data };
     if (options.receipt && publish) publish.receipt = true;
     if (options.idempotencyKey && publish) publish.idempotency_key = options.idempotencyKey;
+    if (options.tags && publish) publish.tags = options.tags;
     const reply = await this.#command({ publish });
     return reply.publish ?? {};
   }
@@ -482,6 +484,18 @@ export class Client extends Emitter<ClientEvents> {
       (error: SwitchyardError) => {
         if (error.kind === "reply") subscription.refused(error);
         // Otherwise the connection went: it is subscribed again on the next.
+      },
+    );
+  }
+
+  /** Unsubscribes and subscribes again (recovering from its position) on this connection. */
+  #resubscribe(subscription: Subscription): void {
+    if (this.#state !== "connected") return; // the next connection subscribes it anyway
+    subscription.interrupted();
+    this.#request({ unsubscribe: { channel: subscription.channel } }).then(
+      () => this.#sendSubscribe(subscription),
+      () => {
+        // Gone with the connection: subscribed again on the next.
       },
     );
   }

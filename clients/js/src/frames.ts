@@ -24,7 +24,24 @@ export interface Publication {
   offset?: number;
   epoch?: string;
   info?: ClientInfo;
+  /** The publisher's tags. */
+  tags?: Record<string, string>;
+  /** @internal On the wire only: `data` is a delta (the SDK applies it before handing it out). */
+  delta?: boolean;
 }
+
+/**
+ * A condition on a publication's tags, evaluated by the server: a leaf
+ * (`key`, `cmp`, and `val` or `vals`) or a composite (`op` over `nodes`).
+ */
+export type Filter =
+  | {
+      key: string;
+      cmp: "eq" | "neq" | "in" | "nin" | "ex" | "nex" | "sw" | "ew" | "ct" | "lt" | "lte" | "gt" | "gte";
+      val?: string;
+      vals?: string[];
+    }
+  | { op: "and" | "or" | "not"; nodes: Filter[] };
 
 export interface ResumedChannel {
   channel: string;
@@ -47,6 +64,8 @@ export interface SubscribeResult {
   offset?: number;
   recovered?: boolean;
   publications?: Publication[];
+  /** Deltas were granted. */
+  delta?: boolean;
 }
 
 export interface HistoryResult {
@@ -80,13 +99,29 @@ export interface Disconnect {
   reconnect: boolean;
 }
 
+export interface SubscribeRequest {
+  channel: string;
+  recover?: boolean;
+  epoch?: string;
+  offset?: number;
+  token?: string;
+  delta?: "fossil";
+  filter?: Filter;
+}
+
 /** A frame from the client. */
 export interface ClientFrame {
   id?: number;
   connect?: { token?: string; resume?: string; data?: unknown };
-  subscribe?: { channel: string; recover?: boolean; epoch?: string; offset?: number; token?: string };
+  subscribe?: SubscribeRequest;
   unsubscribe?: { channel: string };
-  publish?: { channel: string; data: unknown; receipt?: boolean; idempotency_key?: string };
+  publish?: {
+    channel: string;
+    data: unknown;
+    receipt?: boolean;
+    idempotency_key?: string;
+    tags?: Record<string, string>;
+  };
   ack?: { channel: string; offset: number };
   pong?: Record<string, never>;
   history?: { channel: string; since?: StreamPosition; limit?: number };

@@ -11,6 +11,7 @@ export { backoffDelay } from "./backoff.js";
 export { reconnectAfter } from "./close_codes.js";
 export type {
   ClientInfo,
+  Filter,
   HistoryResult,
   PresenceResult,
   PresenceStatsResult,

@@ -2,6 +2,7 @@
 
 import { fromBase64 } from "./base64.js";
 import type { ClientFrame, Codec, ServerFrame } from "./frames.js";
+import { noteWireData, pubDataText, utf8 } from "./wire_data.js";
 
 export const jsonCodec: Codec = {
   subprotocol: "switchyard.v1.json",
@@ -24,6 +25,16 @@ export const jsonCodec: Codec = {
         raw.data = fromBase64(raw.data_b64);
         delete raw.data_b64;
       }
+    }
+    const pub = frame.pub;
+    if (pub) {
+      // A delta is a JSON string; full data is the value's exact text (or
+      // the bytes of a `data_b64`).
+      noteWireData(pub, () => {
+        if (pub.data instanceof Uint8Array) return pub.data;
+        if (pub.delta) return utf8(pub.data as string);
+        return utf8(pubDataText(message) ?? "");
+      });
     }
     return frame;
   },

@@ -10,19 +10,9 @@ import { fromBinary, fromJson, toBinary, toJson, type JsonValue } from "@bufbuil
 import { fromBase64, toBase64 } from "./base64.js";
 import type { ClientFrame, Codec, ServerFrame } from "./frames.js";
 import { ClientFrameSchema, ServerFrameSchema } from "./gen/switchyard/v1/client_pb.js";
+import { noteWireData, payload } from "./wire_data.js";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
-
-/** Bytes as the SDK hands them out: the JSON value they hold, or the bytes. */
-function payload(bytes: Uint8Array): unknown {
-  if (bytes.length === 0) return null;
-  try {
-    return JSON.parse(decoder.decode(bytes)) as unknown;
-  } catch {
-    return bytes;
-  }
-}
 
 /** Rewrites protobuf's JSON form into the protocol's: numbers and values. */
 function normalize(value: unknown, key = ""): unknown {
@@ -33,7 +23,16 @@ function normalize(value: unknown, key = ""): unknown {
     return value;
   }
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = normalize(v, k);
+  for (const [k, v] of Object.entries(value)) {
+    // Implicit defaults are emitted: leave out the ones JSON leaves out.
+    if (k === "delta" && v === false) continue;
+    if (k === "tags") {
+      // Strings as they are: a tag named `offset` or `data` is no field.
+      if (v !== null && typeof v === "object" && Object.keys(v).length > 0) out[k] = v;
+      continue;
+    }
+    out[k] = normalize(v, k);
+  }
   return out;
 }
 
@@ -58,6 +57,11 @@ export const protobufCodec: Codec = {
     const bytes = message instanceof Uint8Array ? message : new Uint8Array(message);
     const frame = fromBinary(ServerFrameSchema, bytes);
     const json = toJson(ServerFrameSchema, frame, { useProtoFieldName: true, alwaysEmitImplicit: true });
-    return normalize(json) as ServerFrame;
+    const normalized = normalize(json) as ServerFrame;
+    if (normalized.pub && frame.message.case === "pub") {
+      const data = frame.message.value.data;
+      noteWireData(normalized.pub, () => data);
+    }
+    return normalized;
   },
 };

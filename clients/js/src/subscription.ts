@@ -1,9 +1,25 @@
 // A client's subscription to one channel: its own state, its publications
-// in order and once each, and the gaps it could not fill.
+// in order and once each, and the gaps it could not fill. With deltas, each
+// delta is applied before the application sees the publication; one that
+// does not apply makes the subscription recover instead. With a filter,
+// skipped offsets are the filter's doing, not gaps.
 
 import { Emitter } from "./emitter.js";
 import { SwitchyardError } from "./errors.js";
-import type { ClientInfo, HistoryResult, Publication, StreamPosition, SubscribeResult } from "./frames.js";
+import { applyDelta } from "./fossil.js";
+import type {
+  ClientInfo,
+  Filter,
+  HistoryResult,
+  Publication,
+  StreamPosition,
+  SubscribeRequest,
+  SubscribeResult,
+} from "./frames.js";
+import { payload, wireData } from "./wire_data.js";
+
+/** The largest publication a delta may rebuild. */
+const MAX_DELTA_TARGET = 64 * 1024 * 1024;
 
 export type SubscriptionState = "subscribing" | "subscribed" | "unsubscribed";
 
@@ -34,6 +50,13 @@ export interface SubscribeOptions {
   since?: StreamPosition;
   /** A subscription token, for namespaces whose `subscribe` permission is `token`. */
   token?: string;
+  /**
+   * `"fossil"`: ask for delta compression (granted where the namespace has
+   * `delta`). The application still sees full data.
+   */
+  delta?: "fossil";
+  /** Only publications whose tags pass this filter (evaluated by the server). */
+  filter?: Filter;
 }
 
 /** What a subscription needs from its client. */
@@ -41,6 +64,8 @@ export interface SubscriptionHost {
   history(channel: string, since: StreamPosition, limit: number): Promise<HistoryResult>;
   release(subscription: Subscription): void;
   acknowledge(): void;
+  /** Subscribe again on the server (with recovery, by `request()`). */
+  resubscribe(subscription: Subscription): void;
 }
 
 export class Subscription extends Emitter<SubscriptionEvents> {
@@ -55,6 +80,10 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   /** While a gap is being filled from history: what came after it. */
   #held?: Publication[];
   #waiters: { resolve: () => void; reject: (e: SwitchyardError) => void }[] = [];
+  /** With deltas: the data bytes of the last publication, the next delta's base. */
+  #base?: Uint8Array;
+  /** A delta did not apply: nothing is delivered until subscribed again. */
+  #resyncing = false;
 
   /** @internal */
   constructor(channel: string, options: SubscribeOptions, host: SubscriptionHost) {
@@ -92,11 +121,15 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   }
 
   /** @internal What a subscribe command asks for now. */
-  request(): { channel: string; recover?: boolean; epoch?: string; offset?: number; token?: string } {
-    const request: { channel: string; recover?: boolean; epoch?: string; offset?: number; token?: string } = {
-      channel: this.channel,
-    };
+  request(): SubscribeRequest {
+    // The server starts every subscription with full data; what comes
+    // before its reply belongs to the one before.
+    this.#base = undefined;
+    this.#resyncing = false;
+    const request: SubscribeRequest = { channel: this.channel };
     if (this.#options.token) request.token = this.#options.token;
+    if (this.#options.delta) request.delta = this.#options.delta;
+    if (this.#options.filter) request.filter = this.#options.filter;
     if (this.#options.recover !== false && this.#position) {
       request.recover = true;
       request.epoch = this.#position.epoch;
@@ -112,6 +145,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
 
   /** @internal The server confirmed a subscribe (or restored it on resume). */
   subscribed(result: SubscribeResult | { epoch?: string; offset?: number; recovered?: boolean }): void {
+    this.#resyncing = false;
     const asked = this.#position;
     const now =
       result.epoch !== undefined && result.offset !== undefined
@@ -146,7 +180,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
    * order; a hole in the offsets is filled from history first.
    */
   deliver(publication: Publication): void {
-    if (this.#state === "unsubscribed") return;
+    if (this.#state === "unsubscribed" || this.#resyncing) return;
     if (this.#held) {
       this.#held.push(publication);
       return;
@@ -154,12 +188,12 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     const { offset, epoch } = publication;
     const at = this.#position;
     if (offset === undefined || epoch === undefined || offset === 0) {
-      this.emit("publication", publication);
+      if (this.#undelta(publication)) this.emit("publication", publication);
       return;
     }
     if (at && epoch === at.epoch) {
       if (offset <= at.offset) return; // had it already
-      if (offset > at.offset + 1) {
+      if (offset > at.offset + 1 && !this.#options.filter) {
         this.#fill(at, publication);
         return;
       }
@@ -167,9 +201,40 @@ export class Subscription extends Emitter<SubscriptionEvents> {
       // History was lost and offsets started again: say so, then go on.
       this.emit("gap", { channel: this.channel, from: at, to: { epoch, offset }, reason: "epoch" });
     }
+    if (!this.#undelta(publication)) return;
     this.#position = { epoch, offset };
     this.emit("publication", publication);
     this.#host.acknowledge();
+  }
+
+  /**
+   * Turns a delta into the full data it stands for, and keeps the data as
+   * the next base. False when it is not to be delivered: a delta from
+   * before this subscription was made again, or one that does not apply
+   * (then the subscription recovers from its last position).
+   */
+  #undelta(publication: Publication): boolean {
+    if (!this.#options.delta) return true;
+    if (!publication.delta) {
+      this.#base = wireData(publication);
+      return true;
+    }
+    const base = this.#base;
+    const delta = wireData(publication);
+    if (!base || !delta) return false;
+    let data: Uint8Array;
+    try {
+      data = applyDelta(base, delta, MAX_DELTA_TARGET);
+    } catch {
+      this.#base = undefined;
+      this.#resyncing = true;
+      this.#host.resubscribe(this);
+      return false;
+    }
+    this.#base = data;
+    publication.data = payload(data);
+    delete publication.delta;
+    return true;
   }
 
   /** @internal The offset to acknowledge, if it moved since the last ack. */

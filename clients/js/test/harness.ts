@@ -208,3 +208,25 @@ export function fcall(redis: Redis, channel: string, n: number): void {
   const reply = redis.cli("FCALL", "switchyard_publish", "1", channel, String(n));
   if (reply === "" || reply.startsWith("ERR")) throw new Error(`FCALL answered ${reply}`);
 }
+
+/** Environment for nodes with `state:` (deltas, history) and `prices:` (history) namespaces. */
+export const FEWER_BYTES_ENV: Record<string, string> = {
+  SWITCHYARD_NAMESPACES__STATE__DELTA: "true",
+  SWITCHYARD_NAMESPACES__STATE__HISTORY_SIZE: "100",
+  SWITCHYARD_NAMESPACES__STATE__HISTORY_TTL: "10m",
+  SWITCHYARD_NAMESPACES__PRICES__HISTORY_SIZE: "1000",
+  SWITCHYARD_NAMESPACES__PRICES__HISTORY_TTL: "10m",
+};
+
+/** A document of about 2 KiB of which a small part changes with `n`, pretty-printed as a backend might send it. */
+export function stateDocument(n: number): string {
+  const book = Array.from({ length: 24 }, (_, i) => ({ id: i, name: `instrument ${i}`, bid: 100 + i, ask: 101 + i }));
+  return JSON.stringify({ seq: n, book, status: `open ${n}` }, null, 1);
+}
+
+/** The value of a counter (without labels) on a node's /metrics. */
+export async function counter(node: Node, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${node.port}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return Number(line?.split(" ")[1] ?? 0);
+}

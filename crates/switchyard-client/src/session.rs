@@ -236,6 +236,15 @@ struct Channel {
     base: Option<Bytes>,
 }
 
+/// A publication after its delta, if it had one.
+enum Undelta {
+    Full(Box<Publication>),
+    /// A delta from before the subscription was made again: dropped.
+    Stale,
+    /// A delta that does not apply to the data it should.
+    Broken,
+}
+
 /// How one connection ended.
 enum Ended {
     Closed(u16),
@@ -426,18 +435,25 @@ impl Task {
     }
 
     /// A delta turned into the full data it stands for (and the data kept
-    /// as the next base); `None` if it does not apply.
-    fn undelta(&mut self, mut publication: Publication) -> Option<Publication> {
-        let Some(state) = self.channels.get_mut(&publication.channel) else { return Some(publication) };
+    /// as the next base).
+    fn undelta(&mut self, mut publication: Publication) -> Undelta {
+        let Some(state) = self.channels.get_mut(&publication.channel) else {
+            return Undelta::Full(Box::new(publication));
+        };
         if publication.delta {
-            let base = state.base.as_ref()?;
-            publication.data = Bytes::from(fossil::apply(base, &publication.data, MAX_DELTA_TARGET).ok()?);
+            // No base: it was sent before this subscription was made again
+            // (the server starts each subscription with a full one).
+            let Some(base) = state.base.as_ref() else { return Undelta::Stale };
+            match fossil::apply(base, &publication.data, MAX_DELTA_TARGET) {
+                Ok(data) => publication.data = Bytes::from(data),
+                Err(_) => return Undelta::Broken,
+            }
             publication.delta = false;
         }
         if state.options.delta {
             state.base = Some(publication.data.clone());
         }
-        Some(publication)
+        Undelta::Full(Box::new(publication))
     }
 
     /// Tells the application that what followed the channel's position is
@@ -453,15 +469,12 @@ impl Task {
     /// whose holes are the filter's). A delta that does not apply is not
     /// delivered: false, and the caller subscribes again, with recovery.
     async fn deliver(&mut self, client: &Client, publication: Publication) -> bool {
-        let Some(publication) = self.undelta(publication) else { return false };
         let (Some(offset), Some(epoch)) = (publication.offset, publication.epoch.clone()) else {
-            let _ = self.events.send(SessionEvent::Publication(publication)).await;
-            return true;
+            return self.hand_over(publication).await;
         };
         let Some(state) = self.channels.get(&publication.channel) else {
             // Not ours (a server-side subscription): hand it over as it is.
-            let _ = self.events.send(SessionEvent::Publication(publication)).await;
-            return true;
+            return self.hand_over(publication).await;
         };
         let at = state.position.clone();
         let filtered = state.options.filter.is_some();
@@ -476,11 +489,30 @@ impl Task {
                 self.lost(&publication.channel, to).await;
             }
         }
-        if let Some(state) = self.channels.get_mut(&publication.channel) {
+        let channel = publication.channel.clone();
+        let publication = match self.undelta(publication) {
+            Undelta::Full(publication) => *publication,
+            Undelta::Stale => return true,
+            Undelta::Broken => return false,
+        };
+        if let Some(state) = self.channels.get_mut(&channel) {
             state.position = Some(StreamPosition { epoch, offset });
         }
         let _ = self.events.send(SessionEvent::Publication(publication)).await;
         true
+    }
+
+    /// Hands a publication without a position to the application, its
+    /// delta applied; false if the delta did not apply.
+    async fn hand_over(&mut self, publication: Publication) -> bool {
+        match self.undelta(publication) {
+            Undelta::Full(publication) => {
+                let _ = self.events.send(SessionEvent::Publication(*publication)).await;
+                true
+            }
+            Undelta::Stale => true,
+            Undelta::Broken => false,
+        }
     }
 
     /// Reads what is missing after `from` up to `until` from history.

@@ -239,6 +239,9 @@ pub struct Fanout {
     pub queued: usize,
     pub slow_disconnects: usize,
     pub dropped: usize,
+    /// Subscribers that got a delta, and those whose filter left it out.
+    pub deltas: usize,
+    pub filtered_out: usize,
 }
 
 /// One shard of the channel map.
@@ -474,6 +477,7 @@ impl Hub {
             let mut recovering = entry.recovering.lock().unwrap_or_else(|e| e.into_inner());
             for r in recovering.values_mut() {
                 if !r.subscriber.passes(&verdicts) {
+                    fanout.filtered_out += 1;
                     continue;
                 }
                 if r.held.len() >= MAX_HELD {
@@ -489,6 +493,7 @@ impl Hub {
         }
         for subscriber in entry.subscribers.values() {
             if !subscriber.passes(&verdicts) {
+                fanout.filtered_out += 1;
                 continue;
             }
             if subscriber.delivered_through.as_ref().is_some_and(|d| d.covers(envelope)) {
@@ -499,6 +504,7 @@ impl Hub {
             let frame = match deltas.as_mut() {
                 // A JSON subscriber gets a delta only if it is text.
                 Some((frames, is_text)) if as_delta && (*is_text || subscriber.protocol == Protocol::Protobuf) => {
+                    fanout.deltas += 1;
                     frames.get(subscriber, self.deflate_min_size)
                 }
                 _ => full.get(subscriber, self.deflate_min_size),
@@ -526,6 +532,12 @@ impl Hub {
         }
         if fanout.dropped > 0 {
             metric::slow_consumer_drops().increment(fanout.dropped as u64);
+        }
+        if fanout.deltas > 0 {
+            metric::delta_deliveries().increment(fanout.deltas as u64);
+        }
+        if fanout.filtered_out > 0 {
+            metric::filtered_out().increment(fanout.filtered_out as u64);
         }
         fanout
     }

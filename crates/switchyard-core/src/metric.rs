@@ -61,6 +61,8 @@ pub const JWKS_FETCHES: &str = "switchyard_jwks_fetches_total";
 pub const BROKER_CUTOFFS: &str = "switchyard_broker_cutoffs_total";
 pub const DEFLATED_FRAMES: &str = "switchyard_deflated_frames_total";
 pub const INFLATE_REFUSALS: &str = "switchyard_inflate_refusals_total";
+pub const DELTA_DELIVERIES: &str = "switchyard_delta_deliveries_total";
+pub const FILTERED_OUT: &str = "switchyard_filtered_out_total";
 pub const SESSION_END_TIMEOUTS: &str = "switchyard_session_end_timeouts_total";
 pub const HTTP_BODY_TIMEOUTS: &str = "switchyard_http_body_timeouts_total";
 pub const ADMIN_LOGINS: &str = "switchyard_admin_logins_total";
@@ -203,6 +205,14 @@ pub fn describe() {
         "Publications compressed (permessage-deflate), once each for every subscriber that negotiated it, by encoding."
     );
     describe_counter!(
+        DELTA_DELIVERIES,
+        "Publications delivered as Fossil deltas (one per subscriber that got the delta in place of the full data)."
+    );
+    describe_counter!(
+        FILTERED_OUT,
+        "Publications not delivered to a subscriber because its filter did not pass their tags (one per subscriber)."
+    );
+    describe_counter!(
         INFLATE_REFUSALS,
         "Compressed client messages refused: too_big (inflating past client.max_message_size, 1009), malformed (1007)."
     );
@@ -263,6 +273,8 @@ pub fn describe() {
         heartbeat_timeouts(),
         slow_consumer_disconnects(),
         slow_consumer_drops(),
+        delta_deliveries(),
+        filtered_out(),
         rebalance_checks(),
         rebalance_shed(),
     ] {
@@ -351,6 +363,12 @@ pub fn slow_consumer_disconnects() -> Counter {
 }
 pub fn slow_consumer_drops() -> Counter {
     cached_counter(SLOW_CONSUMER_DROPS, "", || counter!(SLOW_CONSUMER_DROPS))
+}
+pub fn delta_deliveries() -> Counter {
+    cached_counter(DELTA_DELIVERIES, "", || counter!(DELTA_DELIVERIES))
+}
+pub fn filtered_out() -> Counter {
+    cached_counter(FILTERED_OUT, "", || counter!(FILTERED_OUT))
 }
 pub fn ready() -> Gauge {
     cached_gauge(READY)
