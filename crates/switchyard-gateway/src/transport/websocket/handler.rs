@@ -20,14 +20,15 @@ pub enum Speaks {
 
 pub enum Handler {
     Session(Box<ClientSession>),
-    Echo(Outbound),
+    /// With whether to compress what it echoes (permessage-deflate).
+    Echo(Outbound, bool),
 }
 
 impl Handler {
     pub fn outbound(&self) -> &Outbound {
         match self {
             Handler::Session(session) => session.outbound(),
-            Handler::Echo(outbound) => outbound,
+            Handler::Echo(outbound, _) => outbound,
         }
     }
 
@@ -35,7 +36,7 @@ impl Handler {
     pub fn protocol(&self) -> Option<Protocol> {
         match self {
             Handler::Session(session) => Some(session.protocol()),
-            Handler::Echo(_) => None,
+            Handler::Echo(..) => None,
         }
     }
 
@@ -56,8 +57,12 @@ impl Handler {
             Handler::Session(session) => {
                 session.receive(payload, is_text, Malformed::Close).await;
             }
-            Handler::Echo(outbound) => {
-                let frame = if is_text { wsframe::text(payload) } else { wsframe::binary(payload) };
+            Handler::Echo(outbound, compress) => {
+                let opcode = if is_text { wsframe::OPCODE_TEXT } else { wsframe::OPCODE_BINARY };
+                let frame = match compress {
+                    true => wsframe::compressed(opcode, &switchyard_core::deflate::compress(payload)),
+                    false => wsframe::frame(opcode, payload),
+                };
                 if outbound.push(OutFrame::control(frame)).is_err() {
                     outbound.close(Close::Server(CloseCode::SlowConsumer));
                 }

@@ -15,6 +15,7 @@
 //! - [`timers`]: heartbeat, the deadline to connect, the token's expiry.
 //! - [`writer`]: the outbound queue out, batched; the close.
 
+mod extension;
 mod handler;
 mod reader;
 mod timers;
@@ -26,6 +27,7 @@ use crate::http::{self, Body};
 use crate::node::Node;
 use crate::node::connections::Permit;
 use crate::query;
+use extension::Deflate;
 use handler::Handler;
 pub use handler::Speaks;
 use hyper::body::Incoming;
@@ -80,8 +82,11 @@ pub fn upgrade(
         },
     };
     let negotiated = offered.is_some();
-    let deflate = node.config.client.compression
-        && req.headers().get_all(SEC_WEBSOCKET_EXTENSIONS).iter().any(|v| offers_deflate(v.to_str().unwrap_or("")));
+    let offers = req.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
+    let deflate = match node.config.client.compression {
+        true => Deflate::negotiate(offers.iter().map(|v| v.to_str().unwrap_or(""))),
+        false => None,
+    };
     let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(pair) => pair,
         Err(e) => {
@@ -105,38 +110,10 @@ pub fn upgrade(
     if negotiated {
         parts.headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol.name()));
     }
-    if deflate {
-        parts.headers.insert(SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_static(DEFLATE_RESPONSE));
+    if let Some(deflate) = deflate {
+        parts.headers.insert(SEC_WEBSOCKET_EXTENSIONS, deflate.response());
     }
     Response::from_parts(parts, Body::default())
-}
-
-/// What the server answers an offer of permessage-deflate with: neither
-/// side keeps a window from one message to the next, so a publication is
-/// compressed once for every subscriber, and an idle connection holds no
-/// compressor or inflater (RFC 7692 lets the server ask
-/// `client_no_context_takeover` even when the client did not offer it).
-const DEFLATE_RESPONSE: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
-
-/// Whether a `Sec-WebSocket-Extensions` value offers permessage-deflate in
-/// a form this server takes: any `client_max_window_bits`, and
-/// `server_max_window_bits` only at 15 (the server compresses with the
-/// whole window; an offer that asks for less is passed over, RFC 7692
-/// §7.1.2.1).
-fn offers_deflate(value: &str) -> bool {
-    value.split(',').any(|offer| {
-        let mut parts = offer.split(';').map(str::trim);
-        parts.next().is_some_and(|name| name.eq_ignore_ascii_case("permessage-deflate"))
-            && parts.all(|param| {
-                let (key, value) =
-                    param.split_once('=').map_or((param, ""), |(k, v)| (k.trim(), v.trim().trim_matches('"')));
-                match key {
-                    "server_no_context_takeover" | "client_no_context_takeover" | "client_max_window_bits" => true,
-                    "server_max_window_bits" => value == "15",
-                    _ => false,
-                }
-            })
-    })
 }
 
 /// A connect token in the request that opens a connection: the configured
@@ -155,7 +132,7 @@ async fn run_upgraded(
     node: Arc<Node>,
     upgraded: Upgraded,
     speaks: Speaks,
-    deflate: bool,
+    deflate: Option<Deflate>,
     handshake: Handshake,
     permit: Permit,
 ) {
@@ -185,7 +162,7 @@ async fn run<R, W>(
     read: R,
     write: W,
     speaks: Speaks,
-    deflate: bool,
+    deflate: Option<Deflate>,
     handshake: Handshake,
     permit: Permit,
 ) where
@@ -205,16 +182,17 @@ async fn run<R, W>(
     let (ops, mut ops_rx) = lifecycle::ops_queue();
     let mut handler = match protocol {
         Some(protocol) => {
-            Handler::Session(Box::new(connection.session(protocol, handshake, ops).with_deflate(deflate)))
+            let compresses = deflate.is_some_and(|d| d.compresses());
+            Handler::Session(Box::new(connection.session(protocol, handshake, ops).with_deflate(compresses)))
         }
-        None => Handler::Echo(connection.outbound.clone()),
+        None => Handler::Echo(connection.outbound.clone(), deflate.filter(Deflate::compresses).is_some()),
     };
     let outbound = &connection.outbound;
     // Once a close is decided, the peer has `close_timeout` to answer it
     // before the socket is dropped. (Both futures are made in place: bound
     // to a local first, each would take its room in this task twice.)
     tokio::select! {
-        close = reader::run(read, deflate, &mut handler, &mut ops_rx, &connection.liveness, &config.client) => { outbound.close(close); }
+        close = reader::run(read, deflate.is_some(), &mut handler, &mut ops_rx, &connection.liveness, &config.client) => { outbound.close(close); }
         () = teardown(outbound, config.client.close_timeout) => {}
     }
     if tokio::time::timeout(config.client.close_timeout, &mut writer).await.is_err() {
@@ -230,21 +208,4 @@ async fn run<R, W>(
 async fn teardown(outbound: &switchyard_core::outbound::Outbound, close_timeout: std::time::Duration) {
     outbound.closed().await;
     tokio::time::sleep(close_timeout).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::offers_deflate;
-
-    #[test]
-    fn takes_the_offers_it_can_answer() {
-        assert!(offers_deflate("permessage-deflate"));
-        assert!(offers_deflate("permessage-deflate; client_max_window_bits"));
-        assert!(offers_deflate("x-webkit-deflate-frame, permessage-deflate; client_max_window_bits=10"));
-        assert!(offers_deflate("permessage-deflate; server_max_window_bits=10, permessage-deflate"));
-        assert!(!offers_deflate("permessage-deflate; server_max_window_bits=10"));
-        assert!(!offers_deflate("permessage-deflate; unknown_param"));
-        assert!(!offers_deflate("x-webkit-deflate-frame"));
-        assert!(!offers_deflate(""));
-    }
 }
