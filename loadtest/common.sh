@@ -92,7 +92,10 @@ start_redis() {
 #                     `pub` push (the same bytes on the wire)
 #   raw-envelope-work the same, each writer spinning $RAW_WORK_NS (500
 #                     unless set) before each write: user work between sends
+#   switchyard-delta  one node whose default namespace allows deltas
+#   switchyard-delta-deflate  the same with client.compression on
 #   node-ws           the classic Node `ws` broadcast
+#   node-ws-deflate   the same with permessage-deflate on every message
 #   socketio          two Socket.IO processes with @socket.io/redis-adapter
 #                     over one Redis: subscribers on the second, the
 #                     publisher on the first
@@ -106,6 +109,13 @@ start_server() {
         "127.0.0.1:$((port + 500))" ;;
     switchyard-deflate)
       SWITCHYARD_CLIENT__COMPRESSION=true start_switchyard "$port"
+      wait_port "$port"
+      echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-json" \
+        "127.0.0.1:$((port + 500))" ;;
+    switchyard-delta | switchyard-delta-deflate)
+      local compression=false
+      [ "$name" = switchyard-delta-deflate ] && compression=true
+      SWITCHYARD_NAMESPACES__DEFAULT__DELTA=true SWITCHYARD_CLIENT__COMPRESSION=$compression start_switchyard "$port"
       wait_port "$port"
       echo "$(listener_pid "$port") ws://127.0.0.1:$port/ws ws://127.0.0.1:$port/ws switchyard-json" \
         "127.0.0.1:$((port + 500))" ;;
@@ -163,8 +173,10 @@ start_server() {
       taskset -c 0 target/release/raw-broadcast "127.0.0.1:$port" $flags >"$out/$name-$port.log" 2>&1 &
       wait_port "$port"
       echo "$(listener_pid "$port") ws://127.0.0.1:$port/ ws://127.0.0.1:$port/ plain -" ;;
-    node-ws)
-      NODE_PATH="$PWD/$out/node_modules" taskset -c 0 node loadtest/peers/ws-broadcast.js 127.0.0.1 "$port" \
+    node-ws | node-ws-deflate)
+      local ws_deflate=0
+      [ "$name" = node-ws-deflate ] && ws_deflate=1
+      WS_DEFLATE=$ws_deflate NODE_PATH="$PWD/$out/node_modules" taskset -c 0 node loadtest/peers/ws-broadcast.js 127.0.0.1 "$port" \
         >"$out/$name-$port.log" 2>&1 &
       wait_port "$port"
       echo "$(listener_pid "$port") ws://127.0.0.1:$port/ ws://127.0.0.1:$port/ plain -" ;;

@@ -1,11 +1,14 @@
 // The classic Node `ws` broadcast server: the baseline peer.
 //   node ws-broadcast.js 127.0.0.1 9200
+// WS_DEFLATE=1 turns on permessage-deflate for every message (threshold 0),
+// with ws's defaults otherwise: each connection compresses what it sends.
 const { WebSocketServer } = require("ws");
 const http = require("http");
 
 const [host, port] = [process.argv[2] || "127.0.0.1", Number(process.argv[3] || 9200)];
 const server = http.createServer();
-const wss = new WebSocketServer({ server, perMessageDeflate: false });
+const perMessageDeflate = process.env.WS_DEFLATE === "1" ? { threshold: 0 } : false;
+const wss = new WebSocketServer({ server, perMessageDeflate });
 wss.on("connection", (ws) => {
   ws.on("error", () => {});
   ws.on("message", (data, isBinary) => {

@@ -1,10 +1,12 @@
 //! Scenario 1 (and 3, and the slow-consumer part of 6): subscribers on one
 //! channel, one publisher at a fixed rate. Optionally some subscribers
 //! never read (`--stalled-percent`), and the publisher sits on another
-//! node (`--publish-url`).
+//! node (`--publish-url`). Subscribers may offer permessage-deflate
+//! (`--deflate`), ask for deltas (`--delta`) or filter (`--filters`); the
+//! bytes they read are reported per delivery.
 
 use crate::audience::Audience;
-use crate::connection;
+use crate::connection::{self, Asks};
 use crate::measurement::{Measurement, Sent};
 use crate::report::Report;
 use crate::{Args, publishing, scrape};
@@ -20,7 +22,13 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
             audience.add_stream(&args.url, &args.channel).await?;
             continue;
         }
-        let (reader, writer) = connection::connect(&args.url, args.target, &channels).await?;
+        let asks = Asks {
+            deflate: args.deflate,
+            delta: args.delta,
+            filter: (args.filters > 0).then(|| format!(r#"{{"key":"k","cmp":"eq","val":"v{}"}}"#, i % args.filters)),
+            counted: i >= stalled,
+        };
+        let (reader, writer) = connection::connect_asking(&args.url, args.target, &channels, &asks).await?;
         if i < stalled {
             audience.add_stalled(reader, writer);
         } else {
@@ -28,13 +36,31 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         }
     }
     let mut publisher = publishing::Source::open(args).await?;
+    publisher.tag(args.filters);
+    let wire_before = connection::WIRE_BYTES.load(std::sync::atomic::Ordering::Relaxed);
 
     let broker_before = broker_counters(&args.scrape).await?;
     let measurement = Measurement::start(args);
     let (sent, took) =
-        publishing::open_loop(&mut publisher, args.rate, args.duration, args.payload, |_| args.channel.clone()).await?;
+        publishing::open_loop(&mut publisher, args.rate, args.duration, args.payload, args.payload_kind, |_| {
+            args.channel.clone()
+        })
+        .await?;
     // Refused publications were not published; they are owed to no one.
-    let owed = |refused: u64| sent.saturating_sub(refused) * (args.subscribers - stalled) as u64;
+    // With filters, publication j is owed to the readers whose filter is
+    // j's tag.
+    let readers = args.subscribers - stalled;
+    let owed = |refused: u64| match args.filters {
+        0 => sent.saturating_sub(refused) * readers as u64,
+        f => (0..f)
+            .map(|v| {
+                let publications = (0..sent).filter(|j| *j as usize % f == v).count() as u64;
+                let subscribers = (stalled..args.subscribers).filter(|i| i % f == v).count() as u64;
+                publications * subscribers
+            })
+            .sum::<u64>()
+            .saturating_sub(refused * (readers / f) as u64),
+    };
     audience.settle(owed(publisher.errors()), args.late_limit).await;
     let broker_after = broker_counters(&args.scrape).await?;
     let owed = Some(owed(publisher.errors()));
@@ -42,6 +68,12 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         .finish(args, args.subscribers, Sent { publications: sent, owed, took }, publisher, audience)
         .await?;
     report.extra.insert("stalled_subscribers".into(), json!(stalled));
+    let wire = connection::WIRE_BYTES.load(std::sync::atomic::Ordering::Relaxed) - wire_before;
+    report.extra.insert("wire_bytes_per_delivery".into(), json!(wire as f64 / report.delivered.max(1) as f64));
+    report.extra.insert("payload_kind".into(), json!(format!("{:?}", args.payload_kind).to_lowercase()));
+    report.extra.insert("deflate_offered".into(), json!(args.deflate));
+    report.extra.insert("delta".into(), json!(args.delta));
+    report.extra.insert("filters".into(), json!(args.filters));
     if let (Some((received_before, published_before)), Some((received_after, published_after))) =
         (broker_before, broker_after)
     {

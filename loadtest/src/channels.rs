@@ -73,10 +73,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let churn = (args.churn > 0.0).then(|| tokio::spawn(churn_loop(args.clone(), audience.clone(), churned.clone())));
     let measurement = Measurement::start(args);
     let group_size = args.group_size;
-    let (sent, took) = publishing::open_loop(&mut publisher, args.rate, args.duration, args.payload, |k| {
-        channel_for(k, clients, group_size)
-    })
-    .await?;
+    let (sent, took) =
+        publishing::open_loop(&mut publisher, args.rate, args.duration, args.payload, args.payload_kind, |k| {
+            channel_for(k, clients, group_size)
+        })
+        .await?;
     if let Some(churn) = churn {
         churn.abort();
         let _ = churn.await;

@@ -3,6 +3,7 @@
 
 use crate::Target;
 use crate::stamp;
+use crate::wire::Wire;
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload, Role as WsRole, WebSocketRead, WebSocketWrite};
 use hdrhistogram::Histogram;
@@ -16,14 +17,40 @@ use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-type Io = TokioIo<Upgraded>;
+type Io = Wire<TokioIo<Upgraded>>;
 pub type Reader = WebSocketRead<ReadHalf<Io>>;
 pub type Writer = WebSocketWrite<WriteHalf<Io>>;
+
+/// What a subscriber asks of the server beyond its channels.
+#[derive(Debug, Clone, Default)]
+pub struct Asks {
+    /// Offer permessage-deflate.
+    pub deflate: bool,
+    /// switchyard: ask for Fossil deltas.
+    pub delta: bool,
+    /// switchyard: this filter (JSON) on every subscription.
+    pub filter: Option<String>,
+    /// Count the bytes this connection reads in [`WIRE_BYTES`].
+    pub counted: bool,
+}
+
+/// Bytes read by the connections opened with [`Asks::counted`].
+pub static WIRE_BYTES: std::sync::LazyLock<Arc<AtomicU64>> = std::sync::LazyLock::new(Arc::default);
 
 /// Opens a WebSocket and subscribes to `channels` (switchyard: one
 /// `subscribe` each; Socket.IO: joins them as rooms; plain peers have no
 /// channels and ignore them), waiting until every subscription is in place.
 pub async fn connect(url: &str, target: Target, channels: &[String]) -> anyhow::Result<(Reader, Writer)> {
+    connect_asking(url, target, channels, &Asks::default()).await
+}
+
+/// [`connect`], asking for compression, deltas or a filter.
+pub async fn connect_asking(
+    url: &str,
+    target: Target,
+    channels: &[String],
+    asks: &Asks,
+) -> anyhow::Result<(Reader, Writer)> {
     let rest = url.strip_prefix("ws://").ok_or_else(|| anyhow::anyhow!("{url}: only ws:// URLs"))?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let stream = TcpStream::connect(authority).await?;
@@ -41,13 +68,17 @@ pub async fn connect(url: &str, target: Target, channels: &[String]) -> anyhow::
         Target::SwitchyardProto => request = request.header("sec-websocket-protocol", "switchyard.v1.proto"),
         Target::Plain | Target::SocketIo => {}
     }
+    if asks.deflate {
+        request = request.header("sec-websocket-extensions", "permessage-deflate; client_max_window_bits");
+    }
     let (ws, _) = fastwebsockets::handshake::client(
         &hyper_util::rt::TokioExecutor::new(),
         request.body(Empty::<Bytes>::new())?,
         stream,
     )
     .await?;
-    let (read, write) = tokio::io::split(ws.into_inner());
+    let counter = if asks.counted { WIRE_BYTES.clone() } else { Arc::default() };
+    let (read, write) = tokio::io::split(Wire::new(ws.into_inner(), counter));
     let (mut reader, mut writer) = fastwebsockets::after_handshake_split(read, write, WsRole::Client);
     reader.set_auto_close(false);
     reader.set_auto_pong(false);
@@ -81,9 +112,16 @@ pub async fn connect(url: &str, target: Target, channels: &[String]) -> anyhow::
         Target::SwitchyardJson | Target::SwitchyardProto | Target::SwitchyardSse => {
             for (i, channel) in channels.iter().enumerate() {
                 let id = i as u8 + 1;
+                let mut extra = String::new();
+                if asks.delta {
+                    extra.push_str(r#","delta":"fossil""#);
+                }
+                if let Some(filter) = &asks.filter {
+                    extra.push_str(&format!(r#","filter":{filter}"#));
+                }
                 let frame = match target {
                     Target::SwitchyardJson | Target::SwitchyardSse => Frame::text(Payload::Owned(
-                        format!(r#"{{"id":{id},"subscribe":{{"channel":"{channel}"}}}}"#).into_bytes(),
+                        format!(r#"{{"id":{id},"subscribe":{{"channel":"{channel}"{extra}}}}}"#).into_bytes(),
                     )),
                     _ => Frame::binary(Payload::Owned(subscribe_protobuf(id, channel))),
                 };
@@ -146,6 +184,9 @@ pub fn receive(mut reader: Reader, delivered: Arc<AtomicU64>) -> JoinHandle<Hist
                     if let Some(sent) = stamp::read(&frame.payload) {
                         let _ = histogram.record(stamp::now_us().saturating_sub(sent).max(1));
                         delivered.fetch_add(1, Ordering::Relaxed);
+                    } else if is_delta(&frame.payload) {
+                        // Its stamp is in the base it applies to: counted, not timed.
+                        delivered.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 OpCode::Close => break,
@@ -156,11 +197,18 @@ pub fn receive(mut reader: Reader, delivered: Arc<AtomicU64>) -> JoinHandle<Hist
     })
 }
 
+/// A switchyard JSON `pub` that carries a Fossil delta.
+fn is_delta(payload: &[u8]) -> bool {
+    payload.ends_with(br#","delta":true}}"#)
+}
+
 /// Sends publications: switchyard `publish` commands, or bare payloads.
 pub struct Publisher {
     writer: Writer,
     target: Target,
     next_id: u64,
+    /// switchyard: publication j is tagged `k` = `v<j % tag_cycle>` (0: untagged).
+    pub tag_cycle: usize,
     /// Socket.IO: publish to rooms (one per channel) rather than to all.
     pub rooms: bool,
     refused: Arc<AtomicU64>,
@@ -188,7 +236,7 @@ impl Publisher {
                 }
             }
         });
-        (Publisher { writer, target, next_id: 1, rooms: false, refused }, drain)
+        (Publisher { writer, target, next_id: 1, tag_cycle: 0, rooms: false, refused }, drain)
     }
 
     /// Publications the server answered with an error.
@@ -205,8 +253,12 @@ impl Publisher {
             Target::SocketIo if self.rooms => format!(r#"42["publish_to","{channel}",{payload}]"#),
             Target::SocketIo => format!(r#"42["publish",{payload}]"#),
             Target::SwitchyardJson | Target::SwitchyardProto | Target::SwitchyardSse => {
+                let tags = match self.tag_cycle {
+                    0 => String::new(),
+                    cycle => format!(r#","tags":{{"k":"v{}"}}"#, (self.next_id - 1) as usize % cycle),
+                };
                 self.next_id += 1;
-                format!(r#"{{"id":{},"publish":{{"channel":"{channel}","data":{payload}}}}}"#, self.next_id)
+                format!(r#"{{"id":{},"publish":{{"channel":"{channel}","data":{payload}{tags}}}}}"#, self.next_id)
             }
         };
         self.writer.write_frame(Frame::text(Payload::Owned(text.into_bytes()))).await?;

@@ -38,6 +38,7 @@ mod report;
 mod schedule;
 mod scrape;
 mod stamp;
+mod wire;
 
 use clap::{Parser, ValueEnum};
 use report::Report;
@@ -140,6 +141,22 @@ pub(crate) struct Args {
     /// Payload bytes per publication (at least 32).
     #[arg(long, default_value_t = 128)]
     pub(crate) payload: usize,
+    /// What payloads are: `padding` (a stamp and filler), `document` (a
+    /// JSON document with a real one's redundancy, different every time),
+    /// `state` (a JSON document of which about 5 % changes each time).
+    #[arg(long, value_enum, default_value = "padding")]
+    pub(crate) payload_kind: stamp::PayloadKind,
+    /// Broadcast: subscribers offer permessage-deflate (and inflate what
+    /// comes compressed); wire bytes per delivery are reported either way.
+    #[arg(long)]
+    pub(crate) deflate: bool,
+    /// Broadcast, switchyard: subscribers ask for Fossil deltas.
+    #[arg(long)]
+    pub(crate) delta: bool,
+    /// Broadcast, switchyard: subscriber i filters on tag `k` = `v<i % N>`
+    /// and publication j is tagged `k` = `v<j % N>` (0: no tags, no filters).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) filters: usize,
     /// How long to wait after the last publication for deliveries still on
     /// their way; later ones count as lost.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]

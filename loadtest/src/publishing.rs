@@ -48,6 +48,13 @@ impl Source {
         }
     }
 
+    /// Tags publication j with `k` = `v<j % cycle>` (switchyard clients; 0: none).
+    pub fn tag(&mut self, cycle: usize) {
+        if let Source::Client { publisher, .. } = self {
+            publisher.tag_cycle = cycle;
+        }
+    }
+
     /// Publications answered with an error (refused: not published).
     /// Peers give no answers: 0.
     pub fn errors(&self) -> u64 {
@@ -73,6 +80,7 @@ pub async fn open_loop(
     rate: u64,
     duration: Duration,
     payload_bytes: usize,
+    payload_kind: stamp::PayloadKind,
     mut channel_for: impl FnMut(u64) -> String,
 ) -> anyhow::Result<(u64, Duration)> {
     let started = Instant::now();
@@ -81,6 +89,7 @@ pub async fn open_loop(
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let origin_us = stamp::now_us();
     let mut sent = 0u64;
+    let mut payloads = stamp::Payloads::new(payload_kind, payload_bytes);
     let progress = progress::bar(ticks, "publishing");
     for n in 0..ticks {
         tick.tick().await;
@@ -89,7 +98,7 @@ pub async fn open_loop(
         }
         let due = origin_us + n * 1000;
         for _ in 0..schedule::due_in_tick(rate, n) {
-            publisher.publish(&channel_for(sent), &stamp::payload(due, payload_bytes)).await?;
+            publisher.publish(&channel_for(sent), &payloads.next(due)).await?;
             sent += 1;
         }
         publisher.end_tick().await?;
