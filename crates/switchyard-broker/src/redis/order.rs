@@ -324,12 +324,25 @@ impl Order {
                 if since.offset > 0 && (behind || other) && track.epoch == since.epoch {
                     // The publication that showed it (one at an offset
                     // delivered already) goes out in the new epoch.
-                    let showed = track.held.iter().position(|e| e.offset <= track.offset);
+                    let showed = track.held.iter().position(|e| e.offset <= track.offset && e.epoch == since.epoch);
                     let envelope = showed.and_then(|at| track.held.remove(at));
                     Self::regressed(track, channel, envelope, actions);
-                    self.held -= track.held.len() + usize::from(showed.is_some());
-                    track.held.clear();
+                    let held = std::mem::take(&mut track.held);
+                    self.held -= held.len() + usize::from(showed.is_some());
                     track.repairing = false;
+                    // The retired epoch's held publications go with it. A
+                    // later epoch's are taken in turn: another node may have
+                    // moved the channel first, and its new epoch's first
+                    // publication came while this read was out.
+                    let retired = track.retired.clone();
+                    for envelope in held.into_iter().filter(|e| retired.as_deref() != Some(e.epoch.as_str())) {
+                        if track.repairing {
+                            self.held += 1;
+                            track.held.push_back(envelope);
+                        } else if Self::next(track, envelope, actions) {
+                            self.held += 1;
+                        }
+                    }
                     return;
                 }
                 if !since.held && track.repairing {
@@ -487,6 +500,32 @@ mod tests {
         assert_eq!((asked.since.epoch.as_str(), asked.since.offset), ("f", 0));
         order.repaired(&asked, Ok(stream(vec![publication("f", 1, "B")], "f", 1)), &mut actions);
         assert_eq!(delivered(&actions), [1]);
+    }
+
+    #[test]
+    fn a_new_epoch_that_came_while_the_regression_was_checked_is_kept() {
+        // Two nodes find the same regression; the other one moved the
+        // channel first, and its new epoch's first publication arrives here
+        // while this node's check of the old epoch is out.
+        let mut order = Order::default();
+        let mut actions = Vec::new();
+        for (offset, data) in [(1, "a"), (2, "b"), (3, "c")] {
+            order.live(publication("e", offset, data), true, &mut actions);
+        }
+        let mut actions = Vec::new();
+        let reused = Envelope { published_at_us: 7, ..publication("e", 2, "B") };
+        order.live(reused.clone(), true, &mut actions);
+        let Some(Action::Read(asked)) = actions.pop() else { panic!("{actions:?}") };
+        order.live(publication("f", 1, "B"), true, &mut actions);
+        assert!(actions.is_empty(), "held behind the check: {actions:?}");
+        order.repaired(&asked, Ok(stream(vec![reused], "e", 2)), &mut actions);
+        let [Action::Rebase { .. }, Action::Read(check)] = &actions[..] else { panic!("{actions:?}") };
+        assert_eq!((check.since.epoch.as_str(), check.since.offset), ("f", 0));
+        let check = check.clone();
+        let mut actions = Vec::new();
+        order.repaired(&check, Ok(stream(vec![publication("f", 1, "B")], "f", 1)), &mut actions);
+        assert_eq!(delivered(&actions), [1]);
+        assert_eq!(order.held, 0);
     }
 
     #[test]
