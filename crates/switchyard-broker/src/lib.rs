@@ -12,11 +12,15 @@
 //!   `redis::registry`.
 //! - [`PresenceStore`] (`presence`): who is subscribed where;
 //!   `presence_memory`, `redis::presence`.
+//! - [`LeaseStore`] (`leases`): who holds a piece of cluster-wide work;
+//!   `leases_memory`, `redis::leases`.
 //! - [`Stores`] (`stores`): one of each, on the same backend.
 //! - [`NodeInfo`]: what a node says about itself in the cluster registry.
 
 mod broker;
 mod history_memory;
+mod leases;
+mod leases_memory;
 pub mod memory;
 mod node_info;
 pub mod presence;
@@ -29,6 +33,8 @@ mod sessions_memory;
 mod stores;
 
 pub use broker::{Broker, BrokerError, History, PublicationSink, PublishOptions, StreamPosition};
+pub use leases::LeaseStore;
+pub use leases_memory::MemoryLeases;
 pub use memory::MemoryBroker;
 pub use node_info::{NodeInfo, unix_seconds};
 pub use presence::PresenceStore;

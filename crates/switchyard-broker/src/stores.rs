@@ -2,6 +2,8 @@
 //! same backend: all in memory (one node), or all on one Redis or Cluster.
 
 use crate::broker::{Broker, BrokerError, PublicationSink};
+use crate::leases::LeaseStore;
+use crate::leases_memory::MemoryLeases;
 use crate::memory::MemoryBroker;
 use crate::presence::PresenceStore;
 use crate::presence_memory::MemoryPresence;
@@ -19,6 +21,7 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     pub registry: Arc<dyn NodeRegistry>,
     pub presence: Arc<dyn PresenceStore>,
+    pub leases: Arc<dyn LeaseStore>,
 }
 
 impl Stores {
@@ -29,6 +32,7 @@ impl Stores {
             sessions: Arc::new(MemorySessions::default()),
             registry: Arc::new(MemoryRegistry::default()),
             presence: Arc::new(MemoryPresence::new(sink)),
+            leases: Arc::new(MemoryLeases::default()),
         }
     }
 
@@ -40,6 +44,7 @@ impl Stores {
             sessions: Arc::new(broker.sessions()),
             registry: Arc::new(broker.registry()),
             presence: Arc::new(broker.presence()),
+            leases: Arc::new(broker.leases()),
             broker: Arc::new(broker),
         })
     }

@@ -181,6 +181,31 @@ async fn sessions_are_taken_once_and_never_revived() {
 }
 
 #[tokio::test]
+async fn a_lease_has_one_holder_until_it_expires_or_is_released() {
+    for b in backends().await {
+        let leases = &b.stores.leases;
+        let long = Duration::from_secs(60);
+        assert!(leases.acquire("orders:0", "a", long).await.unwrap(), "{}", b.name);
+        assert!(!leases.acquire("orders:0", "b", long).await.unwrap(), "{}: taken", b.name);
+        assert!(leases.acquire("orders:0", "a", long).await.unwrap(), "{}: renewed by its holder", b.name);
+        assert!(leases.acquire("orders:1", "b", long).await.unwrap(), "{}: another lease", b.name);
+        leases.release("orders:0", "b").await.unwrap();
+        assert!(!leases.acquire("orders:0", "b", long).await.unwrap(), "{}: released by another", b.name);
+        leases.release("orders:0", "a").await.unwrap();
+        assert!(leases.acquire("orders:0", "b", long).await.unwrap(), "{}: released", b.name);
+        // One that is not renewed goes to the next who asks once it expires.
+        assert!(leases.acquire("orders:2", "a", Duration::from_millis(200)).await.unwrap());
+        within("the lease to expire", async {
+            while !leases.acquire("orders:2", "b", long).await.unwrap() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(!leases.acquire("orders:2", "a", long).await.unwrap(), "{}: expired, then taken", b.name);
+    }
+}
+
+#[tokio::test]
 async fn the_registry_lists_live_nodes_only() {
     for b in backends().await {
         let now = unix_seconds();

@@ -68,6 +68,11 @@ impl Keys {
     pub fn nodes(&self) -> String {
         format!("{}:{{nodes}}", self.prefix)
     }
+
+    /// A lease (its holder, expiring with the lease).
+    pub fn lease(&self, name: &str) -> String {
+        format!("{}:lease:{{{name}}}", self.prefix)
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 --   FCALL switchyard_publish 1 <channel> <payload> [idempotency key] [tags]
 -- The gateway fills in the two settings below when it loads the library.
 
-local VERSION = 9
+local VERSION = 10
 local PREFIX = '@PREFIX@'      -- broker.prefix: pub/sub names are PREFIX:{channel}
 local PUBLISH = '@PUBLISH@'    -- PUBLISH on one Redis, SPUBLISH on a Redis Cluster
 local IDEMPOTENCY_MS = @IDEMPOTENCY_MS@  -- broker.idempotency_window
@@ -397,6 +397,28 @@ local function disconnect_user(_, args)
   return redis.call('PUBLISH', CONTROL, bytes_field(3, body))
 end
 
+-- FCALL switchyard_lease 1 <key> <holder> <ttl ms>: takes the lease for
+-- <holder>, or renews it if <holder> has it. 1 if <holder> has it now.
+local function lease(keys, args)
+  local ttl = tonumber(args[2] or '')
+  if args[1] == nil or args[1] == '' or ttl == nil or ttl < 1 then
+    return redis.error_reply('ERR usage: FCALL switchyard_lease 1 <key> <holder> <ttl ms>')
+  end
+  local holder = redis.call('GET', keys[1])
+  if holder and holder ~= args[1] then return 0 end
+  redis.call('SET', keys[1], args[1], 'PX', ttl)
+  return 1
+end
+
+-- FCALL switchyard_lease_release 1 <key> <holder>: gives the lease up if
+-- <holder> has it.
+local function lease_release(keys, args)
+  if redis.call('GET', keys[1]) == args[1] then
+    return redis.call('DEL', keys[1])
+  end
+  return 0
+end
+
 local function version()
   return VERSION
 end
@@ -413,4 +435,6 @@ redis.register_function('switchyard_presence_get', presence_get)
 redis.register_function('switchyard_subscribe_user', subscribe_user)
 redis.register_function('switchyard_unsubscribe_user', unsubscribe_user)
 redis.register_function('switchyard_disconnect_user', disconnect_user)
+redis.register_function('switchyard_lease', lease)
+redis.register_function('switchyard_lease_release', lease_release)
 redis.register_function{function_name = 'switchyard_version', callback = version, flags = {'no-writes'}}

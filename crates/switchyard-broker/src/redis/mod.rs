@@ -15,6 +15,7 @@ mod connection;
 mod health;
 mod history;
 pub mod keys;
+mod leases;
 pub mod library;
 mod order;
 mod presence;
@@ -26,6 +27,7 @@ mod subscriptions;
 
 pub use client::RedisTls;
 pub use connection::RedisTarget;
+pub use leases::RedisLeases;
 pub use presence::RedisPresence;
 pub use registry::RedisRegistry;
 pub use sentinel::Sentinels;
@@ -153,6 +155,11 @@ impl RedisBroker {
     /// The node registry on this broker's Redis connection.
     pub fn registry(&self) -> RedisRegistry {
         RedisRegistry { commands: self.commands.clone(), keys: self.shared.keys.clone() }
+    }
+
+    /// Leases on this broker's Redis connection.
+    pub fn leases(&self) -> RedisLeases {
+        RedisLeases { commands: self.commands.clone(), keys: self.shared.keys.clone() }
     }
 
     /// Presence on this broker's Redis connection.
