@@ -62,6 +62,11 @@ pub const BROKER_CUTOFFS: &str = "switchyard_broker_cutoffs_total";
 pub const DEFLATED_FRAMES: &str = "switchyard_deflated_frames_total";
 pub const INFLATE_REFUSALS: &str = "switchyard_inflate_refusals_total";
 pub const DELTA_DELIVERIES: &str = "switchyard_delta_deliveries_total";
+pub const CONSUMER_ENTRIES: &str = "switchyard_consumer_entries_total";
+pub const CONSUMER_ERRORS: &str = "switchyard_consumer_errors_total";
+pub const CONSUMER_LAG: &str = "switchyard_consumer_lag";
+pub const CONSUMER_PARTITIONS: &str = "switchyard_consumer_partitions_held";
+pub const CONSUMER_LATENCY: &str = "switchyard_consumer_publish_latency_seconds";
 pub const FILTERED_OUT: &str = "switchyard_filtered_out_total";
 pub const SESSION_END_TIMEOUTS: &str = "switchyard_session_end_timeouts_total";
 pub const HTTP_BODY_TIMEOUTS: &str = "switchyard_http_body_timeouts_total";
@@ -203,6 +208,24 @@ pub fn describe() {
     describe_counter!(
         DEFLATED_FRAMES,
         "Publications compressed (permessage-deflate), once each for every subscriber that negotiated it, by encoding."
+    );
+    describe_counter!(
+        CONSUMER_ENTRIES,
+        "Entries of an application's queue this node took, by consumer and outcome: published, set_aside (sent to the dead letters)."
+    );
+    describe_counter!(
+        CONSUMER_ERRORS,
+        "Errors reading a consumer's source or publishing its entries (retried: nothing is lost), by consumer."
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        "Entries of a consumer's source not yet published, for the partitions this node holds, by consumer."
+    );
+    describe_gauge!(CONSUMER_PARTITIONS, "Partitions of a consumer this node holds, by consumer.");
+    describe_histogram!(
+        CONSUMER_LATENCY,
+        Unit::Seconds,
+        "From an entry's creation in its source (the row's created_at, the stream entry's id) to its publication, by consumer."
     );
     describe_counter!(
         DELTA_DELIVERIES,
@@ -499,6 +522,22 @@ pub fn proxy_errors(proxy: &'static str, kind: &'static str) -> Counter {
 }
 pub fn proxy_duration(proxy: &'static str) -> Histogram {
     histogram!(PROXY_DURATION, "proxy" => proxy)
+}
+/// A consumer's handles: made once per consumer task (the name is the label).
+pub fn consumer_entries(consumer: &str, outcome: &'static str) -> Counter {
+    counter!(CONSUMER_ENTRIES, "consumer" => consumer.to_owned(), "outcome" => outcome)
+}
+pub fn consumer_errors(consumer: &str) -> Counter {
+    counter!(CONSUMER_ERRORS, "consumer" => consumer.to_owned())
+}
+pub fn consumer_lag(consumer: &str, partition: u32) -> Gauge {
+    gauge!(CONSUMER_LAG, "consumer" => consumer.to_owned(), "partition" => partition.to_string())
+}
+pub fn consumer_partitions(consumer: &str) -> Gauge {
+    gauge!(CONSUMER_PARTITIONS, "consumer" => consumer.to_owned())
+}
+pub fn consumer_latency(consumer: &str) -> Histogram {
+    histogram!(CONSUMER_LATENCY, "consumer" => consumer.to_owned())
 }
 pub fn proxy_circuit_open(proxy: &'static str) -> Gauge {
     gauge!(PROXY_CIRCUIT_OPEN, "proxy" => proxy)

@@ -21,6 +21,8 @@ pub fn install() -> PrometheusHandle {
                 .expect("the bucket list is not empty")
                 .set_buckets_for_metric(Matcher::Full(metric::BROKER_CATCH_UP.to_owned()), metric::LATENCY_BUCKETS)
                 .expect("the bucket list is not empty")
+                .set_buckets_for_metric(Matcher::Full(metric::CONSUMER_LATENCY.to_owned()), metric::LATENCY_BUCKETS)
+                .expect("the bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder was installed first, and then

@@ -9,6 +9,7 @@ mod cli;
 mod cluster_view;
 mod compression;
 mod conformance;
+mod consumers;
 mod contract;
 mod delta;
 mod deployment;

@@ -23,6 +23,7 @@ mod pushes;
 mod registry;
 mod sentinel;
 mod sessions;
+mod stream_reader;
 mod subscriptions;
 
 pub use client::RedisTls;
@@ -32,6 +33,7 @@ pub use presence::RedisPresence;
 pub use registry::RedisRegistry;
 pub use sentinel::Sentinels;
 pub use sessions::RedisSessions;
+pub use stream_reader::{StreamEntry, StreamReader};
 
 use crate::broker::{Broker, BrokerError, History, PublicationSink, PublishOptions, StreamPosition};
 use crate::node_info::NodeInfo;

@@ -11,10 +11,12 @@
 //! - `proxy`: `[proxy.*]`.
 //! - `namespace`: `[namespaces.NAME]`.
 //! - `operations`: `[rebalance]`, `[shutdown]`, `[testing]`.
+//! - `consumer`: `[[consumers]]`.
 
 mod access;
 mod broker;
 mod client;
+mod consumer;
 mod namespace;
 mod operations;
 mod proxy;
@@ -22,6 +24,7 @@ mod proxy;
 pub use access::{AdminConfig, ApiConfig, AuthConfig, TlsConfig};
 pub use broker::BrokerConfig;
 pub use client::{ClientConfig, LimitsConfig};
+pub use consumer::{ConsumerConfig, ConsumerKind, DEFAULT_REDIS_STREAM};
 pub use namespace::{NamespaceConfig, SlowConsumerPolicy, SubscribePermission};
 pub use operations::{RebalanceConfig, ShutdownConfig, TestingConfig};
 pub use proxy::{DEFAULT_PROXY_HEADERS, ProxyConfig, ProxyEndpointConfig};
@@ -57,6 +60,8 @@ pub struct Config {
     /// Namespaces by name; `default` holds channels with no `:`.
     /// Default: only `default`, with its defaults.
     pub namespaces: BTreeMap<String, NamespaceConfig>,
+    /// Queues of the application's to publish from. Default: none.
+    pub consumers: Vec<ConsumerConfig>,
 }
 
 impl Default for Config {
@@ -77,6 +82,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             proxy: ProxyConfig::default(),
             namespaces: BTreeMap::from([(DEFAULT_NAMESPACE.to_owned(), NamespaceConfig::default())]),
+            consumers: Vec::new(),
         }
     }
 }
@@ -109,6 +115,23 @@ impl Config {
         self.proxy.check()?;
         for (name, namespace) in &self.namespaces {
             namespace.check(name, &self.proxy)?;
+        }
+        for (index, consumer) in self.consumers.iter().enumerate() {
+            consumer.check(index)?;
+            if self.consumers[..index].iter().any(|c| c.name == consumer.name) {
+                return Err(problem(format!("consumers[{index}].name"), "another consumer has this name"));
+            }
+            // The broker's Redis serves when it is one server; behind
+            // Sentinel or as a Cluster the stream's Redis is named.
+            if consumer.kind == ConsumerKind::RedisStream
+                && consumer.redis_url.is_none()
+                && self.broker.redis_url.is_none()
+            {
+                return Err(problem(
+                    format!("consumers[{index}].redis_url"),
+                    "needed unless the broker is one Redis (broker.redis_url)",
+                ));
+            }
         }
         Ok(self)
     }

@@ -9,6 +9,7 @@
 //! | TLS reload ([`crate::tls::Tls::watch`]) | when the drain starts |
 //! | [`jwks_refresh`]: the identity provider's keys | when the drain starts |
 //! | [`cutoff`]: handing clients back when the broker is out of reach | when the drain starts |
+//! | [`consumers`]: publishing from the application's queues | when the drain starts (their leases go to other nodes) |
 //! | [`control_listener`]: control messages, and what they start | once the connections are gone |
 //! | [`receipts`]: this node's parts of publish receipts | once the connections are gone |
 //! | the write clock ([`crate::node::write_clock`]) | once the connections are gone |
@@ -19,6 +20,7 @@
 //! still need while they close (user operations, SSE commands, receipts,
 //! the write clock) runs until the last one is gone.
 
+pub mod consumers;
 pub mod control_listener;
 pub mod cutoff;
 pub mod heartbeat;
@@ -58,6 +60,7 @@ impl Duties {
         tracker.spawn(rebalance::run(node.clone(), duties.cluster.clone()));
         tracker.spawn(jwks_refresh::run(node.clone(), duties.cluster.clone()));
         tracker.spawn(cutoff::run(node.clone(), duties.cluster.clone()));
+        consumers::start(node, tracker, &duties.cluster);
         if let Some(tls) = node.tls.clone() {
             tracker.spawn(tls.watch(node.config.tls.reload_interval, duties.cluster.clone()));
         }
