@@ -108,6 +108,9 @@ impl ConsumerConfig {
         if self.batch == 0 || self.batch > 10_000 {
             return Err(problem(key("batch"), "1 to 10000"));
         }
+        if self.kind != ConsumerKind::RedisStream {
+            return Err(problem(key("kind"), "only \"redis_stream\" is available in this release (docs/consumers.md)"));
+        }
         match self.kind {
             ConsumerKind::PostgresOutbox => {
                 if self.postgres_url.is_none() {
