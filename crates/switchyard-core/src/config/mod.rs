@@ -190,6 +190,28 @@ mod tests {
     }
 
     #[test]
+    fn consumers_are_checked_and_name_their_key() {
+        let parse = |toml: &str| {
+            toml::from_str::<Config>(toml)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.validate().map_err(|e| e.to_string()))
+        };
+        let stream = "[broker]\nredis_url = \"redis://127.0.0.1:6379\"\n[[consumers]]\nname = \"events\"\nkind = \"redis_stream\"\n";
+        let config = parse(stream).unwrap();
+        assert_eq!(config.consumers[0].stream(), DEFAULT_REDIS_STREAM);
+        assert_eq!(config.consumers[0].claim_after, std::time::Duration::from_secs(10));
+        let without_redis = "[[consumers]]\nname = \"events\"\nkind = \"redis_stream\"\n";
+        assert!(parse(without_redis).unwrap_err().contains("consumers[0].redis_url"));
+        let twice = format!("{stream}[[consumers]]\nname = \"events\"\nkind = \"redis_stream\"\n");
+        assert!(parse(&twice).unwrap_err().contains("consumers[1].name"));
+        let bad_name = stream.replace("\"events\"", "\"bad name\"");
+        assert!(parse(&bad_name).unwrap_err().contains("consumers[0].name"));
+        let not_yet = stream.replace("redis_stream", "postgres_outbox");
+        assert!(parse(&not_yet).unwrap_err().contains("consumers[0].kind"));
+        assert!(parse(&stream.replace("kind", "knd")).is_err());
+    }
+
+    #[test]
     fn default_namespace_is_always_there() {
         let config: Config = toml::from_str("[namespaces.chat]").unwrap();
         assert!(config.validate().unwrap().namespace("default").is_some());
