@@ -36,7 +36,7 @@ pub use broker::{Broker, BrokerError, History, PublicationSink, PublishOptions, 
 pub use leases::LeaseStore;
 pub use leases_memory::MemoryLeases;
 pub use memory::MemoryBroker;
-pub use node_info::{NodeInfo, unix_seconds};
+pub use node_info::{ConsumerShare, NodeInfo, unix_seconds};
 pub use presence::PresenceStore;
 pub use presence_memory::MemoryPresence;
 pub use redis::{RedisBroker, RedisSettings, RedisTarget, RedisTls, Sentinels};

@@ -1,6 +1,7 @@
 //! What a node says about itself in the cluster registry.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One gateway node, as registered (`GET /api/nodes`, `switchyard nodes`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +32,18 @@ pub struct NodeInfo {
     /// Whether its broker (Redis) answers.
     #[serde(default = "ready_by_default")]
     pub broker_up: bool,
+    /// The consumers it works on, by name: partitions held, and their lag.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub consumers: BTreeMap<String, ConsumerShare>,
+}
+
+/// A node's part of one consumer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerShare {
+    /// Partitions it holds.
+    pub partitions: u32,
+    /// Entries of those partitions not yet published.
+    pub lag: u64,
 }
 
 fn ready_by_default() -> bool {

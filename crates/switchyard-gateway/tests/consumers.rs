@@ -117,6 +117,14 @@ async fn a_redis_stream_reaches_its_channels_once_and_in_order_through_a_node_ki
     assert_eq!(redis.cli(&["XLEN", &format!("{STREAM}:dead")]).await.trim(), "3");
     let dead = redis.cli(&["XRANGE", &format!("{STREAM}:dead"), "-", "+"]).await;
     assert!(dead.contains("no channel field") && dead.contains("tags") && dead.contains("102"), "{dead}");
+    // The registry (and so the admin page) shows who holds it.
+    within("the survivor's share in the registry", async {
+        while !redis.cli(&["HGETALL", "switchyard:{nodes}"]).await.contains(r#""consumers":{"events":{"partitions":1"#)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     let metrics = survivor.metrics().await;
     assert!(sample(&metrics, "switchyard_consumer_entries_total", r#"consumer="events",outcome="published""#) > 0.0);
 }

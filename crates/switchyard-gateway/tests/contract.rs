@@ -223,6 +223,7 @@ async fn the_registry_lists_live_nodes_only() {
             messages_in: 0,
             messages_out: 0,
             broker_up: true,
+            consumers: Default::default(),
         };
         b.stores.registry.register(&node("b-live", now + 60)).await.unwrap();
         b.stores.registry.register(&node("a-live", now + 60)).await.unwrap();

@@ -42,6 +42,7 @@ pub async fn run(node: Arc<Node>, address: String, stop: CancellationToken) {
             messages_in: totals.messages_in,
             messages_out: totals.frames,
             broker_up: node.stores.broker.is_ready(),
+            consumers: node.consumer_shares.snapshot(),
         };
         if let Err(e) = node.stores.registry.register(&info).await {
             debug!(error = %e, "cannot refresh the registry entry");

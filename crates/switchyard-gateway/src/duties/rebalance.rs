@@ -124,6 +124,7 @@ mod tests {
             messages_in: 0,
             messages_out: 0,
             broker_up: true,
+            consumers: Default::default(),
         }
     }
 

@@ -18,6 +18,7 @@
 
 mod broker_settings;
 pub mod connections;
+pub mod consumer_shares;
 pub mod presence;
 pub mod requests;
 pub mod server_ops;
@@ -88,6 +89,8 @@ pub struct Node {
     pub connect_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// The writers' clock, when `client.write_delay` is set.
     pub write_clock: Option<Arc<WriteClock>>,
+    /// What this node holds of each consumer of the application's queues.
+    pub consumer_shares: consumer_shares::ConsumerShares,
     next_conn: AtomicU64,
     draining: AtomicBool,
     /// The broker has been out of reach past `broker.cutoff_after`: the
@@ -141,6 +144,7 @@ impl Node {
         let write_clock = (!config.client.write_delay.is_zero()).then(|| WriteClock::new(config.client.write_delay));
         Ok(Arc::new(Node {
             write_clock,
+            consumer_shares: Default::default(),
             auth,
             proxies,
             tls,

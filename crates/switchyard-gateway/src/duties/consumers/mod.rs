@@ -167,10 +167,12 @@ impl Partition {
             info!(consumer = %name, partition = self.partition, "took the partition");
             self.share.held.fetch_add(1, Ordering::Relaxed);
             metric::consumer_partitions(name).increment(1.0);
+            self.node.consumer_shares.holding(name, self.partition, 0);
             let worked = self.work(&lease, &stop).await;
             self.share.held.fetch_sub(1, Ordering::Relaxed);
             metric::consumer_partitions(name).decrement(1.0);
             metric::consumer_lag(name, self.partition).set(0.0);
+            self.node.consumer_shares.released(name, self.partition);
             lease.release().await;
             match worked {
                 Ok(()) => failures = 0,
@@ -206,6 +208,7 @@ impl Partition {
             if lag_read.elapsed() >= wait {
                 if let Ok(n) = source.lag().await {
                     lag.set(n as f64);
+                    self.node.consumer_shares.holding(name, self.partition, n);
                 }
                 lag_read = tokio::time::Instant::now();
             }
