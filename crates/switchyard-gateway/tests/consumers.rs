@@ -1,14 +1,17 @@
 //! Consumers of the application's queues, with real processes: two nodes
-//! share a Redis stream's consumer group; the node that holds it is
-//! SIGKILLed in the middle of the flow, and every entry still reaches its
-//! channel exactly once, in the stream's order; an entry published and
-//! left unacknowledged by a reader that died publishes nothing the second
-//! time; poison entries are set aside while the rest flows.
+//! share a Redis stream's consumer group, or a PostgreSQL outbox's
+//! partitions; the node that holds them is SIGKILLed in the middle of the
+//! flow, and every entry still reaches its channel exactly once, in the
+//! source's order; an entry published and left unacknowledged by a reader
+//! that died publishes nothing the second time; rows of transactions that
+//! rolled back never publish; poison entries are set aside while the rest
+//! flows.
 
 use std::path::Path;
 use std::time::Duration;
 use switchyard_client::{Client, Encoding, Options};
 use switchyard_testkit::http::sample;
+use switchyard_testkit::postgres::PostgresServer;
 use switchyard_testkit::scratch::ScratchDir;
 use switchyard_testkit::{GatewayProcess, RedisServer, within};
 
@@ -127,4 +130,125 @@ async fn a_redis_stream_reaches_its_channels_once_and_in_order_through_a_node_ki
     .await;
     let metrics = survivor.metrics().await;
     assert!(sample(&metrics, "switchyard_consumer_entries_total", r#"consumer="events",outcome="published""#) > 0.0);
+}
+
+/// The outbox table and its notifying trigger, as docs/consumers.md gives them.
+const OUTBOX: &str = "
+CREATE TABLE switchyard_outbox (
+  id bigserial PRIMARY KEY,
+  channel text NOT NULL,
+  data jsonb NOT NULL,
+  idempotency_key text,
+  tags jsonb,
+  partition int NOT NULL DEFAULT 0,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE FUNCTION switchyard_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_notify(TG_TABLE_NAME, ''); RETURN NULL; END $$;
+CREATE TRIGGER switchyard_outbox_notify AFTER INSERT ON switchyard_outbox
+  FOR EACH STATEMENT EXECUTE FUNCTION switchyard_outbox_notify();
+";
+
+const INSERT: &str = "INSERT INTO switchyard_outbox (channel, data, partition) VALUES ($1, $2::text::jsonb, $3)";
+
+/// Transactions `from..to` of one writer, 10 rows each over four channels
+/// (two per partition); every seventh rolls back. Adds what committed to
+/// `committed`, by channel.
+async fn write(db: &mut tokio_postgres::Client, from: i64, to: i64, committed: &mut [Vec<i64>; 4]) {
+    for t in from..to {
+        let tx = db.transaction().await.unwrap();
+        let mut rows = Vec::new();
+        for i in 0..10 {
+            let n = t * 10 + i;
+            let c = (n % 4) as usize;
+            let data = format!(r#"{{"n": {n}}}"#);
+            tx.execute(INSERT, &[&format!("orders:{c}"), &data, &((c % 2) as i32)]).await.unwrap();
+            rows.push((c, n));
+        }
+        if t % 7 == 6 {
+            tx.rollback().await.unwrap();
+        } else {
+            tx.commit().await.unwrap();
+            for (c, n) in rows {
+                committed[c].push(n);
+            }
+        }
+    }
+}
+
+/// `n` of each publication's data (`{"n": N}`), from the channel's history.
+async fn numbers(client: &Client, channel: &str) -> Vec<i64> {
+    let history = client.history(channel, None, 10_000).await.unwrap();
+    history
+        .publications
+        .iter()
+        .map(|p| serde_json::from_slice::<serde_json::Value>(&p.data).unwrap()["n"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_outbox_publishes_committed_rows_once_in_order_through_a_node_kill() {
+    let redis = RedisServer::start().await;
+    let postgres = PostgresServer::start().await;
+    let mut db = postgres.client("app").await;
+    db.batch_execute(OUTBOX).await.unwrap();
+    let scratch = ScratchDir::new("outbox");
+    let config = scratch.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[consumers]]\nname = \"orders\"\nkind = \"postgres_outbox\"\npostgres_url = \"{}\"\n\
+             partitions = 2\nclaim_after = \"1s\"\npoll_interval = \"200ms\"\n",
+            postgres.url()
+        ),
+    )
+    .unwrap();
+    let mut a = node(&redis, &config).await;
+    let mut b = node(&redis, &config).await;
+
+    // One writer, 100 transactions of 10 rows over four channels (two per
+    // partition); every seventh transaction rolls back.
+    let mut committed: [Vec<i64>; 4] = Default::default();
+    write(&mut db, 0, 50, &mut committed).await;
+    let reader = Client::connect(&b.ws_url(), Options::new(Encoding::Json)).await.unwrap();
+    within("the first rows", async {
+        while numbers(&reader, "orders:0").await.len() < 20 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // A poison row: a namespace that does not exist.
+    db.execute(INSERT, &[&"nope:x", &r#"{"n": -1}"#, &0i32]).await.unwrap();
+    // Kill a node that holds a partition, in the middle of the flow.
+    let held = |m: String| sample(&m, "switchyard_consumer_partitions_held", r#"consumer="orders""#) > 0.0;
+    let (victim, survivor) = match held(a.metrics().await) {
+        true => (&mut a, &b),
+        false => (&mut b, &a),
+    };
+    victim.kill();
+    write(&mut db, 50, 100, &mut committed).await;
+    let reader = Client::connect(&survivor.ws_url(), Options::new(Encoding::Json)).await.unwrap();
+    within("every committed row", async {
+        loop {
+            let mut done = true;
+            for (c, rows) in committed.iter().enumerate() {
+                done &= numbers(&reader, &format!("orders:{c}")).await.len() >= rows.len();
+            }
+            if done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    for (c, rows) in committed.iter().enumerate() {
+        assert_eq!(&numbers(&reader, &format!("orders:{c}")).await, rows, "orders:{c}: once each, in id order");
+    }
+    let left: i64 = db.query_one("SELECT count(*) FROM switchyard_outbox", &[]).await.unwrap().get(0);
+    assert_eq!(left, 0, "every row published is deleted");
+    let dead = db.query_one("SELECT channel, reason FROM switchyard_outbox_dead", &[]).await.unwrap();
+    assert_eq!(dead.get::<_, String>(0), "nope:x");
+    assert!(dead.get::<_, String>(1).starts_with("102"), "{}", dead.get::<_, String>(1));
+    let metrics = survivor.metrics().await;
+    assert_eq!(sample(&metrics, "switchyard_consumer_partitions_held", r#"consumer="orders""#), 2.0, "it took both");
 }

@@ -22,6 +22,7 @@ pub mod follower;
 pub mod haproxy;
 pub mod http;
 pub mod node;
+pub mod postgres;
 pub mod process;
 pub mod raw;
 pub mod redis;

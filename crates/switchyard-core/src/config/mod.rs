@@ -206,8 +206,14 @@ mod tests {
         assert!(parse(&twice).unwrap_err().contains("consumers[1].name"));
         let bad_name = stream.replace("\"events\"", "\"bad name\"");
         assert!(parse(&bad_name).unwrap_err().contains("consumers[0].name"));
-        let not_yet = stream.replace("redis_stream", "postgres_outbox");
+        let not_yet = stream.replace("redis_stream", "nats_jetstream");
         assert!(parse(&not_yet).unwrap_err().contains("consumers[0].kind"));
+        let outbox = stream.replace("redis_stream", "postgres_outbox");
+        assert!(parse(&outbox).unwrap_err().contains("consumers[0].postgres_url"));
+        let outbox = format!("{outbox}postgres_url = \"postgres://127.0.0.1/app\"\npartitions = 4\n");
+        assert_eq!(parse(&outbox).unwrap().consumers[0].partitions, 4);
+        assert!(parse(&outbox.replace("partitions = 4", "partitions = 0")).is_err());
+        assert!(parse(&format!("{outbox}table = \"x; drop\"\n")).unwrap_err().contains("consumers[0].table"));
         assert!(parse(&stream.replace("kind", "knd")).is_err());
     }
 

@@ -23,11 +23,13 @@
 
 mod entry;
 mod lease;
+mod postgres_outbox;
 mod redis_stream;
 
 use crate::node::Node;
 use entry::{Entry, Outcome, publish_entry};
 use lease::HeldLease;
+use postgres_outbox::PostgresOutbox;
 use redis_stream::RedisStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,42 +88,46 @@ async fn count_nodes(node: Arc<Node>, share: Arc<Share>, every: Duration, stop: 
 /// Entries of one partition where the source has them.
 enum Source {
     RedisStream(RedisStream),
+    PostgresOutbox(PostgresOutbox),
 }
 
 impl Source {
-    async fn open(node: &Node, config: &ConsumerConfig, wait: Duration) -> Result<Source, String> {
+    async fn open(node: &Node, config: &ConsumerConfig, partition: u32, wait: Duration) -> Result<Source, String> {
         match config.kind {
             ConsumerKind::RedisStream => {
                 let broker = node.config.broker.redis_url.as_deref();
                 Ok(Source::RedisStream(RedisStream::open(config, broker, &node.name, wait).await?))
             }
-            ConsumerKind::PostgresOutbox | ConsumerKind::NatsJetstream => {
-                Err(format!("kind {:?} is not available in this build", config.kind))
-            }
+            ConsumerKind::PostgresOutbox => Ok(Source::PostgresOutbox(PostgresOutbox::open(config, partition).await?)),
+            ConsumerKind::NatsJetstream => Err("kind nats_jetstream is not available in this build".into()),
         }
     }
 
     async fn next(&mut self, max: usize, wait: Duration) -> Result<Vec<Entry>, String> {
         match self {
             Source::RedisStream(s) => s.next(max, wait).await,
+            Source::PostgresOutbox(s) => s.next(max, wait).await,
         }
     }
 
     async fn confirm(&mut self, entry: &Entry) -> Result<(), String> {
         match self {
             Source::RedisStream(s) => s.confirm(entry).await,
+            Source::PostgresOutbox(s) => s.confirm(entry).await,
         }
     }
 
     async fn set_aside(&mut self, entry: &Entry, why: &str) -> Result<(), String> {
         match self {
             Source::RedisStream(s) => s.set_aside(entry, why).await,
+            Source::PostgresOutbox(s) => s.set_aside(entry, why).await,
         }
     }
 
     async fn lag(&mut self) -> Result<u64, String> {
         match self {
             Source::RedisStream(s) => s.lag().await,
+            Source::PostgresOutbox(s) => s.lag().await,
         }
     }
 }
@@ -196,7 +202,7 @@ impl Partition {
     async fn work(&self, lease: &HeldLease, stop: &CancellationToken) -> Result<(), String> {
         let name = &self.config.name;
         let wait = (self.config.claim_after / 3).min(MAX_WAIT);
-        let mut source = Source::open(&self.node, &self.config, wait).await?;
+        let mut source = Source::open(&self.node, &self.config, self.partition, wait).await?;
         let (published, set_aside, errors) = (
             metric::consumer_entries(name, "published"),
             metric::consumer_entries(name, "set_aside"),
