@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs switchyard's whole test suite on a fresh Debian machine that has only
 # the Rust toolchain. Installs what the tests need first:
-#   - redis-server, redis-cli, openssl, haproxy and postgresql (Debian): the
-#     tests start their own Redis servers and Clusters and PostgreSQL
-#     servers, make certificates for TLS, and run deploy/local/cluster.sh
+#   - redis-server, redis-cli, openssl, haproxy, postgresql and nats-server
+#     (Debian): the tests start their own Redis servers and Clusters,
+#     PostgreSQL and NATS servers, make certificates for TLS, and run deploy/local/cluster.sh
 #     behind a real haproxy;
 #   - a Python virtualenv under target/pyenv with redis, protobuf and
 #     grpcio-tools (the second-language backend example), and pyyaml,
@@ -28,6 +28,7 @@ command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> apt-get install ${missing[*]}"
   as_root apt-get update -qq

@@ -1,6 +1,6 @@
 //! Consumers of the application's queues, with real processes: two nodes
-//! share a Redis stream's consumer group, or a PostgreSQL outbox's
-//! partitions; the node that holds them is SIGKILLed in the middle of the
+//! share a Redis stream's consumer group, a PostgreSQL outbox's
+//! partitions, or a JetStream durable consumer (through a NATS restart); the node that holds them is SIGKILLed in the middle of the
 //! flow, and every entry still reaches its channel exactly once, in the
 //! source's order; an entry published and left unacknowledged by a reader
 //! that died publishes nothing the second time; rows of transactions that
@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 use switchyard_client::{Client, Encoding, Options};
 use switchyard_testkit::http::sample;
+use switchyard_testkit::nats::NatsServer;
 use switchyard_testkit::postgres::PostgresServer;
 use switchyard_testkit::scratch::ScratchDir;
 use switchyard_testkit::{GatewayProcess, RedisServer, within};
@@ -251,4 +252,87 @@ async fn an_outbox_publishes_committed_rows_once_in_order_through_a_node_kill() 
     assert!(dead.get::<_, String>(1).starts_with("102"), "{}", dead.get::<_, String>(1));
     let metrics = survivor.metrics().await;
     assert_eq!(sample(&metrics, "switchyard_consumer_partitions_held", r#"consumer="orders""#), 2.0, "it took both");
+}
+
+/// Publishes messages `from..=to` to JetStream: even ones name their
+/// channel in the header, odd ones by their subject.
+async fn send(js: &async_nats::jetstream::Context, from: u64, to: u64) {
+    for n in from..=to {
+        let ack = match n % 2 {
+            0 => {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Switchyard-Channel", "orders:a");
+                js.publish_with_headers("events.ignored", headers, n.to_string().into()).await
+            }
+            _ => js.publish("events.orders:b", n.to_string().into()).await,
+        };
+        ack.unwrap().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_jetstream_stream_reaches_its_channels_once_and_in_order_through_a_node_kill_and_a_restart() {
+    let redis = RedisServer::start().await;
+    let mut nats = NatsServer::start().await;
+    let connect = async |url: String| async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+    let js = connect(nats.url()).await;
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "EVENTS".into(),
+        subjects: vec!["events.>".into()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let scratch = ScratchDir::new("jetstream");
+    let config = scratch.path().join("switchyard.toml");
+    let toml = format!(
+        "[[consumers]]\nname = \"events\"\nkind = \"nats_jetstream\"\nnats_url = \"{}\"\nstream = \"EVENTS\"\n\
+         claim_after = \"1s\"\nbatch = 20\n",
+        nats.url()
+    );
+    std::fs::write(&config, toml).unwrap();
+    let mut a = node(&redis, &config).await;
+    let mut b = node(&redis, &config).await;
+    send(&js, 1, 200).await;
+    let reader = Client::connect(&b.ws_url(), Options::new(Encoding::Json)).await.unwrap();
+    within("the first messages", async {
+        while history(&reader, "orders:a").await.len() < 20 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let (holder, survivor) = match holds(&a).await {
+        true => (&mut a, &b),
+        false => (&mut b, &a),
+    };
+    holder.kill();
+    send(&js, 201, 300).await;
+    nats.restart().await;
+    let js = connect(nats.url()).await;
+    send(&js, 301, 400).await;
+    // A poison message: tags that are not an object.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Switchyard-Tags", "[1]");
+    js.publish_with_headers("events.orders:a", headers, "-1".into()).await.unwrap().await.unwrap();
+    let reader = Client::connect(&survivor.ws_url(), Options::new(Encoding::Json)).await.unwrap();
+    let expected_a: Vec<u64> = (1..=400).filter(|n| n % 2 == 0).collect();
+    let expected_b: Vec<u64> = (1..=400).filter(|n| n % 2 == 1).collect();
+    within("every message", async {
+        while history(&reader, "orders:a").await.len() < expected_a.len()
+            || history(&reader, "orders:b").await.len() < expected_b.len()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(history(&reader, "orders:a").await, expected_a, "once each, in order");
+    assert_eq!(history(&reader, "orders:b").await, expected_b, "once each, in order");
+    within("the poison set aside", async {
+        let set_aside = r#"consumer="events",outcome="set_aside""#;
+        while sample(&survivor.metrics().await, "switchyard_consumer_entries_total", set_aside) < 1.0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
 }

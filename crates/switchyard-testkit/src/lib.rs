@@ -21,6 +21,7 @@ pub mod fault;
 pub mod follower;
 pub mod haproxy;
 pub mod http;
+pub mod nats;
 pub mod node;
 pub mod postgres;
 pub mod process;

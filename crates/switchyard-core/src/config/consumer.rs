@@ -108,12 +108,6 @@ impl ConsumerConfig {
         if self.batch == 0 || self.batch > 10_000 {
             return Err(problem(key("batch"), "1 to 10000"));
         }
-        if self.kind == ConsumerKind::NatsJetstream {
-            return Err(problem(
-                key("kind"),
-                "\"nats_jetstream\" is not available in this release (docs/consumers.md)",
-            ));
-        }
         match self.kind {
             ConsumerKind::PostgresOutbox => {
                 if self.postgres_url.is_none() {

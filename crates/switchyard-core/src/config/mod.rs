@@ -206,8 +206,11 @@ mod tests {
         assert!(parse(&twice).unwrap_err().contains("consumers[1].name"));
         let bad_name = stream.replace("\"events\"", "\"bad name\"");
         assert!(parse(&bad_name).unwrap_err().contains("consumers[0].name"));
-        let not_yet = stream.replace("redis_stream", "nats_jetstream");
-        assert!(parse(&not_yet).unwrap_err().contains("consumers[0].kind"));
+        let nats = stream.replace("redis_stream", "nats_jetstream");
+        assert!(parse(&nats).unwrap_err().contains("consumers[0].nats_url"));
+        let nats = format!("{nats}nats_url = \"nats://127.0.0.1:4222\"\n");
+        assert!(parse(&nats).unwrap_err().contains("consumers[0].stream"));
+        assert!(parse(&format!("{nats}stream = \"EVENTS\"\n")).is_ok());
         let outbox = stream.replace("redis_stream", "postgres_outbox");
         assert!(parse(&outbox).unwrap_err().contains("consumers[0].postgres_url"));
         let outbox = format!("{outbox}postgres_url = \"postgres://127.0.0.1/app\"\npartitions = 4\n");

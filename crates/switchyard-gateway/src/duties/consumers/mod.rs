@@ -23,12 +23,14 @@
 
 mod entry;
 mod lease;
+mod nats_jetstream;
 mod postgres_outbox;
 mod redis_stream;
 
 use crate::node::Node;
 use entry::{Entry, Outcome, publish_entry};
 use lease::HeldLease;
+use nats_jetstream::NatsJetstream;
 use postgres_outbox::PostgresOutbox;
 use redis_stream::RedisStream;
 use std::sync::Arc;
@@ -89,6 +91,7 @@ async fn count_nodes(node: Arc<Node>, share: Arc<Share>, every: Duration, stop: 
 enum Source {
     RedisStream(RedisStream),
     PostgresOutbox(PostgresOutbox),
+    NatsJetstream(Box<NatsJetstream>),
 }
 
 impl Source {
@@ -99,7 +102,9 @@ impl Source {
                 Ok(Source::RedisStream(RedisStream::open(config, broker, &node.name, wait).await?))
             }
             ConsumerKind::PostgresOutbox => Ok(Source::PostgresOutbox(PostgresOutbox::open(config, partition).await?)),
-            ConsumerKind::NatsJetstream => Err("kind nats_jetstream is not available in this build".into()),
+            ConsumerKind::NatsJetstream => {
+                Ok(Source::NatsJetstream(Box::new(NatsJetstream::open(config, config.batch).await?)))
+            }
         }
     }
 
@@ -107,6 +112,7 @@ impl Source {
         match self {
             Source::RedisStream(s) => s.next(max, wait).await,
             Source::PostgresOutbox(s) => s.next(max, wait).await,
+            Source::NatsJetstream(s) => s.next(max, wait).await,
         }
     }
 
@@ -114,6 +120,7 @@ impl Source {
         match self {
             Source::RedisStream(s) => s.confirm(entry).await,
             Source::PostgresOutbox(s) => s.confirm(entry).await,
+            Source::NatsJetstream(s) => s.confirm(entry).await,
         }
     }
 
@@ -121,6 +128,7 @@ impl Source {
         match self {
             Source::RedisStream(s) => s.set_aside(entry, why).await,
             Source::PostgresOutbox(s) => s.set_aside(entry, why).await,
+            Source::NatsJetstream(s) => s.set_aside(entry, why).await,
         }
     }
 
@@ -128,6 +136,7 @@ impl Source {
         match self {
             Source::RedisStream(s) => s.lag().await,
             Source::PostgresOutbox(s) => s.lag().await,
+            Source::NatsJetstream(s) => s.lag().await,
         }
     }
 }
