@@ -48,6 +48,42 @@ async fn holds(node: &GatewayProcess) -> bool {
     sample(&node.metrics().await, "switchyard_consumer_partitions_held", r#"consumer="events""#) > 0.0
 }
 
+/// Waits until `orders:a` has 20 publications (read on `b`), then SIGKILLs
+/// whichever of the two nodes holds the consumer `events`; the survivor.
+async fn kill_the_holder<'n>(a: &'n mut GatewayProcess, b: &'n mut GatewayProcess) -> &'n GatewayProcess {
+    let reader = Client::connect(&b.ws_url(), Options::new(Encoding::Json)).await.unwrap();
+    within("the first entries", async {
+        while history(&reader, "orders:a").await.len() < 20 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let (holder, survivor) = match holds(a).await {
+        true => (a, b),
+        false => (b, a),
+    };
+    holder.kill();
+    survivor
+}
+
+/// Waits on `survivor` for entries 0 or 1 to 400 on `orders:a` (even) and
+/// `orders:b` (odd), and checks each came once, in order.
+async fn every_entry_once_in_order(survivor: &GatewayProcess, first: u64) {
+    let reader = Client::connect(&survivor.ws_url(), Options::new(Encoding::Json)).await.unwrap();
+    let expected_a: Vec<u64> = (first..=400).filter(|n| n % 2 == 0).collect();
+    let expected_b: Vec<u64> = (first..=400).filter(|n| n % 2 == 1).collect();
+    within("every entry", async {
+        while history(&reader, "orders:a").await.len() < expected_a.len()
+            || history(&reader, "orders:b").await.len() < expected_b.len()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(history(&reader, "orders:a").await, expected_a, "once each, in order");
+    assert_eq!(history(&reader, "orders:b").await, expected_b, "once each, in order");
+}
+
 #[tokio::test]
 async fn a_redis_stream_reaches_its_channels_once_and_in_order_through_a_node_kill() {
     let redis = RedisServer::start().await;
@@ -83,33 +119,10 @@ async fn a_redis_stream_reaches_its_channels_once_and_in_order_through_a_node_ki
     let mut a = node(&redis, &config).await;
     let mut b = node(&redis, &config).await;
     add(&redis, 1, 200).await;
-    let reader = Client::connect(&b.ws_url(), Options::new(Encoding::Json)).await.unwrap();
-    within("the first entries", async {
-        while history(&reader, "orders:a").await.len() < 20 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
     // Kill whichever node holds the stream, in the middle of the flow.
-    let (holder, survivor) = match holds(&a).await {
-        true => (&mut a, &b),
-        false => (&mut b, &a),
-    };
-    holder.kill();
+    let survivor = kill_the_holder(&mut a, &mut b).await;
     add(&redis, 201, 400).await;
-    let reader = Client::connect(&survivor.ws_url(), Options::new(Encoding::Json)).await.unwrap();
-    let expected_a: Vec<u64> = (0..=400).filter(|n| n % 2 == 0).collect();
-    let expected_b: Vec<u64> = (1..=400).filter(|n| n % 2 == 1).collect();
-    within("every entry", async {
-        while history(&reader, "orders:a").await.len() < expected_a.len()
-            || history(&reader, "orders:b").await.len() < expected_b.len()
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert_eq!(history(&reader, "orders:a").await, expected_a, "once each, in order");
-    assert_eq!(history(&reader, "orders:b").await, expected_b, "once each, in order");
+    every_entry_once_in_order(survivor, 0).await;
     assert!(holds(survivor).await, "the survivor took the stream over");
     // Everything acknowledged; the poison set aside with its reason.
     within("every entry acknowledged", async {
@@ -295,18 +308,7 @@ async fn a_jetstream_stream_reaches_its_channels_once_and_in_order_through_a_nod
     let mut a = node(&redis, &config).await;
     let mut b = node(&redis, &config).await;
     send(&js, 1, 200).await;
-    let reader = Client::connect(&b.ws_url(), Options::new(Encoding::Json)).await.unwrap();
-    within("the first messages", async {
-        while history(&reader, "orders:a").await.len() < 20 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    let (holder, survivor) = match holds(&a).await {
-        true => (&mut a, &b),
-        false => (&mut b, &a),
-    };
-    holder.kill();
+    let survivor = kill_the_holder(&mut a, &mut b).await;
     send(&js, 201, 300).await;
     nats.restart().await;
     let js = connect(nats.url()).await;
@@ -315,19 +317,7 @@ async fn a_jetstream_stream_reaches_its_channels_once_and_in_order_through_a_nod
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Switchyard-Tags", "[1]");
     js.publish_with_headers("events.orders:a", headers, "-1".into()).await.unwrap().await.unwrap();
-    let reader = Client::connect(&survivor.ws_url(), Options::new(Encoding::Json)).await.unwrap();
-    let expected_a: Vec<u64> = (1..=400).filter(|n| n % 2 == 0).collect();
-    let expected_b: Vec<u64> = (1..=400).filter(|n| n % 2 == 1).collect();
-    within("every message", async {
-        while history(&reader, "orders:a").await.len() < expected_a.len()
-            || history(&reader, "orders:b").await.len() < expected_b.len()
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert_eq!(history(&reader, "orders:a").await, expected_a, "once each, in order");
-    assert_eq!(history(&reader, "orders:b").await, expected_b, "once each, in order");
+    every_entry_once_in_order(survivor, 1).await;
     within("the poison set aside", async {
         let set_aside = r#"consumer="events",outcome="set_aside""#;
         while sample(&survivor.metrics().await, "switchyard_consumer_entries_total", set_aside) < 1.0 {
