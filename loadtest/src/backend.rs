@@ -1,5 +1,7 @@
 //! Publishing the way a backend does: `FCALL switchyard_publish` on Redis,
-//! or `POST /api/publish` on a node. Requests are pipelined on one
+//! or `POST /api/publish` on a node; or through a queue the cluster
+//! consumes: `XADD` to a Redis stream, a row in a PostgreSQL outbox, a
+//! JetStream message. Requests are pipelined on one
 //! connection without waiting for replies (open loop, like the client
 //! publisher); a task reads the replies and counts the ones that failed.
 
@@ -18,6 +20,15 @@ pub enum Via {
     Fcall,
     /// `POST /api/publish` on the node's HTTP API.
     Http,
+    /// `XADD switchyard:publish * channel <channel> data <payload>` on
+    /// Redis, for a `redis_stream` consumer.
+    Xadd,
+    /// A row in `switchyard_outbox` (`--publish-to` a PostgreSQL URL), for
+    /// a `postgres_outbox` consumer.
+    Outbox,
+    /// A message on `events.<channel>` (`--publish-to` a NATS URL), for a
+    /// `nats_jetstream` consumer of a stream on `events.>`.
+    Jetstream,
 }
 
 pub struct BackendPublisher {
@@ -41,15 +52,16 @@ impl BackendPublisher {
         let counted = failed.clone();
         let replies = tokio::spawn(async move {
             let mut buf = vec![0u8; 64 * 1024];
-            let marker: &[u8] = if via == Via::Fcall { b"\r\n-" } else { b"HTTP/1.1 " };
+            let resp = matches!(via, Via::Fcall | Via::Xadd);
+            let marker: &[u8] = if resp { b"\r\n-" } else { b"HTTP/1.1 " };
             while let Ok(n) = read.read(&mut buf).await {
                 if n == 0 {
                     break;
                 }
-                let errors = match via {
+                let errors = match resp {
                     // An error reply starts a line with '-'.
-                    Via::Fcall => count(&buf[..n], marker) + usize::from(buf[0] == b'-'),
-                    _ => count(&buf[..n], marker) - count(&buf[..n], b"HTTP/1.1 200"),
+                    true => count(&buf[..n], marker) + usize::from(buf[0] == b'-'),
+                    false => count(&buf[..n], marker) - count(&buf[..n], b"HTTP/1.1 200"),
                 };
                 counted.fetch_add(errors as u64, Ordering::Relaxed);
             }
@@ -68,6 +80,7 @@ impl BackendPublisher {
     pub async fn publish(&mut self, channel: &str, payload: &str) -> anyhow::Result<()> {
         let request = match self.via {
             Via::Fcall => resp(&["FCALL", "switchyard_publish", "1", channel, payload]),
+            Via::Xadd => resp(&["XADD", "switchyard:publish", "*", "channel", channel, "data", payload]),
             Via::Http => {
                 let body = format!(r#"{{"channel":"{channel}","data":{payload}}}"#);
                 format!(
@@ -78,7 +91,7 @@ impl BackendPublisher {
                     body.len()
                 )
             }
-            Via::Client => unreachable!("checked in connect"),
+            Via::Client | Via::Outbox | Via::Jetstream => unreachable!("not a raw TCP publisher"),
         };
         self.out.write_all(request.as_bytes()).await?;
         Ok(())

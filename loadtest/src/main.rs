@@ -93,6 +93,9 @@ pub enum Scenario {
     /// Prints the ratios of the reports given as arguments: every server
     /// against `--reference` at the same size, rate and round.
     Compare,
+    /// Makes the JetStream stream `EVENTS` on `events.>` (file storage) on
+    /// the NATS server `--publish-to`, for consumers.sh.
+    JetstreamSetup,
 }
 
 #[derive(Parser, Debug, Clone)]
@@ -225,6 +228,18 @@ async fn main() -> anyhow::Result<()> {
     match args.scenario {
         Scenario::Chart => return chart::run(&args.reports, &args.title, &args.chart),
         Scenario::Compare => return compare::run(&args.reports, &args.reference),
+        Scenario::JetstreamSetup => {
+            let to = args.publish_to.as_deref().ok_or_else(|| anyhow::anyhow!("--publish-to is needed"))?;
+            let js = async_nats::jetstream::new(async_nats::connect(to).await?);
+            js.get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: "EVENTS".into(),
+                subjects: vec!["events.>".into()],
+                storage: async_nats::jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await?;
+            return Ok(());
+        }
         _ => {}
     }
     if matches!(args.scenario, Scenario::Presence | Scenario::JoinLeave | Scenario::CatchUp) {

@@ -13,6 +13,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 pub enum Source {
     Client { publisher: Publisher, replies: JoinHandle<()> },
     Backend(BackendPublisher),
+    /// Rows in a PostgreSQL outbox, each its own transaction, pipelined.
+    Outbox { client: std::sync::Arc<tokio_postgres::Client>, failed: std::sync::Arc<std::sync::atomic::AtomicU64> },
+    /// Messages on a NATS subject a JetStream stream captures.
+    Jetstream(async_nats::Client),
 }
 
 impl Source {
@@ -26,6 +30,16 @@ impl Source {
                 let (publisher, replies) = Publisher::new(reader, writer, args.target);
                 Ok(Source::Client { publisher, replies })
             }
+            Via::Outbox => {
+                let to = args.publish_to.as_deref().ok_or_else(|| anyhow::anyhow!("--publish-to is needed"))?;
+                let (client, connection) = tokio_postgres::connect(to, tokio_postgres::NoTls).await?;
+                tokio::spawn(connection);
+                Ok(Source::Outbox { client: std::sync::Arc::new(client), failed: Default::default() })
+            }
+            Via::Jetstream => {
+                let to = args.publish_to.as_deref().ok_or_else(|| anyhow::anyhow!("--publish-to is needed"))?;
+                Ok(Source::Jetstream(async_nats::connect(to).await?))
+            }
             via => {
                 let to = args.publish_to.as_deref().ok_or_else(|| anyhow::anyhow!("--publish-to is needed"))?;
                 Ok(Source::Backend(BackendPublisher::connect(via, to, &args.api_key).await?))
@@ -37,14 +51,31 @@ impl Source {
         match self {
             Source::Client { publisher, .. } => publisher.publish(channel, payload).await,
             Source::Backend(backend) => backend.publish(channel, payload).await,
+            Source::Outbox { client, failed } => {
+                // Each row its own transaction; the client pipelines them.
+                let (client, failed) = (client.clone(), failed.clone());
+                let (channel, payload) = (channel.to_owned(), payload.to_owned());
+                tokio::spawn(async move {
+                    let insert = "INSERT INTO switchyard_outbox (channel, data) VALUES ($1, $2::text::jsonb)";
+                    if client.execute(insert, &[&channel, &payload]).await.is_err() {
+                        failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+                Ok(())
+            }
+            Source::Jetstream(client) => {
+                client.publish(format!("events.{channel}"), payload.to_owned().into()).await?;
+                Ok(())
+            }
         }
     }
 
     /// After each tick: a backend sends the tick's requests in one write.
     async fn end_tick(&mut self) -> anyhow::Result<()> {
         match self {
-            Source::Client { .. } => Ok(()),
+            Source::Client { .. } | Source::Outbox { .. } => Ok(()),
             Source::Backend(backend) => backend.flush().await,
+            Source::Jetstream(client) => Ok(client.flush().await?),
         }
     }
 
@@ -61,6 +92,8 @@ impl Source {
         match self {
             Source::Client { publisher, .. } => publisher.refused(),
             Source::Backend(backend) => backend.failed.load(std::sync::atomic::Ordering::Relaxed),
+            Source::Outbox { failed, .. } => failed.load(std::sync::atomic::Ordering::Relaxed),
+            Source::Jetstream(_) => 0,
         }
     }
 }
