@@ -45,11 +45,13 @@ wait_port() {
 # to CPU 0, with the per-connection rate limit lifted (the publisher sends
 # far more than a client would), its outbound queue at $MAX_QUEUE_BYTES
 # (64 MiB unless set: bursts of a throughput run are not slow consumers;
-# slow.sh keeps the 1 MiB default), and its ping interval set to
+# slow.sh keeps the 1 MiB default), compression off unless the caller sets
+# SWITCHYARD_CLIENT__COMPRESSION (the peers compress nothing either), and its ping interval set to
 # $PING_INTERVAL when that is set (idle.sh sets 5s, so that idle figures
 # include heartbeats). Further environment comes from the caller.
 start_switchyard() {
   local binary=${SWITCHYARD_BINARY:-target/release/switchyard}
+  SWITCHYARD_CLIENT__COMPRESSION="${SWITCHYARD_CLIENT__COMPRESSION:-false}" \
   SWITCHYARD_CLIENT__COMMANDS_PER_SECOND=100000000 SWITCHYARD_CLIENT__COMMANDS_BURST=100000000 \
     SWITCHYARD_CLIENT__MAX_QUEUE_BYTES="${MAX_QUEUE_BYTES:-67108864}" SWITCHYARD_CLIENT__PING_INTERVAL="${PING_INTERVAL:-25s}" \
     SWITCHYARD_API_KEY=loadtest RUST_LOG=warn \

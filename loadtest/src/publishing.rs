@@ -11,10 +11,16 @@ use tokio::time::{Instant, MissedTickBehavior};
 /// Where publications come from: a client's WebSocket, or a backend
 /// (Redis `FCALL`, the HTTP API).
 pub enum Source {
-    Client { publisher: Publisher, replies: JoinHandle<()> },
+    Client {
+        publisher: Publisher,
+        replies: JoinHandle<()>,
+    },
     Backend(BackendPublisher),
     /// Rows in a PostgreSQL outbox, each its own transaction, pipelined.
-    Outbox { client: std::sync::Arc<tokio_postgres::Client>, failed: std::sync::Arc<std::sync::atomic::AtomicU64> },
+    Outbox {
+        client: std::sync::Arc<tokio_postgres::Client>,
+        failed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    },
     /// Messages on a NATS subject a JetStream stream captures.
     Jetstream(async_nats::Client),
 }

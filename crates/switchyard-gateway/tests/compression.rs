@@ -223,3 +223,15 @@ async fn a_decompression_bomb_costs_a_1009_and_garbage_a_1007() {
     assert_eq!(sample(&metrics, "switchyard_inflate_refusals_total", "reason=\"too_big\""), 1.0);
     assert_eq!(sample(&metrics, "switchyard_inflate_refusals_total", "reason=\"malformed\""), 1.0);
 }
+
+#[tokio::test]
+async fn compression_is_on_by_default_and_off_when_turned_off() {
+    let on = TestNode::start(test_config()).await;
+    let offered = Raw::connect(&on, Some("permessage-deflate; client_max_window_bits")).await;
+    assert!(offered.response.contains("sec-websocket-extensions: permessage-deflate"), "{}", offered.response);
+    let mut config = test_config();
+    config.client.compression = false;
+    let off = TestNode::start(config).await;
+    let offered = Raw::connect(&off, Some("permessage-deflate; client_max_window_bits")).await;
+    assert!(!offered.response.contains("sec-websocket-extensions"), "{}", offered.response);
+}

@@ -32,8 +32,11 @@ pub struct ClientConfig {
     /// permessage-deflate (RFC 7692) on `/ws`, where a client offers it:
     /// each publication is compressed once and shared by every compressing
     /// subscriber, neither side keeps a window between messages
-    /// (`server_no_context_takeover`, `client_no_context_takeover`).
-    /// Default: `false`.
+    /// (`server_no_context_takeover`, `client_no_context_takeover`). On by
+    /// default: fanning a 1 KiB document out compressed costs the node the
+    /// same CPU per delivery as plain (0.97-1.09x) for half the bytes, and
+    /// an idle compressing connection holds nothing more (docs/benchmarks.md).
+    /// Default: `true`.
     pub compression: bool,
     /// Messages shorter than this (bytes, encoded) go uncompressed even to
     /// compressing clients. Default: `256`.
@@ -80,7 +83,7 @@ impl Default for ClientConfig {
             max_message_size: 64 * 1024,
             max_queue_bytes: 1024 * 1024,
             max_reply_bytes: 1024 * 1024,
-            compression: false,
+            compression: true,
             compression_min_size: 256,
             write_delay: Duration::ZERO,
             max_channels: 128,
