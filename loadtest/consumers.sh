@@ -57,17 +57,24 @@ TOML
 
 run() { # NAME VIA TO RATE
   local first=9410 second=9460
+  # Each run starts with empty sources: what one run left behind would be
+  # the next one's backlog.
+  as_pg "$pg_bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "TRUNCATE switchyard_outbox"
+  redis-cli -p "$redis_port" DEL switchyard:publish >/dev/null
   SWITCHYARD_BROKER__REDIS_URL="redis://127.0.0.1:$redis_port" SWITCHYARD_CONFIG="$scratch/switchyard.toml" \
     start_switchyard "$first"
   SWITCHYARD_BROKER__REDIS_URL="redis://127.0.0.1:$redis_port" SWITCHYARD_CONFIG="$scratch/switchyard.toml" \
     start_switchyard "$second"
   wait_port "$first" && wait_port "$second"
-  local pids
-  pids="$(listener_pid "$first"),$(listener_pid "$second"),$(listener_pid "$redis_port")"
+  # The nodes' CPU counts, and Redis's (the broker); the source's is not
+  # switchyard's.
+  local nodes
+  nodes="$(listener_pid "$first"),$(listener_pid "$second")"
   taskset -c 1 target/release/switchyard-loadtest --url "ws://127.0.0.1:$second/ws" --target switchyard-json \
     --subscribers "$size" --rate "$4" --payload 128 --duration "$duration" --publish-via "$2" --publish-to "$3" \
-    --server-pid "$pids" --label "$1 $4/s" --json "$dir/$1-$4.json" --results "$dir/results.md" | tail -n 1
-  stop_server "$pids"
+    --server-pid "$nodes,$(listener_pid "$redis_port")" --label "$1 $4/s" --json "$dir/$1-$4.json" \
+    --results "$dir/results.md" | tail -n 1
+  stop_server "$nodes"
 }
 
 for rate in "${rates[@]}"; do

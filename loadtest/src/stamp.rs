@@ -139,8 +139,13 @@ impl Payloads {
 /// The stamp in a message that holds a payload somewhere in it (a bare
 /// payload, or a switchyard `pub` frame around it; protobuf frames carry the
 /// JSON bytes verbatim too).
+/// The stamp may follow a space and stand after other keys: a payload that
+/// went through PostgreSQL's `jsonb` comes back with its keys reordered.
 pub fn read(message: &[u8]) -> Option<u64> {
-    let at = message.windows(5).position(|w| w == b"{\"t\":")? + 5;
+    let mut at = message.windows(4).position(|w| w == b"\"t\":")? + 4;
+    if message.get(at) == Some(&b' ') {
+        at += 1;
+    }
     let digits = message[at..].iter().take_while(|b| b.is_ascii_digit()).count();
     std::str::from_utf8(&message[at..at + digits]).ok()?.parse().ok()
 }
@@ -160,6 +165,7 @@ mod tests {
         let framed = format!(r#"{{"pub":{{"channel":"bench","data":{}}}}}"#, payload(42, 64));
         assert_eq!(read(framed.as_bytes()), Some(42));
         assert_eq!(read(b"no stamp"), None);
+        assert_eq!(read(br#"{"pub":{"data":{"p": "xxx", "t": 42}}}"#), Some(42));
     }
 
     #[test]
