@@ -139,9 +139,12 @@ impl StreamReader {
         }
     }
 
-    /// The entry is published: acknowledged.
-    pub async fn ack(&mut self, id: &str) -> RedisResult<()> {
-        let _: i64 = self.conn.xack(&self.stream, &self.group, &[id]).await?;
+    /// The entries are published: acknowledged, in one call.
+    pub async fn ack(&mut self, ids: &[&str]) -> RedisResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = self.conn.xack(&self.stream, &self.group, ids).await?;
         Ok(())
     }
 

@@ -116,11 +116,12 @@ impl Source {
         }
     }
 
-    async fn confirm(&mut self, entry: &Entry) -> Result<(), String> {
+    /// The entries are published: the source forgets them.
+    async fn confirm(&mut self, entries: &[Entry]) -> Result<(), String> {
         match self {
-            Source::RedisStream(s) => s.confirm(entry).await,
-            Source::PostgresOutbox(s) => s.confirm(entry).await,
-            Source::NatsJetstream(s) => s.confirm(entry).await,
+            Source::RedisStream(s) => s.confirm(entries).await,
+            Source::PostgresOutbox(s) => s.confirm(entries).await,
+            Source::NatsJetstream(s) => s.confirm(entries).await,
         }
     }
 
@@ -212,11 +213,7 @@ impl Partition {
         let name = &self.config.name;
         let wait = (self.config.claim_after / 3).min(MAX_WAIT);
         let mut source = Source::open(&self.node, &self.config, self.partition, wait).await?;
-        let (published, set_aside, errors) = (
-            metric::consumer_entries(name, "published"),
-            metric::consumer_entries(name, "set_aside"),
-            metric::consumer_errors(name),
-        );
+        let published = metric::consumer_entries(name, "published");
         let (latency, lag) = (metric::consumer_latency(name), metric::consumer_lag(name, self.partition));
         let mut lag_read = tokio::time::Instant::now();
         loop {
@@ -237,42 +234,69 @@ impl Partition {
                 () = lease.lost() => return Ok(()),
                 read = source.next(self.config.batch, wait) => read?,
             };
-            for entry in entries {
-                let mut backoff = Duration::from_millis(50);
-                loop {
-                    // Unconfirmed entries are the next holder's to publish.
-                    if !lease.is_valid() || stop.is_cancelled() {
-                        return Ok(());
+            // Published entries are confirmed together, once the batch is
+            // through (or the work stops): one statement per batch, not per
+            // entry. A crash in between repeats at most a batch, which the
+            // entries' idempotency keys make publish nothing again.
+            let mut done = Vec::with_capacity(entries.len());
+            let stopped = self.publish_batch(entries, &mut done, lease, stop, &mut source).await;
+            source.confirm(&done).await?;
+            published.increment(done.len() as u64);
+            for entry in &done {
+                if let Some(at) = entry.created_at_us {
+                    latency.record(unix_micros().saturating_sub(at) as f64 / 1e6);
+                }
+            }
+            if stopped? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Publishes `entries` in order into `done`; true when it stopped
+    /// before the end (lease lost, or stop): the rest is the next holder's.
+    async fn publish_batch(
+        &self,
+        entries: Vec<Entry>,
+        done: &mut Vec<Entry>,
+        lease: &HeldLease,
+        stop: &CancellationToken,
+        source: &mut Source,
+    ) -> Result<bool, String> {
+        let name = &self.config.name;
+        let (set_aside, errors) = (metric::consumer_entries(name, "set_aside"), metric::consumer_errors(name));
+        for entry in entries {
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                // Unconfirmed entries are the next holder's to publish.
+                if !lease.is_valid() || stop.is_cancelled() {
+                    return Ok(true);
+                }
+                match publish_entry(&self.node, name, &entry).await {
+                    Outcome::Published => {
+                        done.push(entry);
+                        break;
                     }
-                    match publish_entry(&self.node, name, &entry).await {
-                        Outcome::Published => {
-                            source.confirm(&entry).await?;
-                            published.increment(1);
-                            if let Some(at) = entry.created_at_us {
-                                latency.record(unix_micros().saturating_sub(at) as f64 / 1e6);
-                            }
-                            break;
+                    Outcome::SetAside(why) => {
+                        warn!(consumer = %name, position = %entry.position, channel = %entry.channel, %why,
+                            "an entry that cannot be published was set aside");
+                        source.set_aside(&entry, &why).await?;
+                        set_aside.increment(1);
+                        break;
+                    }
+                    Outcome::Retry(why) => {
+                        errors.increment(1);
+                        tracing::debug!(consumer = %name, %why, "publishing failed; trying again");
+                        tokio::select! {
+                            () = stop.cancelled() => return Ok(true),
+                            () = tokio::time::sleep(backoff) => {}
                         }
-                        Outcome::SetAside(why) => {
-                            warn!(consumer = %name, position = %entry.position, channel = %entry.channel, %why,
-                                "an entry that cannot be published was set aside");
-                            source.set_aside(&entry, &why).await?;
-                            set_aside.increment(1);
-                            break;
-                        }
-                        Outcome::Retry(why) => {
-                            errors.increment(1);
-                            tracing::debug!(consumer = %name, %why, "publishing failed; trying again");
-                            tokio::select! {
-                                () = stop.cancelled() => return Ok(()),
-                                () = tokio::time::sleep(backoff) => {}
-                            }
-                            backoff = (backoff * 2).min(Duration::from_secs(2));
-                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
                     }
                 }
             }
         }
+        Ok(false)
     }
 }
 

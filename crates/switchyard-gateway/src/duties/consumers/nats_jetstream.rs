@@ -91,11 +91,16 @@ impl NatsJetstream {
         Ok(entries)
     }
 
-    pub async fn confirm(&mut self, entry: &Entry) -> Result<(), String> {
-        if let Some(message) = self.taken.remove(&entry.position) {
-            message.double_ack().await.map_err(|e| format!("cannot acknowledge: {e}"))?;
+    /// Acknowledged, sent together: an acknowledgement lost on the way
+    /// brings the message back to the next holder, whose publish of it
+    /// repeats nothing (its idempotency key).
+    pub async fn confirm(&mut self, entries: &[Entry]) -> Result<(), String> {
+        for entry in entries {
+            if let Some(message) = self.taken.remove(&entry.position) {
+                message.ack().await.map_err(|e| format!("cannot acknowledge: {e}"))?;
+            }
         }
-        Ok(())
+        self.client.flush().await.map_err(|e| format!("cannot acknowledge: {e}"))
     }
 
     pub async fn set_aside(&mut self, entry: &Entry, why: &str) -> Result<(), String> {

@@ -119,11 +119,15 @@ impl PostgresOutbox {
             .collect())
     }
 
-    /// Published: the row is deleted.
-    pub async fn confirm(&mut self, entry: &Entry) -> Result<(), String> {
-        let id: i64 = entry.position.parse().map_err(|_| "not a row id")?;
-        let delete = format!("DELETE FROM {} WHERE id = $1", self.table);
-        self.client.execute(&delete, &[&id]).await.map_err(|e| format!("cannot delete row {id}: {e}"))?;
+    /// Published: the rows are deleted, in one statement.
+    pub async fn confirm(&mut self, entries: &[Entry]) -> Result<(), String> {
+        let ids = entries.iter().map(|e| e.position.parse::<i64>()).collect::<Result<Vec<_>, _>>();
+        let ids = ids.map_err(|_| "not a row id")?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let delete = format!("DELETE FROM {} WHERE id = ANY($1)", self.table);
+        self.client.execute(&delete, &[&ids]).await.map_err(|e| format!("cannot delete rows: {e}"))?;
         Ok(())
     }
 

@@ -44,9 +44,12 @@ impl RedisStream {
             .collect())
     }
 
-    pub async fn confirm(&mut self, entry: &Entry) -> Result<(), String> {
-        self.reader.ack(&entry.position).await.map_err(|e| format!("cannot acknowledge: {e}"))?;
-        self.taken.remove(&entry.position);
+    pub async fn confirm(&mut self, entries: &[Entry]) -> Result<(), String> {
+        let ids: Vec<&str> = entries.iter().map(|e| e.position.as_str()).collect();
+        self.reader.ack(&ids).await.map_err(|e| format!("cannot acknowledge: {e}"))?;
+        for entry in entries {
+            self.taken.remove(&entry.position);
+        }
         Ok(())
     }
 
