@@ -9,7 +9,9 @@
 //! it; each distinct filter of a channel is evaluated once per publication,
 //! however many subscribers share it. A subscriber with delta compression
 //! gets, after its first full publication, Fossil deltas against the
-//! previous one; the delta too is made once per publication and encoding.
+//! previous one it received; the delta too is made once per publication and
+//! encoding for all the subscribers that received the same previous one
+//! (those without a filter, or those sharing a filter).
 //!
 //! The map is sharded by channel so that subscribes on one channel do not
 //! stall fan-out on another. No lock is held across an await (there are none
@@ -87,8 +89,8 @@ impl Subscriber {
         self
     }
 
-    /// A subscriber that gets deltas (a filtered one never does: the
-    /// channel's previous publication is not its previous one).
+    /// A subscriber that gets deltas (a filtered one against the previous
+    /// publication its filter passed).
     pub fn with_delta(mut self, delta: bool) -> Self {
         self.delta = delta;
         self
@@ -96,6 +98,12 @@ impl Subscriber {
 
     fn passes(&self, verdicts: &[bool]) -> bool {
         self.filter.is_none() || verdicts[self.filter_slot]
+    }
+
+    /// The subscribers that received the same publications as this one:
+    /// 0 for those without a filter, 1 + the slot for those of a filter.
+    fn group(&self) -> usize {
+        if self.filter.is_some() { self.filter_slot + 1 } else { 0 }
     }
 
     /// Which of a publication's frames this subscriber gets.
@@ -133,10 +141,12 @@ struct ChannelSubscribers {
     /// The distinct filters of the channel's subscribers, with how many
     /// use each; a slot whose count fell to zero is reused.
     filters: Vec<(Arc<Filter>, usize)>,
-    /// Subscribers that take deltas, and while there are any, the data of
-    /// the channel's last publication here, the base of the next delta.
+    /// Subscribers that take deltas, in all and by group (see
+    /// [`Subscriber::group`]), and for each group that has any, the data
+    /// of the last publication it received here, the base of its next delta.
     delta_subscribers: usize,
-    delta_base: Mutex<Option<Bytes>>,
+    delta_groups: Vec<usize>,
+    delta_bases: Mutex<Vec<Option<Bytes>>>,
 }
 
 impl ChannelSubscribers {
@@ -156,6 +166,14 @@ impl ChannelSubscribers {
                 }
             },
         };
+        if self.filters[slot].1 == 0 {
+            // A slot taken by another filter: its group's base is not this one's.
+            let group = slot + 1;
+            let bases = self.delta_bases.get_mut().unwrap_or_else(|e| e.into_inner());
+            if let Some(base) = bases.get_mut(group) {
+                *base = None;
+            }
+        }
         self.filters[slot].1 += 1;
         subscriber.filter = Some(self.filters[slot].0.clone());
         subscriber.filter_slot = slot;
@@ -164,7 +182,15 @@ impl ChannelSubscribers {
     fn added(&mut self, subscriber: &mut Subscriber) {
         self.kinds[subscriber.kind()] += 1;
         self.add_filter(subscriber);
-        self.delta_subscribers += usize::from(subscriber.delta);
+        if subscriber.delta {
+            let group = subscriber.group();
+            if self.delta_groups.len() <= group {
+                self.delta_groups.resize(group + 1, 0);
+                self.delta_bases.get_mut().unwrap_or_else(|e| e.into_inner()).resize(group + 1, None);
+            }
+            self.delta_groups[group] += 1;
+            self.delta_subscribers += 1;
+        }
     }
 
     fn removed(&mut self, subscriber: &Subscriber) {
@@ -173,9 +199,11 @@ impl ChannelSubscribers {
             self.filters[subscriber.filter_slot].1 -= 1;
         }
         if subscriber.delta {
+            let group = subscriber.group();
             self.delta_subscribers -= 1;
-            if self.delta_subscribers == 0 {
-                *self.delta_base.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+            self.delta_groups[group] -= 1;
+            if self.delta_groups[group] == 0 {
+                self.delta_bases.get_mut().unwrap_or_else(|e| e.into_inner())[group] = None;
             }
         }
     }
@@ -304,7 +332,8 @@ impl Hub {
                 policy,
                 filters: Vec::new(),
                 delta_subscribers: 0,
-                delta_base: Mutex::new(None),
+                delta_groups: Vec::new(),
+                delta_bases: Mutex::new(Vec::new()),
             }
         });
         let mut subscriber = subscriber;
@@ -453,25 +482,29 @@ impl Hub {
             true => entry.filters.iter().map(|(f, n)| *n > 0 && f.matches(&envelope.tags)).collect(),
             false => vec![true; entry.filters.len()],
         };
-        // The delta against this node's previous publication on the channel,
-        // made once for every subscriber that has that one.
-        let delta = match is_publication && entry.delta_subscribers > 0 {
-            true => {
-                let mut base = entry.delta_base.lock().unwrap_or_else(|e| e.into_inner());
-                let delta = base.as_ref().and_then(|base| Delta::between(base, &envelope.data));
-                *base = Some(envelope.data.clone());
-                delta
-            }
-            false => None,
-        };
+        // For each group of delta subscribers this publication reaches, the
+        // delta against the group's previous publication, made once for all
+        // of them.
+        let mut deltas: Vec<Option<(Frames, bool)>> = Vec::new();
+        if is_publication && entry.delta_subscribers > 0 {
+            let mut bases = entry.delta_bases.lock().unwrap_or_else(|e| e.into_inner());
+            deltas = (0..entry.delta_groups.len())
+                .map(|group| {
+                    let reached = group == 0 || verdicts.get(group - 1).copied().unwrap_or(false);
+                    if entry.delta_groups[group] == 0 || !reached {
+                        return None;
+                    }
+                    let base = bases[group].replace(envelope.data.clone());
+                    let delta = Delta::between(base.as_deref()?, &envelope.data)?;
+                    let mut publication = publication(envelope);
+                    publication.data = delta.bytes;
+                    publication.delta = true;
+                    let frame = ServerFrame { id: 0, message: Some(server_frame::Message::Pub(publication)) };
+                    Some((Frames::new(frame, envelope.published_at_us), delta.is_text))
+                })
+                .collect();
+        }
         let mut full = Frames::new(ServerFrame { id: 0, message: Some(message) }, envelope.published_at_us);
-        let mut deltas = delta.map(|delta| {
-            let mut publication = publication(envelope);
-            publication.data = delta.bytes;
-            publication.delta = true;
-            let frame = ServerFrame { id: 0, message: Some(server_frame::Message::Pub(publication)) };
-            (Frames::new(frame, envelope.published_at_us), delta.is_text)
-        });
         let mut fanout = Fanout::default();
         if entry.recovering_count > 0 {
             let mut recovering = entry.recovering.lock().unwrap_or_else(|e| e.into_inner());
@@ -501,7 +534,7 @@ impl Hub {
                 continue;
             }
             let as_delta = subscriber.delta && subscriber.has_base.load(Relaxed);
-            let frame = match deltas.as_mut() {
+            let frame = match deltas.get_mut(subscriber.group()).and_then(Option::as_mut) {
                 // A JSON subscriber gets a delta only if it is text.
                 Some((frames, is_text)) if as_delta && (*is_text || subscriber.protocol == Protocol::Protobuf) => {
                     fanout.deltas += 1;
@@ -867,5 +900,49 @@ mod tests {
         assert!(drain(&mut qplain).await.iter().all(|f| !pub_of(f).delta));
         let late: Vec<bool> = drain(&mut qlate).await.iter().map(|f| pub_of(f).delta).collect();
         assert_eq!(late, [false, true]);
+    }
+
+    #[tokio::test]
+    async fn a_filtered_delta_subscriber_gets_deltas_against_what_its_filter_passed() {
+        let hub = Hub::new();
+        let policy = SlowConsumerPolicy::Disconnect;
+        let doc = |side: &str, n: u32| {
+            let rows: Vec<String> = (0..30).map(|i| format!(r#"{{"i":{i},"side":"{side}"}}"#)).collect();
+            format!(r#"{{"side":"{side}","n":{n},"rows":[{}]}}"#, rows.join(","))
+        };
+        let (a, mut qa) = subscriber(Protocol::Json, 1 << 20);
+        let (all, mut qall) = subscriber(Protocol::Json, 1 << 20);
+        let only_a = filter(r#"{"key":"side","cmp":"eq","val":"a"}"#);
+        hub.subscribe("state:x", 1, a.filtered(only_a).with_delta(true), policy, false);
+        hub.subscribe("state:x", 2, all.with_delta(true), policy, false);
+        let mut sent = Vec::new();
+        for n in 0..6 {
+            let side = if n % 2 == 0 { "a" } else { "b" };
+            hub.broadcast(&tagged("state:x", &doc(side, n), &[("side", side)]));
+            sent.push((side, doc(side, n)));
+        }
+        let rebuild = |frames: Vec<String>| {
+            let mut previous = Bytes::new();
+            frames
+                .iter()
+                .map(|f| {
+                    let p = pub_of(f);
+                    let data =
+                        if p.delta { Bytes::from(fossil::apply(&previous, &p.data, 1 << 20).unwrap()) } else { p.data };
+                    previous = data.clone();
+                    (p.delta, String::from_utf8(data.to_vec()).unwrap())
+                })
+                .collect::<Vec<_>>()
+        };
+        let got_a = rebuild(drain(&mut qa).await);
+        let expected_a: Vec<String> = sent.iter().filter(|(s, _)| *s == "a").map(|(_, d)| d.clone()).collect();
+        assert_eq!(got_a.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>(), expected_a);
+        assert_eq!(got_a.iter().map(|(delta, _)| *delta).collect::<Vec<_>>(), [false, true, true]);
+        let got_all = rebuild(drain(&mut qall).await);
+        assert_eq!(
+            got_all.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>(),
+            sent.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>()
+        );
+        assert!(got_all[1..].iter().all(|(delta, _)| *delta));
     }
 }

@@ -82,6 +82,10 @@ async fn deltas_cross_nodes_and_rebuild_every_document() {
     assert_eq!(plain.subscribe_with(ask_delta("plain:game")).await.unwrap().delta, None);
     let refused = plain.subscribe_with(SubscribeRequest { delta: "zstd".into(), ..ask_delta("plain:other") }).await;
     assert_eq!(refused.unwrap_err().code(), Some(107));
+    // With a filter too: deltas against what the filter passed.
+    let filter = switchyard_client::v1::Filter { key: "k".into(), cmp: "ex".into(), ..Default::default() };
+    let filtered = SubscribeRequest { filter: Some(filter), ..ask_delta("state:filtered") };
+    assert_eq!(plain.subscribe_with(filtered).await.unwrap().delta, Some(true));
 
     for n in 0..3 {
         publisher.publish("state:game", document(n)).await.unwrap();

@@ -154,8 +154,8 @@ impl ClientSession {
     /// position is read after the broker subscription is in place, so
     /// nothing falls between what is recovered and what comes live.
     /// With a filter, only what passes it is recovered and delivered; deltas
-    /// are granted where the namespace allows them, and not with a filter
-    /// (the channel's previous publication is not the subscriber's).
+    /// are granted where the namespace allows them (with a filter, against
+    /// the previous publication the filter passed).
     pub(super) async fn join(
         &mut self,
         name: &str,
@@ -175,7 +175,7 @@ impl ClientSession {
             }
             None => None,
         };
-        delivery.delta &= namespace.delta && filter.is_none();
+        delivery.delta &= namespace.delta;
         let passes =
             |envelope: &&switchyard_proto::v1::Envelope| filter.as_ref().is_none_or(|f| f.matches(&envelope.tags));
         let subscriber = Subscriber::new(self.protocol, self.outbound.clone())
