@@ -592,10 +592,21 @@ impl Task {
                 }
                 self.channels.insert(channel.clone(), Channel { options, ..Channel::default() });
                 let result = self.join(client, &channel).await;
-                if result.is_err() {
-                    self.channels.remove(&channel);
+                match result {
+                    // The connection went while asking: ask again on the
+                    // next one (the caller's timeout still runs).
+                    Err(ClientError::Closed) => {
+                        let options = self.channels.remove(&channel).map(|c| c.options).unwrap_or_default();
+                        self.defer(Op::Subscribe(channel, options, reply));
+                    }
+                    Err(e) => {
+                        self.channels.remove(&channel);
+                        let _ = reply.send(Err(e));
+                    }
+                    Ok(()) => {
+                        let _ = reply.send(Ok(()));
+                    }
                 }
-                let _ = reply.send(result);
             }
             Op::Unsubscribe(channel) => {
                 if self.channels.remove(&channel).is_some() {
