@@ -10,7 +10,8 @@
 //!   error-to-status table), `recorder` (the Prometheus recorder),
 //!   `traffic_tally` (per-thread counts of what connections read and
 //!   write), `outgoing` (the node's own HTTP client connector), `proxy`
-//!   (the application's backend, over HTTP).
+//!   (the application's backend, over HTTP), [`pusher`] (the Pusher
+//!   Channels protocol's signatures, for the Pusher door to come).
 //! - `node`: the node's shared state: connections and permits, the index
 //!   by user, SSE streams, server operations, requests to other nodes,
 //!   local presence, the write clock.
@@ -20,7 +21,8 @@
 //! - `routes`: the HTTP routes (the API, the admin page, SSE commands,
 //!   health, metrics).
 //! - `duties`: background work (heartbeat, presence refresh, rebalancing,
-//!   control messages, receipts), each stopped by its owner.
+//!   control messages, receipts, consumers of the application's queues),
+//!   each stopped by its owner.
 //! - `server`: the accept loops and the shutdown order; [`serve`].
 //!
 //! docs/architecture.md walks a publication and a `subscribe` through
@@ -37,6 +39,7 @@ mod origin;
 mod outgoing;
 pub mod probe;
 mod proxy;
+pub mod pusher;
 mod query;
 mod recorder;
 mod refusal;
