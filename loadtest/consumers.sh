@@ -38,7 +38,7 @@ cleanup() {
 }
 trap cleanup EXIT
 pg_url="postgres://postgres@127.0.0.1:$pg_port/postgres"
-as_pg "$pg_bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -f loadtest/consumers/outbox.sql
+as_pg "$pg_bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -f docs/examples/outbox.sql
 target/release/switchyard-loadtest --scenario jetstream-setup --publish-to "nats://127.0.0.1:$nats_port"
 cat >"$scratch/switchyard.toml" <<TOML
 [[consumers]]

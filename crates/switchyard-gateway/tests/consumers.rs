@@ -147,21 +147,7 @@ async fn a_redis_stream_reaches_its_channels_once_and_in_order_through_a_node_ki
 }
 
 /// The outbox table and its notifying trigger, as docs/consumers.md gives them.
-const OUTBOX: &str = "
-CREATE TABLE switchyard_outbox (
-  id bigserial PRIMARY KEY,
-  channel text NOT NULL,
-  data jsonb NOT NULL,
-  idempotency_key text,
-  tags jsonb,
-  partition int NOT NULL DEFAULT 0,
-  created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE FUNCTION switchyard_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN PERFORM pg_notify(TG_TABLE_NAME, ''); RETURN NULL; END $$;
-CREATE TRIGGER switchyard_outbox_notify AFTER INSERT ON switchyard_outbox
-  FOR EACH STATEMENT EXECUTE FUNCTION switchyard_outbox_notify();
-";
+const OUTBOX: &str = include_str!("../../../docs/examples/outbox.sql");
 
 const INSERT: &str = "INSERT INTO switchyard_outbox (channel, data, partition) VALUES ($1, $2::text::jsonb, $3)";
 

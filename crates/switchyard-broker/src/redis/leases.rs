@@ -15,32 +15,24 @@ pub struct RedisLeases {
     pub(super) keys: Keys,
 }
 
+impl RedisLeases {
+    /// `FCALL <function> 1 <the lease's key> <args…>`: 1 or 0.
+    async fn call(&self, function: &str, name: &str, args: &[&str]) -> Result<i64, BrokerError> {
+        let mut conn = self.commands.clone();
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(function).arg(1).arg(self.keys.lease(name)).arg(args);
+        cmd.query_async(&mut conn).await.map_err(unavailable)
+    }
+}
+
 #[async_trait]
 impl LeaseStore for RedisLeases {
     async fn acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, BrokerError> {
-        let mut conn = self.commands.clone();
-        let taken: i64 = redis::cmd("FCALL")
-            .arg("switchyard_lease")
-            .arg(1)
-            .arg(self.keys.lease(name))
-            .arg(holder)
-            .arg(ttl.as_millis().max(1) as u64)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(taken == 1)
+        let ttl = ttl.as_millis().max(1).to_string();
+        Ok(self.call("switchyard_lease", name, &[holder, &ttl]).await? == 1)
     }
 
     async fn release(&self, name: &str, holder: &str) -> Result<(), BrokerError> {
-        let mut conn = self.commands.clone();
-        let _: i64 = redis::cmd("FCALL")
-            .arg("switchyard_lease_release")
-            .arg(1)
-            .arg(self.keys.lease(name))
-            .arg(holder)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        self.call("switchyard_lease_release", name, &[holder]).await.map(|_| ())
     }
 }

@@ -1,4 +1,6 @@
--- The outbox of docs/consumers.md, with its notifying trigger.
+-- The outbox of docs/consumers.md, with its notifying trigger: what
+-- tests/consumers.rs and loadtest/consumers.sh make, and a start for yours.
+-- Safe to run again.
 CREATE TABLE IF NOT EXISTS switchyard_outbox (
   id bigserial PRIMARY KEY,
   channel text NOT NULL,
