@@ -37,7 +37,7 @@ pub use leases::LeaseStore;
 pub use leases_memory::MemoryLeases;
 pub use memory::MemoryBroker;
 pub use node_info::{ConsumerShare, NodeInfo, unix_seconds};
-pub use presence::PresenceStore;
+pub use presence::{Announce, Change, PresenceStore, Refreshed};
 pub use presence_memory::MemoryPresence;
 pub use redis::{RedisBroker, RedisSettings, RedisTarget, RedisTls, Sentinels};
 pub use registry::NodeRegistry;

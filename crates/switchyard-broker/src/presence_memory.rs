@@ -2,7 +2,7 @@
 //! expiry and announcements as in Redis.
 
 use crate::broker::{BrokerError, PublicationSink};
-use crate::presence::PresenceStore;
+use crate::presence::{Announce, Change, PresenceStore, Refreshed};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,32 +20,57 @@ pub struct MemoryPresence {
     channels: Mutex<HashMap<String, Entries>>,
 }
 
+/// Whether `entries` holds another entry of `member`'s user.
+fn user_present(entries: &Entries, member: &ClientInfo) -> bool {
+    entries.values().any(|(m, _)| m.user == member.user && m.client != member.client)
+}
+
 impl MemoryPresence {
     pub fn new(sink: Arc<dyn PublicationSink>) -> Self {
         MemoryPresence { sink, channels: Mutex::default() }
     }
 
-    /// Removes the expired entries of `channel`, returning them (to be
-    /// announced once the lock is released).
-    fn sweep(entries: &mut Entries) -> Vec<ClientInfo> {
+    /// Removes the expired entries of `channel`, returning the changes
+    /// (to be announced once the lock is released).
+    fn sweep(entries: &mut Entries, announce: Announce) -> Vec<Change> {
         let now = Instant::now();
         let expired: Vec<String> = entries.iter().filter(|(_, (_, at))| *at <= now).map(|(c, _)| c.clone()).collect();
-        expired.into_iter().filter_map(|c| entries.remove(&c)).map(|(member, _)| member).collect()
+        let mut changes = Vec::new();
+        for client in expired {
+            if let Some((member, _)) = entries.remove(&client) {
+                changes.extend(Self::left(entries, member, announce));
+            }
+        }
+        changes
     }
 
-    fn announce(&self, channel: &str, joins: Vec<ClientInfo>, leaves: Vec<ClientInfo>) {
-        let event = |join: Option<ClientInfo>, leave: Option<ClientInfo>| Envelope {
-            channel: channel.to_owned(),
-            published_at_us: unix_micros(),
-            join,
-            leave,
-            ..Default::default()
-        };
-        for member in leaves {
-            self.sink.deliver(event(None, Some(member)));
+    /// The change `member`'s going makes, at `announce`'s level.
+    fn left(entries: &Entries, member: ClientInfo, announce: Announce) -> Option<Change> {
+        let per_user = matches!(announce, Announce::Users | Announce::UsersQuietly);
+        (!per_user || !entries.values().any(|(m, _)| m.user == member.user)).then_some(Change { joined: false, member })
+    }
+
+    fn announce(&self, channel: &str, announce: Announce, changes: &[Change]) {
+        if !matches!(announce, Announce::Clients | Announce::Users) {
+            return;
         }
-        for member in joins {
-            self.sink.deliver(event(Some(member), None));
+        for change in changes {
+            let member = Some(change.member.clone());
+            let (join, leave) = if change.joined { (member, None) } else { (None, member) };
+            // A user's arrival is not announced to the connection that
+            // brought it: it learns the members from its subscribe's answer.
+            let except_socket = match (announce, change.joined) {
+                (Announce::Users, true) => change.member.client.clone(),
+                _ => String::new(),
+            };
+            self.sink.deliver(Envelope {
+                channel: channel.to_owned(),
+                published_at_us: unix_micros(),
+                join,
+                leave,
+                except_socket,
+                ..Default::default()
+            });
         }
     }
 }
@@ -57,25 +82,24 @@ impl PresenceStore for MemoryPresence {
         channel: &str,
         members: &[ClientInfo],
         ttl: Duration,
-        announce: bool,
-    ) -> Result<(), BrokerError> {
-        let (joins, leaves) = {
+        announce: Announce,
+    ) -> Result<Vec<Change>, BrokerError> {
+        let per_user = matches!(announce, Announce::Users | Announce::UsersQuietly);
+        let changes = {
             let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
             let entries = channels.entry(channel.to_owned()).or_default();
-            let leaves = Self::sweep(entries);
+            let mut changes = Self::sweep(entries, announce);
             let expires = Instant::now() + ttl;
-            let mut joins = Vec::new();
             for member in members {
-                if entries.insert(member.client.clone(), (member.clone(), expires)).is_none() {
-                    joins.push(member.clone());
+                let user_was_there = per_user && user_present(entries, member);
+                if entries.insert(member.client.clone(), (member.clone(), expires)).is_none() && !user_was_there {
+                    changes.push(Change { joined: true, member: member.clone() });
                 }
             }
-            (joins, leaves)
+            changes
         };
-        if announce {
-            self.announce(channel, joins, leaves);
-        }
-        Ok(())
+        self.announce(channel, announce, &changes);
+        Ok(changes)
     }
 
     async fn refresh(
@@ -83,12 +107,12 @@ impl PresenceStore for MemoryPresence {
         channel: &str,
         clients: &[String],
         ttl: Duration,
-        announce: bool,
-    ) -> Result<Vec<String>, BrokerError> {
-        let (missing, leaves) = {
+        announce: Announce,
+    ) -> Result<Refreshed, BrokerError> {
+        let refreshed = {
             let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
             let entries = channels.entry(channel.to_owned()).or_default();
-            let leaves = Self::sweep(entries);
+            let changes = Self::sweep(entries, announce);
             let expires = Instant::now() + ttl;
             let mut missing = Vec::new();
             for client in clients {
@@ -100,44 +124,41 @@ impl PresenceStore for MemoryPresence {
             if entries.is_empty() {
                 channels.remove(channel);
             }
-            (missing, leaves)
+            Refreshed { missing, changes }
         };
-        if announce {
-            self.announce(channel, Vec::new(), leaves);
-        }
-        Ok(missing)
+        self.announce(channel, announce, &refreshed.changes);
+        Ok(refreshed)
     }
 
-    async fn remove(&self, channel: &str, client: &str, announce: bool) -> Result<(), BrokerError> {
-        let removed = {
+    async fn remove(&self, channel: &str, client: &str, announce: Announce) -> Result<Vec<Change>, BrokerError> {
+        let changes = {
             let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(entries) = channels.get_mut(channel) else { return Ok(()) };
-            let removed = entries.remove(client);
+            let Some(entries) = channels.get_mut(channel) else { return Ok(Vec::new()) };
+            let changes: Vec<Change> = match entries.remove(client) {
+                Some((member, _)) => Self::left(entries, member, announce).into_iter().collect(),
+                None => Vec::new(),
+            };
             if entries.is_empty() {
                 channels.remove(channel);
             }
-            removed
+            changes
         };
-        if announce && let Some((member, _)) = removed {
-            self.announce(channel, Vec::new(), vec![member]);
-        }
-        Ok(())
+        self.announce(channel, announce, &changes);
+        Ok(changes)
     }
 
-    async fn members(&self, channel: &str, announce: bool) -> Result<Vec<ClientInfo>, BrokerError> {
-        let (members, leaves) = {
+    async fn members(&self, channel: &str, announce: Announce) -> Result<(Vec<ClientInfo>, Vec<Change>), BrokerError> {
+        let (members, changes) = {
             let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(entries) = channels.get_mut(channel) else { return Ok(Vec::new()) };
-            let leaves = Self::sweep(entries);
+            let Some(entries) = channels.get_mut(channel) else { return Ok((Vec::new(), Vec::new())) };
+            let changes = Self::sweep(entries, announce);
             let members: Vec<ClientInfo> = entries.values().map(|(m, _)| m.clone()).collect();
             if entries.is_empty() {
                 channels.remove(channel);
             }
-            (members, leaves)
+            (members, changes)
         };
-        if announce {
-            self.announce(channel, Vec::new(), leaves);
-        }
-        Ok(members)
+        self.announce(channel, announce, &changes);
+        Ok((members, changes))
     }
 }

@@ -24,6 +24,7 @@ use crate::metric;
 use crate::outbound::{Close, OutFrame, Outbound, PushError};
 use crate::position::StreamPosition;
 use crate::protocol::Protocol;
+use crate::wsframe;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
@@ -111,14 +112,15 @@ impl Subscriber {
         let protocol = match self.protocol {
             Protocol::Json => 0,
             Protocol::Protobuf => 1,
+            Protocol::Pusher => 2,
         };
-        protocol + 2 * usize::from(self.deflate)
+        2 * protocol + usize::from(self.deflate)
     }
 }
 
 /// The frames a publication may need, one per kind of subscriber: JSON,
-/// protobuf, and each compressed.
-const KINDS: usize = 4;
+/// protobuf, Pusher, and each compressed.
+const KINDS: usize = 6;
 
 /// A subscriber whose publications are held while it recovers from
 /// history, so that what it gets live follows what it recovers, with no gap
@@ -471,6 +473,13 @@ impl Hub {
 
     /// Delivers one publication to every local subscriber of its channel.
     pub fn broadcast(&self, envelope: &Envelope) -> Fanout {
+        self.broadcast_except(envelope, None)
+    }
+
+    /// Delivers one publication to every local subscriber of its channel
+    /// but `except` (a Pusher event's sender, or the connection an API
+    /// trigger excluded).
+    pub fn broadcast_except(&self, envelope: &Envelope, except: Option<ConnId>) -> Fanout {
         let shard = self.shard(&envelope.channel).read().unwrap_or_else(|e| e.into_inner());
         let Some(entry) = shard.get(envelope.channel.as_str()) else {
             return Fanout::default();
@@ -500,15 +509,18 @@ impl Hub {
                     publication.data = delta.bytes;
                     publication.delta = true;
                     let frame = ServerFrame { id: 0, message: Some(server_frame::Message::Pub(publication)) };
-                    Some((Frames::new(frame, envelope.published_at_us), delta.is_text))
+                    Some((Frames::new(frame, envelope), delta.is_text))
                 })
                 .collect();
         }
-        let mut full = Frames::new(ServerFrame { id: 0, message: Some(message) }, envelope.published_at_us);
+        let mut full = Frames::new(ServerFrame { id: 0, message: Some(message) }, envelope);
         let mut fanout = Fanout::default();
         if entry.recovering_count > 0 {
             let mut recovering = entry.recovering.lock().unwrap_or_else(|e| e.into_inner());
-            for r in recovering.values_mut() {
+            for (conn, r) in recovering.iter_mut() {
+                if except == Some(*conn) {
+                    continue;
+                }
                 if !r.subscriber.passes(&verdicts) {
                     fanout.filtered_out += 1;
                     continue;
@@ -524,7 +536,10 @@ impl Hub {
                 fanout.queued += 1;
             }
         }
-        for subscriber in entry.subscribers.values() {
+        for (conn, subscriber) in entry.subscribers.iter() {
+            if except == Some(*conn) {
+                continue;
+            }
             if !subscriber.passes(&verdicts) {
                 fanout.filtered_out += 1;
                 continue;
@@ -601,27 +616,36 @@ impl Delta {
 
 /// One push frame, encoded (and compressed) at most once per kind of
 /// subscriber, when the first subscriber of that kind needs it.
-struct Frames {
+struct Frames<'a> {
     frame: ServerFrame,
-    published_at_us: u64,
+    /// Pusher subscribers' frames are made from the Envelope (the event's
+    /// name is there, not in the push frame).
+    envelope: &'a Envelope,
     encoded: [Option<OutFrame>; KINDS],
 }
 
-impl Frames {
-    fn new(frame: ServerFrame, published_at_us: u64) -> Self {
-        Frames { frame, published_at_us, encoded: Default::default() }
+impl<'a> Frames<'a> {
+    fn new(frame: ServerFrame, envelope: &'a Envelope) -> Self {
+        Frames { frame, envelope, encoded: Default::default() }
     }
 
     fn get(&mut self, subscriber: &Subscriber, min_size: usize) -> OutFrame {
         let kind = subscriber.kind();
-        let (frame, at) = (&self.frame, self.published_at_us);
+        let (frame, envelope) = (&self.frame, self.envelope);
         let encoded = self.encoded[kind].get_or_insert_with(|| {
-            let protocol = if kind.is_multiple_of(2) { Protocol::Json } else { Protocol::Protobuf };
-            let bytes = match kind >= 2 {
-                false => protocol.encode(frame),
-                true => protocol.encode_deflated(frame, min_size),
+            let deflate = subscriber.deflate;
+            let bytes = match subscriber.protocol {
+                Protocol::Pusher => {
+                    let json = crate::pusher::envelope_json(envelope);
+                    match deflate && json.len() >= min_size {
+                        true => wsframe::compressed(wsframe::OPCODE_TEXT, &crate::deflate::compress(json.as_bytes())),
+                        false => wsframe::text(json.as_bytes()),
+                    }
+                }
+                protocol if deflate => protocol.encode_deflated(frame, min_size),
+                protocol => protocol.encode(frame),
             };
-            OutFrame::publication(bytes, at)
+            OutFrame::publication(bytes, envelope.published_at_us)
         });
         encoded.clone()
     }

@@ -6,7 +6,9 @@
 //! - [`clock`]: Unix time in the units the protocol uses.
 //! - [`codes`]: the error codes of replies and the close codes of connections.
 //! - [`config`]: the configuration tree, its defaults and its validation.
-//! - [`protocol`]: the two encodings a connection may speak.
+//! - [`protocol`]: the encodings a connection may speak: switchyard's two,
+//!   and Pusher's.
+//! - [`pusher`]: the Pusher protocol's channels, events and close codes.
 //! - [`wsframe`]: WebSocket frames encoded once, ready for any connection.
 //! - [`deflate`]: permessage-deflate payloads, compressed once, inflated
 //!   with a bound.
@@ -25,5 +27,6 @@ pub mod metric;
 pub mod outbound;
 pub mod position;
 pub mod protocol;
+pub mod pusher;
 pub mod wsframe;
 pub mod wsread;

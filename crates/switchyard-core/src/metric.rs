@@ -78,6 +78,13 @@ pub const PROXY_ERRORS: &str = "switchyard_proxy_errors_total";
 pub const PROXY_DURATION: &str = "switchyard_proxy_duration_seconds";
 pub const PROXY_CIRCUIT_OPEN: &str = "switchyard_proxy_circuit_open";
 pub const PROXY_CIRCUIT_OPENED: &str = "switchyard_proxy_circuit_opened_total";
+pub const PUSHER_CONNECTIONS: &str = "switchyard_pusher_connections";
+pub const PUSHER_ERRORS: &str = "switchyard_pusher_errors_total";
+pub const PUSHER_API_REQUESTS: &str = "switchyard_pusher_api_requests_total";
+pub const PUSHER_CLIENT_EVENTS: &str = "switchyard_pusher_client_events_total";
+pub const WEBHOOK_EVENTS: &str = "switchyard_webhook_events_total";
+pub const WEBHOOK_REQUESTS: &str = "switchyard_webhook_requests_total";
+pub const WEBHOOK_QUEUED: &str = "switchyard_webhook_queued";
 
 /// Buckets of the latency histogram, in seconds: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] =
@@ -203,6 +210,25 @@ pub fn describe() {
         ADMIN_LOGINS,
         "Admin page requests refused or logins, by outcome: accepted, refused (wrong password), locked, cross_origin (a state-changing request from another origin)."
     );
+    describe_gauge!(PUSHER_CONNECTIONS, "Open connections of the Pusher door, by app.");
+    describe_counter!(
+        PUSHER_ERRORS,
+        "pusher:error answers and closes sent to Pusher clients, by code (4001 unknown app, 4004 over the app's quota, 4009 bad signature, 4301 client event rate, 4300 malformed or refused)."
+    );
+    describe_counter!(
+        PUSHER_API_REQUESTS,
+        "Requests of the Pusher HTTP API, by endpoint and status (401 bad signature, 404 unknown app, 413 too large)."
+    );
+    describe_counter!(
+        PUSHER_CLIENT_EVENTS,
+        "Client events of Pusher connections, by outcome: relayed, refused, rate_limited."
+    );
+    describe_counter!(
+        WEBHOOK_EVENTS,
+        "Webhook events, by event and outcome: queued, delivered, dropped_full (the queue was full), dropped_failed (every attempt failed)."
+    );
+    describe_counter!(WEBHOOK_REQUESTS, "Webhook requests, by outcome: ok, status (a non-2xx answer), error, timeout.");
+    describe_gauge!(WEBHOOK_QUEUED, "Webhook events waiting on this node, all targets together.");
     describe_counter!(REBALANCE_SHED, "Connections this node closed with 4012 to rebalance the cluster.");
     describe_counter!(REBALANCE_CHECKS, "Times the rebalancer compared this node with the cluster's mean.");
     describe_counter!(
@@ -548,4 +574,26 @@ pub fn proxy_circuit_opened(proxy: &'static str) -> Counter {
 /// `outcome`: `accepted`, `refused`, `locked`.
 pub fn admin_logins(outcome: &'static str) -> Counter {
     cached_counter(ADMIN_LOGINS, outcome, || counter!(ADMIN_LOGINS, "outcome" => outcome))
+}
+
+pub fn pusher_connections(app: &str) -> Gauge {
+    gauge!(PUSHER_CONNECTIONS, "app" => app.to_owned())
+}
+pub fn pusher_errors(code: &'static str) -> Counter {
+    cached_counter(PUSHER_ERRORS, code, || counter!(PUSHER_ERRORS, "code" => code))
+}
+pub fn pusher_api_requests(endpoint: &'static str, status: u16) -> Counter {
+    counter!(PUSHER_API_REQUESTS, "endpoint" => endpoint, "status" => status.to_string())
+}
+pub fn pusher_client_events(outcome: &'static str) -> Counter {
+    cached_counter(PUSHER_CLIENT_EVENTS, outcome, || counter!(PUSHER_CLIENT_EVENTS, "outcome" => outcome))
+}
+pub fn webhook_events(event: &'static str, outcome: &'static str) -> Counter {
+    counter!(WEBHOOK_EVENTS, "event" => event, "outcome" => outcome)
+}
+pub fn webhook_requests(outcome: &'static str) -> Counter {
+    cached_counter(WEBHOOK_REQUESTS, outcome, || counter!(WEBHOOK_REQUESTS, "outcome" => outcome))
+}
+pub fn webhook_queued() -> Gauge {
+    cached_gauge(WEBHOOK_QUEUED)
 }

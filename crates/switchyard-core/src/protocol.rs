@@ -3,6 +3,8 @@
 //! into a WebSocket frame (publications by the hub, everything else by the
 //! gateway's codec).
 
+use crate::codes::CloseCode;
+use crate::pusher;
 use crate::wsframe;
 use bytes::Bytes;
 use prost::Message as _;
@@ -16,6 +18,10 @@ pub enum Protocol {
     Json,
     /// `switchyard.v1.proto`: one protobuf message per binary frame.
     Protobuf,
+    /// The Pusher Channels protocol (version 7), at `/app/{key}`: JSON
+    /// events in text frames ([`crate::pusher`]). Never negotiated by
+    /// subprotocol.
+    Pusher,
 }
 
 impl Protocol {
@@ -26,6 +32,7 @@ impl Protocol {
         match self {
             Protocol::Json => Self::JSON_NAME,
             Protocol::Protobuf => Self::PROTOBUF_NAME,
+            Protocol::Pusher => "pusher",
         }
     }
 
@@ -45,6 +52,7 @@ impl Protocol {
         match self {
             Protocol::Json => wsframe::text(&json::encode_server_frame(frame)),
             Protocol::Protobuf => wsframe::binary(&frame.encode_to_vec()),
+            Protocol::Pusher => wsframe::text(pusher_json(frame).as_bytes()),
         }
     }
 
@@ -55,6 +63,7 @@ impl Protocol {
         let (opcode, message) = match self {
             Protocol::Json => (wsframe::OPCODE_TEXT, json::encode_server_frame(frame)),
             Protocol::Protobuf => (wsframe::OPCODE_BINARY, frame.encode_to_vec()),
+            Protocol::Pusher => (wsframe::OPCODE_TEXT, pusher_json(frame).into_bytes()),
         };
         if message.len() < min_size {
             return wsframe::frame(opcode, &message);
@@ -68,7 +77,36 @@ impl Protocol {
         match self {
             Protocol::Json => "json",
             Protocol::Protobuf => "protobuf",
+            Protocol::Pusher => "pusher",
         }
+    }
+}
+
+/// A server frame in Pusher's terms. The hub makes Pusher subscribers'
+/// events from the Envelope itself ([`pusher::envelope_frame`], which knows
+/// the event's name); this covers the frames the connection makes.
+fn pusher_json(frame: &ServerFrame) -> String {
+    use switchyard_proto::v1::Envelope;
+    use switchyard_proto::v1::server_frame::Message;
+    match &frame.message {
+        Some(Message::Ping(_)) => r#"{"event":"pusher:ping","data":{}}"#.to_owned(),
+        Some(Message::Disconnect(d)) => {
+            let code = CloseCode::from_code(d.code as u16).map_or(4200, pusher::close_code);
+            pusher::error_json(Some(code), &d.reason)
+        }
+        Some(Message::Error(e)) => pusher::error_json(None, &e.message),
+        Some(Message::Pub(p)) => pusher::envelope_json(&Envelope {
+            channel: p.channel.clone(),
+            data: p.data.clone(),
+            event: p.tags.get("event").cloned().unwrap_or_default(),
+            ..Envelope::default()
+        }),
+        Some(Message::Join(m)) | Some(Message::Leave(m)) => {
+            let joined = matches!(frame.message, Some(Message::Join(_)));
+            let name = pusher::app_channel(&m.channel).map(|(_, n)| n).unwrap_or_default();
+            pusher::member_json(&name, &m.info.clone().unwrap_or_default(), joined)
+        }
+        _ => pusher::error_json(None, "unsupported"),
     }
 }
 

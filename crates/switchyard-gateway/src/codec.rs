@@ -42,6 +42,8 @@ pub fn decode(protocol: Protocol, payload: &[u8], is_text: bool) -> Result<Clien
             }
             ClientFrame::decode(payload).map_err(|e| DecodeError::Close(CloseCode::Malformed, e.to_string()))
         }
+        // Pusher connections have their own session and never come here.
+        Protocol::Pusher => Err(DecodeError::Close(CloseCode::Malformed, "not a switchyard connection".into())),
     }
 }
 

@@ -40,6 +40,7 @@ mod outgoing;
 pub mod probe;
 mod proxy;
 pub mod pusher;
+mod pusher_session;
 mod query;
 mod recorder;
 mod refusal;
@@ -49,6 +50,7 @@ pub mod settings;
 mod tls;
 mod traffic_tally;
 mod transport;
+mod webhooks;
 
 pub use duties::presence_refresh::refresh_all as refresh_presence;
 pub use node::{Node, StartError};

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_broker::{
-    NodeInfo, PublicationSink, PublishOptions, RedisSettings, RedisTarget, RedisTls, Stores, StreamPosition,
-    unix_seconds,
+    Announce, Change, NodeInfo, PublicationSink, PublishOptions, RedisSettings, RedisTarget, RedisTls, Stores,
+    StreamPosition, unix_seconds,
 };
 use switchyard_proto::v1::control::Op;
 use switchyard_proto::v1::{ClientInfo, Control, Envelope, UserChannel};
@@ -57,15 +57,22 @@ impl Backend {
     /// The next presence event (join or leave) on `channel`, skipping
     /// anything else.
     async fn next_event(&mut self, channel: &str) -> (bool, ClientInfo) {
+        let e = self.next_envelope(channel).await;
+        match (e.join, e.leave) {
+            (Some(info), _) => (true, info),
+            (None, Some(info)) => (false, info),
+            _ => unreachable!("next_envelope returns presence events"),
+        }
+    }
+
+    /// The next presence event's Envelope on `channel`.
+    async fn next_envelope(&mut self, channel: &str) -> Envelope {
         loop {
             if let Delivered::Envelope(e) = self.next("a presence event").await
                 && e.channel == channel
+                && (e.join.is_some() || e.leave.is_some())
             {
-                match (e.join.clone(), e.leave.clone()) {
-                    (Some(info), _) => return (true, info),
-                    (None, Some(info)) => return (false, info),
-                    _ => {}
-                }
+                return *e;
             }
         }
     }
@@ -238,11 +245,13 @@ async fn presence_lists_members_and_announces_each_event_once() {
     for mut b in backends().await {
         let presence = b.stores.presence.clone();
         let ttl = Duration::from_secs(60);
+        let loud = Announce::Clients;
         b.stores.broker.subscribe(&["room".into()]).await.unwrap();
-        presence.add("room", &[member("c1", "u1"), member("c2", "u1")], ttl, true).await.unwrap();
+        let first = presence.add("room", &[member("c1", "u1"), member("c2", "u1")], ttl, loud).await.unwrap();
+        assert_eq!(first.len(), 2, "{}: each new entry is reported", b.name);
         // Adding again (a refresh by a node) is not a second join.
-        presence.add("room", &[member("c1", "u1")], ttl, true).await.unwrap();
-        presence.add("room", &[member("c3", "u2")], ttl, true).await.unwrap();
+        assert!(presence.add("room", &[member("c1", "u1")], ttl, loud).await.unwrap().is_empty(), "{}", b.name);
+        presence.add("room", &[member("c3", "u2")], ttl, loud).await.unwrap();
         let mut joined = Vec::new();
         for _ in 0..3 {
             let (join, info) = b.next_event("room").await;
@@ -253,23 +262,52 @@ async fn presence_lists_members_and_announces_each_event_once() {
         assert_eq!(joined, [member("c1", "u1"), member("c2", "u1"), member("c3", "u2")], "{}", b.name);
         b.nothing_before_marker("room").await;
 
-        let mut members = presence.members("room", true).await.unwrap();
+        let (mut members, _) = presence.members("room", loud).await.unwrap();
         members.sort_by(|x, y| x.client.cmp(&y.client));
         assert_eq!(members, joined, "{}", b.name);
         assert_eq!(switchyard_broker::presence::stats(&members), (3, 2), "{}: users counted once", b.name);
 
-        presence.remove("room", "c2", true).await.unwrap();
-        presence.remove("room", "c2", true).await.unwrap();
+        let removed = presence.remove("room", "c2", loud).await.unwrap();
+        assert_eq!(removed, [Change { joined: false, member: member("c2", "u1") }], "{}", b.name);
+        assert!(presence.remove("room", "c2", loud).await.unwrap().is_empty(), "{}", b.name);
         assert_eq!(b.next_event("room").await, (false, member("c2", "u1")), "{}", b.name);
         b.nothing_before_marker("room").await;
         let clients: Vec<String> =
-            presence.members("room", true).await.unwrap().into_iter().map(|m| m.client).collect();
+            presence.members("room", loud).await.unwrap().0.into_iter().map(|m| m.client).collect();
         assert!(!clients.contains(&"c2".to_string()), "{}", b.name);
 
-        // Without `announce`, nothing is said.
-        presence.add("quiet", &[member("q", "u")], ttl, false).await.unwrap();
-        presence.remove("quiet", "q", false).await.unwrap();
-        assert!(presence.members("quiet", false).await.unwrap().is_empty(), "{}", b.name);
+        // Quietly, nothing is said, and the caller is still told.
+        b.stores.broker.subscribe(&["quiet".into()]).await.unwrap();
+        assert_eq!(presence.add("quiet", &[member("q", "u")], ttl, Announce::Quietly).await.unwrap().len(), 1);
+        assert_eq!(presence.remove("quiet", "q", Announce::Quietly).await.unwrap().len(), 1);
+        assert!(presence.members("quiet", Announce::Quietly).await.unwrap().0.is_empty(), "{}", b.name);
+        b.nothing_before_marker("quiet").await;
+    }
+}
+
+#[tokio::test]
+async fn presence_per_user_announces_a_users_first_arrival_and_last_departure() {
+    for mut b in backends().await {
+        let presence = b.stores.presence.clone();
+        let ttl = Duration::from_secs(60);
+        let users = Announce::Users;
+        let channel = "pusher:1/presence-r";
+        b.stores.broker.subscribe(&[channel.into()]).await.unwrap();
+        let first = presence.add(channel, &[member("1.1", "ada")], ttl, users).await.unwrap();
+        assert_eq!(first, [Change { joined: true, member: member("1.1", "ada") }], "{}", b.name);
+        // A second connection of the same user is no arrival.
+        assert!(presence.add(channel, &[member("1.2", "ada")], ttl, users).await.unwrap().is_empty(), "{}", b.name);
+        let join = b.next_envelope(channel).await;
+        assert_eq!(join.join, Some(member("1.1", "ada")), "{}", b.name);
+        assert_eq!(join.except_socket, "1.1", "{}: not announced to the connection that brought it", b.name);
+        b.nothing_before_marker(channel).await;
+        assert!(presence.remove(channel, "1.1", users).await.unwrap().is_empty(), "{}: ada is still here", b.name);
+        b.nothing_before_marker(channel).await;
+        let last = presence.remove(channel, "1.2", users).await.unwrap();
+        assert_eq!(last, [Change { joined: false, member: member("1.2", "ada") }], "{}", b.name);
+        assert_eq!(b.next_event(channel).await, (false, member("1.2", "ada")), "{}", b.name);
+        // She comes back: an arrival again.
+        assert_eq!(presence.add(channel, &[member("1.3", "ada")], ttl, users).await.unwrap().len(), 1, "{}", b.name);
     }
 }
 
@@ -280,31 +318,39 @@ async fn presence_entries_expire_unless_refreshed_and_leave_once() {
         b.stores.broker.subscribe(&["room".into()]).await.unwrap();
         let short = Duration::from_millis(300);
         let long = Duration::from_secs(60);
-        presence.add("room", &[member("kept", "u1")], long, true).await.unwrap();
-        presence.add("room", &[member("dying", "u2")], short, true).await.unwrap();
+        let loud = Announce::Clients;
+        presence.add("room", &[member("kept", "u1")], long, loud).await.unwrap();
+        presence.add("room", &[member("dying", "u2")], short, loud).await.unwrap();
         for _ in 0..2 {
             assert!(b.next_event("room").await.0, "{}", b.name);
         }
         // A refresh extends what is there and names what is not.
-        let missing = presence.refresh("room", &["kept".into(), "unknown".into()], long, true).await.unwrap();
-        assert_eq!(missing, ["unknown"], "{}", b.name);
+        let refreshed = presence.refresh("room", &["kept".into(), "unknown".into()], long, loud).await.unwrap();
+        assert_eq!(refreshed.missing, ["unknown"], "{}", b.name);
         // Whoever reads presence after the expiry finds it gone; many
-        // readers, one leave.
+        // readers, one leave, reported to one of them.
+        let mut reported = Vec::new();
         within("the entry to expire", async {
-            while presence.members("room", true).await.unwrap().iter().any(|m| m.client == "dying") {
+            loop {
+                let (members, changes) = presence.members("room", loud).await.unwrap();
+                reported.extend(changes);
+                if !members.iter().any(|m| m.client == "dying") {
+                    break;
+                }
                 tokio::task::yield_now().await;
             }
         })
         .await;
         for _ in 0..5 {
-            presence.members("room", true).await.unwrap();
+            reported.extend(presence.members("room", loud).await.unwrap().1);
         }
+        assert_eq!(reported, [Change { joined: false, member: member("dying", "u2") }], "{}", b.name);
         assert_eq!(b.next_event("room").await, (false, member("dying", "u2")), "{}", b.name);
         b.nothing_before_marker("room").await;
-        let missing = presence.refresh("room", &["dying".into()], long, true).await.unwrap();
-        assert_eq!(missing, ["dying"], "{}: a refresh does not bring an entry back", b.name);
+        let refreshed = presence.refresh("room", &["dying".into()], long, loud).await.unwrap();
+        assert_eq!(refreshed.missing, ["dying"], "{}: a refresh does not bring an entry back", b.name);
         let clients: Vec<String> =
-            presence.members("room", true).await.unwrap().into_iter().map(|m| m.client).collect();
+            presence.members("room", loud).await.unwrap().0.into_iter().map(|m| m.client).collect();
         assert_eq!(clients, ["kept"], "{}", b.name);
     }
 }

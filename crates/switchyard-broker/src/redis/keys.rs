@@ -48,6 +48,12 @@ impl Keys {
     /// reach every node, whichever shard a backend's `FCALL` ran on.
     ///
     /// [`Control`]: switchyard_proto::v1::Control
+    /// The channels whose presence entries the cluster sweeps when their
+    /// node dies, scored by when their last entry expires (ms).
+    pub fn presence_index(&self) -> String {
+        format!("{}:presence-index", self.prefix)
+    }
+
     pub fn control(&self) -> String {
         format!("{}:control", self.prefix)
     }

@@ -4,7 +4,7 @@
 --   FCALL switchyard_publish 1 <channel> <payload> [idempotency key] [tags]
 -- The gateway fills in the two settings below when it loads the library.
 
-local VERSION = 10
+local VERSION = 11
 local PREFIX = '@PREFIX@'      -- broker.prefix: pub/sub names are PREFIX:{channel}
 local PUBLISH = '@PUBLISH@'    -- PUBLISH on one Redis, SPUBLISH on a Redis Cluster
 local IDEMPOTENCY_MS = @IDEMPOTENCY_MS@  -- broker.idempotency_window
@@ -242,11 +242,19 @@ local function rebase(keys, args)
 end
 
 -- Presence: per channel, a hash of members (client id -> encoded
--- ClientInfo) and a sorted set of the same client ids scored by when their
--- entry expires (ms). Both keys are in the channel's slot.
+-- ClientInfo), a sorted set of the same client ids scored by when their
+-- entry expires (ms), and, for user-level modes, a hash of each user's
+-- count of entries. All keys are in the channel's slot.
+--
+-- Modes (the <mode> argument): '0' changes per client, reported to the
+-- caller only; '1' per client, announced too; '2' per user (a user's first
+-- entry and last one), announced too; '3' per user, reported only. Every
+-- function returns {result, changes}, where changes is a flat list of
+-- 'j' or 'l' followed by the encoded member: each change is reported to
+-- exactly the one call that made or found it.
 local function presence_names(channel)
   local base = PREFIX .. ':{' .. channel .. '}'
-  return base, base .. ':presence', base .. ':presence:exp'
+  return base, base .. ':presence', base .. ':presence:exp', base .. ':presence:users'
 end
 
 local function now_ms()
@@ -254,21 +262,97 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- A join (field 9) or leave (field 10) event to the channel's subscribers.
-local function announce(pubsub, channel, field, member)
-  redis.call(PUBLISH, pubsub, bytes_field(1, channel) .. varint_field(5, now_us()) .. bytes_field(field, member))
+-- Reads a varint at position i of s: the value and the next position.
+local function read_varint(s, i)
+  local n, scale = 0, 1
+  while i <= #s do
+    local byte = string.byte(s, i)
+    n = n + (byte % 128) * scale
+    i = i + 1
+    if byte < 128 then return n, i end
+    scale = scale * 128
+  end
+  return nil, i
 end
 
--- Removes the channel's expired entries, announcing each as a leave.
-local function sweep(channel, announcing)
-  local pubsub, members, expiry = presence_names(channel)
+-- The `user` (field 2) of an encoded ClientInfo; '' when it has none.
+local function member_user(member)
+  local i = 1
+  while i <= #member do
+    local tag, next_i = read_varint(member, i)
+    if tag == nil then return '' end
+    local field, wire = math.floor(tag / 8), tag % 8
+    if wire == 2 then
+      local len, start = read_varint(member, next_i)
+      if len == nil then return '' end
+      if field == 2 then return string.sub(member, start, start + len - 1) end
+      i = start + len
+    elseif wire == 0 then
+      local _, after = read_varint(member, next_i)
+      i = after
+    else
+      return ''
+    end
+  end
+  return ''
+end
+
+-- A join (field 9) or leave (field 10) event to the channel's subscribers,
+-- but the connection `except` names (field 14), if any.
+local function announce(pubsub, channel, field, member, except)
+  local skip = except and bytes_field(14, except) or ''
+  redis.call(PUBLISH, pubsub, bytes_field(1, channel) .. varint_field(5, now_us()) .. bytes_field(field, member) .. skip)
+end
+
+local function per_user(mode)
+  return mode == '2' or mode == '3'
+end
+
+-- Records a change: announced where the mode says, reported always. A
+-- user's arrival is not announced to the connection that brought it
+-- (`except`: it learns the members from its subscribe's answer).
+local function change(changes, pubsub, channel, mode, joined, member, except)
+  if mode == '1' or mode == '2' then
+    announce(pubsub, channel, joined and 9 or 10, member, except)
+  end
+  changes[#changes + 1] = joined and 'j' or 'l'
+  changes[#changes + 1] = member
+end
+
+-- The entry of `member` (of connection `client`) appeared: a change
+-- unless (per user) its user was there already.
+local function entered(changes, channel, mode, client, member)
+  local pubsub, _, _, users = presence_names(channel)
+  if per_user(mode) and redis.call('HINCRBY', users, member_user(member), 1) > 1 then
+    return
+  end
+  change(changes, pubsub, channel, mode, true, member, per_user(mode) and client or nil)
+end
+
+-- The entry of `member` went: a change unless (per user) another entry of
+-- its user is still there.
+local function went(changes, channel, mode, member)
+  local pubsub, _, _, users = presence_names(channel)
+  if per_user(mode) then
+    local user = member_user(member)
+    if redis.call('HINCRBY', users, user, -1) > 0 then
+      return
+    end
+    redis.call('HDEL', users, user)
+  end
+  change(changes, pubsub, channel, mode, false, member)
+end
+
+-- Removes the channel's expired entries, each a change.
+local function sweep(channel, mode, changes)
+  local _, members, expiry = presence_names(channel)
   local now = now_ms()
   local expired = redis.call('ZRANGEBYSCORE', expiry, '-inf', now)
   for _, client in ipairs(expired) do
     local member = redis.call('HGET', members, client)
     if member then
       redis.call('HDEL', members, client)
-      if announcing then announce(pubsub, channel, 10, member) end
+      went(changes, channel, mode, member)
     end
   end
   if #expired > 0 then
@@ -278,9 +362,10 @@ end
 
 -- The keys outlive their entries (twice the TTL), so that an expired entry
 -- is found and announced by a sweep rather than vanishing with its key.
-local function keep_keys(members, expiry, ttl)
-  for _, key in ipairs({members, expiry}) do
-    if redis.call('PTTL', key) < 2 * ttl then
+local function keep_keys(channel, ttl)
+  local _, members, expiry, users = presence_names(channel)
+  for _, key in ipairs({members, expiry, users}) do
+    if redis.call('EXISTS', key) == 1 and redis.call('PTTL', key) < 2 * ttl then
       redis.call('PEXPIRE', key, 2 * ttl)
     end
   end
@@ -290,38 +375,42 @@ local function presence_usage(name, rest)
   return redis.error_reply('ERR usage: FCALL ' .. name .. ' 1 <channel> ' .. rest)
 end
 
--- FCALL switchyard_presence_add 1 <channel> <ttl ms> <announce 0|1> <client> <member> [<client> <member> ...]
--- Adds or refreshes members until now + ttl; a member that was not there
--- is announced as a join.
+local function check_mode(mode)
+  return mode == '0' or mode == '1' or mode == '2' or mode == '3'
+end
+
+-- FCALL switchyard_presence_add 1 <channel> <ttl ms> <mode> <client> <member> [<client> <member> ...]
+-- Adds or refreshes members until now + ttl: {added, changes}.
 local function presence_add(keys, args)
-  local channel, ttl = keys[1], tonumber(args[1])
-  if not check_channel(channel) or ttl == nil or ttl <= 0 or #args < 4 or #args % 2 ~= 0 then
-    return presence_usage('switchyard_presence_add', '<ttl ms> <announce 0|1> <client> <member> ...')
+  local channel, ttl, mode = keys[1], tonumber(args[1]), args[2]
+  if not check_channel(channel) or ttl == nil or ttl <= 0 or not check_mode(mode) or #args < 4 or #args % 2 ~= 0 then
+    return presence_usage('switchyard_presence_add', '<ttl ms> <mode 0-3> <client> <member> ...')
   end
-  local announcing = args[2] == '1'
-  sweep(channel, announcing)
-  local pubsub, members, expiry = presence_names(channel)
+  local changes = {}
+  sweep(channel, mode, changes)
+  local _, members, expiry = presence_names(channel)
   local expires = now_ms() + ttl
   for i = 3, #args, 2 do
     local client, member = args[i], args[i + 1]
     local new = redis.call('HSET', members, client, member)
     redis.call('ZADD', expiry, expires, client)
-    if new == 1 and announcing then announce(pubsub, channel, 9, member) end
+    if new == 1 then entered(changes, channel, mode, client, member) end
   end
-  keep_keys(members, expiry, ttl)
-  return (#args - 2) / 2
+  keep_keys(channel, ttl)
+  return {(#args - 2) / 2, changes}
 end
 
--- FCALL switchyard_presence_refresh 1 <channel> <ttl ms> <announce 0|1> <client> [<client> ...]
--- Extends the entries that are there until now + ttl; returns the clients
--- that were not (their node adds them again if they are still there).
+-- FCALL switchyard_presence_refresh 1 <channel> <ttl ms> <mode> <client> [<client> ...]
+-- Extends the entries that are there until now + ttl: {the clients that
+-- were not (their node adds them again if they are still there), changes}.
 local function presence_refresh(keys, args)
-  local channel, ttl = keys[1], tonumber(args[1])
-  if not check_channel(channel) or ttl == nil or ttl <= 0 or #args < 3 then
-    return presence_usage('switchyard_presence_refresh', '<ttl ms> <announce 0|1> <client> ...')
+  local channel, ttl, mode = keys[1], tonumber(args[1]), args[2]
+  if not check_channel(channel) or ttl == nil or ttl <= 0 or not check_mode(mode) or #args < 3 then
+    return presence_usage('switchyard_presence_refresh', '<ttl ms> <mode 0-3> <client> ...')
   end
-  sweep(channel, args[2] == '1')
-  local _, members, expiry = presence_names(channel)
+  local changes = {}
+  sweep(channel, mode, changes)
+  local _, _, expiry = presence_names(channel)
   local expires = now_ms() + ttl
   local missing = {}
   for i = 3, #args do
@@ -329,35 +418,38 @@ local function presence_refresh(keys, args)
       missing[#missing + 1] = args[i]
     end
   end
-  keep_keys(members, expiry, ttl)
-  return missing
+  keep_keys(channel, ttl)
+  return {missing, changes}
 end
 
--- FCALL switchyard_presence_remove 1 <channel> <client> <announce 0|1>
+-- FCALL switchyard_presence_remove 1 <channel> <client> <mode>: {removed, changes}.
 local function presence_remove(keys, args)
-  local channel, client = keys[1], args[1]
-  if not check_channel(channel) or client == nil then
-    return presence_usage('switchyard_presence_remove', '<client> <announce 0|1>')
+  local channel, client, mode = keys[1], args[1], args[2]
+  if not check_channel(channel) or client == nil or not check_mode(mode) then
+    return presence_usage('switchyard_presence_remove', '<client> <mode 0-3>')
   end
-  local pubsub, members, expiry = presence_names(channel)
+  local _, members, expiry = presence_names(channel)
   local member = redis.call('HGET', members, client)
-  if not member then return 0 end
+  local changes = {}
+  if not member then return {0, changes} end
   redis.call('HDEL', members, client)
   redis.call('ZREM', expiry, client)
-  if args[2] == '1' then announce(pubsub, channel, 10, member) end
-  return 1
+  went(changes, channel, mode, member)
+  return {1, changes}
 end
 
--- FCALL switchyard_presence_get 1 <channel> <announce 0|1>
--- The live members (encoded ClientInfo), after sweeping expired ones.
+-- FCALL switchyard_presence_get 1 <channel> <mode>
+-- The live members (encoded ClientInfo), after sweeping expired ones:
+-- {members, changes}.
 local function presence_get(keys, args)
-  local channel = keys[1]
-  if not check_channel(channel) then
-    return presence_usage('switchyard_presence_get', '<announce 0|1>')
+  local channel, mode = keys[1], args[1]
+  if not check_channel(channel) or not check_mode(mode) then
+    return presence_usage('switchyard_presence_get', '<mode 0-3>')
   end
-  sweep(channel, args[1] == '1')
+  local changes = {}
+  sweep(channel, mode, changes)
   local _, members = presence_names(channel)
-  return redis.call('HVALS', members)
+  return {redis.call('HVALS', members), changes}
 end
 
 -- User operations: a Control message (cluster.proto) on the control

@@ -5,7 +5,7 @@ use redis::aio::ConnectionLike;
 use tracing::{info, warn};
 
 /// The library's version; a node never replaces a newer one.
-pub const VERSION: i64 = 10;
+pub const VERSION: i64 = 11;
 
 const SOURCE: &str = include_str!("library.lua");
 

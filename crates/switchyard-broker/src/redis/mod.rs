@@ -166,7 +166,7 @@ impl RedisBroker {
 
     /// Presence on this broker's Redis connection.
     pub fn presence(&self) -> RedisPresence {
-        RedisPresence { commands: self.commands.clone() }
+        RedisPresence { commands: self.commands.clone(), index: Keys::new(&self.settings.prefix).presence_index() }
     }
 
     async fn load_library(&self) -> Result<(), BrokerError> {

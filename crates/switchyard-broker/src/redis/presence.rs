@@ -7,7 +7,7 @@ use super::connection::Commands;
 use super::library;
 use super::unavailable;
 use crate::broker::BrokerError;
-use crate::presence::PresenceStore;
+use crate::presence::{Announce, Change, PresenceStore, Refreshed};
 use async_trait::async_trait;
 use bytes::Bytes;
 use prost::Message as _;
@@ -17,6 +17,8 @@ use switchyard_proto::v1::ClientInfo;
 
 pub struct RedisPresence {
     pub(super) commands: Commands,
+    /// The key of the channels to sweep when their node dies.
+    pub(super) index: String,
 }
 
 impl RedisPresence {
@@ -34,8 +36,29 @@ impl RedisPresence {
     }
 }
 
-fn flag(announce: bool) -> &'static str {
-    if announce { "1" } else { "0" }
+fn mode(announce: Announce) -> &'static str {
+    match announce {
+        Announce::Quietly => "0",
+        Announce::Clients => "1",
+        Announce::Users => "2",
+        Announce::UsersQuietly => "3",
+    }
+}
+
+/// The changes a call reports: `j` or `l`, then the encoded member. An
+/// entry that does not decode (written by hand, another version) is left
+/// out rather than failing the whole answer.
+fn changes(flat: Vec<Vec<u8>>) -> Vec<Change> {
+    flat.chunks_exact(2)
+        .filter_map(|pair| {
+            let member = ClientInfo::decode(Bytes::from(pair[1].clone())).ok()?;
+            Some(Change { joined: pair[0] == b"j", member })
+        })
+        .collect()
+}
+
+fn members(encoded: Vec<Vec<u8>>) -> Vec<ClientInfo> {
+    encoded.into_iter().filter_map(|m| ClientInfo::decode(Bytes::from(m)).ok()).collect()
 }
 
 #[async_trait]
@@ -45,14 +68,15 @@ impl PresenceStore for RedisPresence {
         channel: &str,
         members: &[ClientInfo],
         ttl: Duration,
-        announce: bool,
-    ) -> Result<(), BrokerError> {
+        announce: Announce,
+    ) -> Result<Vec<Change>, BrokerError> {
         let mut cmd = redis::cmd("FCALL");
-        cmd.arg("switchyard_presence_add").arg(1).arg(channel).arg(ttl.as_millis().max(1) as u64).arg(flag(announce));
+        cmd.arg("switchyard_presence_add").arg(1).arg(channel).arg(ttl.as_millis().max(1) as u64).arg(mode(announce));
         for member in members {
             cmd.arg(&member.client).arg(member.encode_to_vec());
         }
-        self.call::<()>(&cmd).await
+        let (_, flat): (i64, Vec<Vec<u8>>) = self.call(&cmd).await?;
+        Ok(changes(flat))
     }
 
     async fn refresh(
@@ -60,33 +84,63 @@ impl PresenceStore for RedisPresence {
         channel: &str,
         clients: &[String],
         ttl: Duration,
-        announce: bool,
-    ) -> Result<Vec<String>, BrokerError> {
+        announce: Announce,
+    ) -> Result<Refreshed, BrokerError> {
         if clients.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Refreshed::default());
         }
         let mut cmd = redis::cmd("FCALL");
         cmd.arg("switchyard_presence_refresh")
             .arg(1)
             .arg(channel)
             .arg(ttl.as_millis().max(1) as u64)
-            .arg(flag(announce));
+            .arg(mode(announce));
         cmd.arg(clients);
-        self.call(&cmd).await
+        let (missing, flat): (Vec<String>, Vec<Vec<u8>>) = self.call(&cmd).await?;
+        Ok(Refreshed { missing, changes: changes(flat) })
     }
 
-    async fn remove(&self, channel: &str, client: &str, announce: bool) -> Result<(), BrokerError> {
+    async fn remove(&self, channel: &str, client: &str, announce: Announce) -> Result<Vec<Change>, BrokerError> {
         let mut cmd = redis::cmd("FCALL");
-        cmd.arg("switchyard_presence_remove").arg(1).arg(channel).arg(client).arg(flag(announce));
+        cmd.arg("switchyard_presence_remove").arg(1).arg(channel).arg(client).arg(mode(announce));
+        let (_, flat): (i64, Vec<Vec<u8>>) = self.call(&cmd).await?;
+        Ok(changes(flat))
+    }
+
+    async fn members(&self, channel: &str, announce: Announce) -> Result<(Vec<ClientInfo>, Vec<Change>), BrokerError> {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("switchyard_presence_get").arg(1).arg(channel).arg(mode(announce));
+        let (encoded, flat): (Vec<Vec<u8>>, Vec<Vec<u8>>) = self.call(&cmd).await?;
+        Ok((members(encoded), changes(flat)))
+    }
+
+    async fn index(&self, channels: &[String], until_ms: u64) -> Result<(), BrokerError> {
+        if channels.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(&self.index).arg("GT");
+        for channel in channels {
+            cmd.arg(until_ms).arg(channel);
+        }
         self.call::<()>(&cmd).await
     }
 
-    async fn members(&self, channel: &str, announce: bool) -> Result<Vec<ClientInfo>, BrokerError> {
-        let mut cmd = redis::cmd("FCALL");
-        cmd.arg("switchyard_presence_get").arg(1).arg(channel).arg(flag(announce));
-        let encoded: Vec<Vec<u8>> = self.call(&cmd).await?;
-        // An entry that does not decode (written by hand, another version)
-        // is left out rather than failing the whole answer.
-        Ok(encoded.into_iter().filter_map(|m| ClientInfo::decode(Bytes::from(m)).ok()).collect())
+    async fn overdue(&self, now_ms: u64, limit: usize) -> Result<Vec<String>, BrokerError> {
+        let mut cmd = redis::cmd("ZRANGEBYSCORE");
+        cmd.arg(&self.index).arg("-inf").arg(now_ms).arg("LIMIT").arg(0).arg(limit);
+        self.call(&cmd).await
+    }
+
+    async fn unindex(&self, channel: &str, now_ms: u64) -> Result<(), BrokerError> {
+        // Only if no node indexed it again meanwhile (its score moved on).
+        let script = redis::cmd("EVAL")
+            .arg("local s = redis.call('ZSCORE', KEYS[1], ARGV[1]) if s and tonumber(s) <= tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end return 0")
+            .arg(1)
+            .arg(&self.index)
+            .arg(channel)
+            .arg(now_ms)
+            .clone();
+        self.call::<()>(&script).await
     }
 }

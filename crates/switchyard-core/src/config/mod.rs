@@ -12,6 +12,7 @@
 //! - `namespace`: `[namespaces.NAME]`.
 //! - `operations`: `[rebalance]`, `[shutdown]`, `[testing]`.
 //! - `consumer`: `[[consumers]]`.
+//! - `pusher`: `[pusher]`, `[[pusher.apps]]` and `[[webhooks]]`.
 
 mod access;
 mod broker;
@@ -20,6 +21,7 @@ mod consumer;
 mod namespace;
 mod operations;
 mod proxy;
+mod pusher;
 
 pub use access::{AdminConfig, ApiConfig, AuthConfig, TlsConfig};
 pub use broker::BrokerConfig;
@@ -28,6 +30,7 @@ pub use consumer::{ConsumerConfig, ConsumerKind, DEFAULT_REDIS_STREAM};
 pub use namespace::{NamespaceConfig, SlowConsumerPolicy, SubscribePermission};
 pub use operations::{RebalanceConfig, ShutdownConfig, TestingConfig};
 pub use proxy::{DEFAULT_PROXY_HEADERS, ProxyConfig, ProxyEndpointConfig};
+pub use pusher::{PusherAppConfig, PusherConfig, WEBHOOK_EVENTS, WebhookConfig};
 
 use crate::channel::DEFAULT_NAMESPACE;
 use serde::{Deserialize, Serialize};
@@ -62,6 +65,10 @@ pub struct Config {
     pub namespaces: BTreeMap<String, NamespaceConfig>,
     /// Queues of the application's to publish from. Default: none.
     pub consumers: Vec<ConsumerConfig>,
+    /// The Pusher Channels door. Default: no apps.
+    pub pusher: PusherConfig,
+    /// Webhooks of switchyard's own protocol. Default: none.
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 impl Default for Config {
@@ -83,6 +90,8 @@ impl Default for Config {
             proxy: ProxyConfig::default(),
             namespaces: BTreeMap::from([(DEFAULT_NAMESPACE.to_owned(), NamespaceConfig::default())]),
             consumers: Vec::new(),
+            pusher: PusherConfig::default(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -113,6 +122,18 @@ impl Config {
         self.rebalance.check()?;
         self.api.check()?;
         self.proxy.check()?;
+        self.pusher.check()?;
+        pusher::check_webhooks(&self.webhooks)?;
+        if !self.pusher.apps.is_empty() {
+            for (name, namespace) in self.pusher.namespaces() {
+                match self.namespaces.get(name) {
+                    Some(existing) if *existing != namespace => {
+                        return Err(problem(format!("namespaces.{name}"), "is reserved for the Pusher apps' channels"));
+                    }
+                    _ => self.namespaces.insert(name.to_owned(), namespace),
+                };
+            }
+        }
         for (name, namespace) in &self.namespaces {
             namespace.check(name, &self.proxy)?;
         }

@@ -4,7 +4,8 @@
 
 use super::session::ClientSession;
 use super::{Refusal, Reply, resolve};
-use crate::node::Node;
+use crate::node::{Node, membership};
+use switchyard_broker::Announce;
 use switchyard_broker::presence::stats;
 use switchyard_core::codes::ErrorCode;
 use switchyard_core::config::NamespaceConfig;
@@ -19,11 +20,17 @@ pub async fn enter(node: &Node, channel: &str, namespace: &NamespaceConfig, memb
     // Local first: a refresh round must not miss an entry that is in the store.
     node.presence.insert(channel, member.clone());
     let ttl = node.config.broker.presence_ttl;
-    if let Err(e) = node.stores.presence.add(channel, std::slice::from_ref(&member), ttl, namespace.join_leave).await {
-        node.presence.remove(channel, &member.client);
-        return Err(e.into());
+    let announce = Announce::clients(namespace.join_leave);
+    match node.stores.presence.add(channel, std::slice::from_ref(&member), ttl, announce).await {
+        Ok(changes) => {
+            membership::report(node, channel, &changes);
+            Ok(())
+        }
+        Err(e) => {
+            node.presence.remove(channel, &member.client);
+            Err(e.into())
+        }
     }
-    Ok(())
 }
 
 /// Takes `client` out of `channel`'s presence (announcing a leave where
@@ -31,8 +38,9 @@ pub async fn enter(node: &Node, channel: &str, namespace: &NamespaceConfig, memb
 /// want of Redis expires with its TTL.
 pub async fn exit(node: &Node, channel: &str, namespace: &NamespaceConfig, client: &str) {
     node.presence.remove(channel, client);
-    if let Err(e) = node.stores.presence.remove(channel, client, namespace.join_leave).await {
-        debug!(%channel, error = %e, "cannot remove a presence entry; it will expire");
+    match node.stores.presence.remove(channel, client, Announce::clients(namespace.join_leave)).await {
+        Ok(changes) => membership::report(node, channel, &changes),
+        Err(e) => debug!(%channel, error = %e, "cannot remove a presence entry; it will expire"),
     }
 }
 
@@ -62,7 +70,9 @@ async fn members(node: &Node, channel: &str) -> Result<Vec<ClientInfo>, Refusal>
     if !namespace.presence {
         return Err(Refusal::new(ErrorCode::BadRequest, "this channel's namespace keeps no presence"));
     }
-    Ok(node.stores.presence.members(channel, namespace.join_leave).await?)
+    let (members, changes) = node.stores.presence.members(channel, Announce::clients(namespace.join_leave)).await?;
+    membership::report(node, channel, &changes);
+    Ok(members)
 }
 
 impl ClientSession {

@@ -19,7 +19,6 @@ use std::time::Duration;
 use switchyard_core::clock::unix_seconds;
 use switchyard_core::codes::{CloseCode, ErrorCode};
 use switchyard_core::metric;
-use switchyard_core::protocol::Protocol;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -38,10 +37,7 @@ impl ClientSession {
             client: &self.client,
             user: self.user(),
             transport: self.handshake.transport,
-            encoding: match self.protocol {
-                Protocol::Json => "json",
-                Protocol::Protobuf => "protobuf",
-            },
+            encoding: self.protocol.label(),
         };
         let request_id = self.node.proxies.request_id(&self.node.name);
         let body = Body { request_id: &request_id, node: &self.node.name, caller: &caller, request };

@@ -6,7 +6,7 @@ use super::joined::Delivery;
 use super::presence;
 use super::session::{ClientSession, Joined};
 use super::{Refusal, Reply, resolve};
-use crate::node::publish_options;
+use crate::node::{membership, publish_options};
 use switchyard_broker::StreamPosition;
 use switchyard_core::channel::Channel;
 use switchyard_core::codes::ErrorCode;
@@ -188,6 +188,7 @@ impl ClientSession {
                     node.hub.unsubscribe(name, self.id);
                     return Err(e.into());
                 }
+                membership::occupy(&node, name).await;
             }
             Subscribed::Joined => {}
             Subscribed::Already => return Err(Refusal::plain(ErrorCode::AlreadySubscribed)),
@@ -241,10 +242,11 @@ impl ClientSession {
     /// Leaves `channel` on this node (and in the broker, if it was the
     /// last local subscriber), and its presence.
     pub(super) async fn leave(&self, channel: &str, in_presence: bool) {
-        if self.node.hub.unsubscribe(channel, self.id) == Unsubscribed::Last
-            && let Err(e) = self.node.stores.broker.unsubscribe(&[channel.to_owned()]).await
-        {
-            debug!(%channel, error = %e, "broker unsubscribe failed");
+        if self.node.hub.unsubscribe(channel, self.id) == Unsubscribed::Last {
+            if let Err(e) = self.node.stores.broker.unsubscribe(&[channel.to_owned()]).await {
+                debug!(%channel, error = %e, "broker unsubscribe failed");
+            }
+            membership::vacate(&self.node, channel).await;
         }
         if in_presence && let Ok((_, namespace)) = resolve(&self.node, channel) {
             presence::exit(&self.node, channel, namespace, &self.client).await;

@@ -12,6 +12,7 @@
 //! | [`consumers`]: publishing from the application's queues | when the drain starts (their leases go to other nodes) |
 //! | [`control_listener`]: control messages, and what they start | once the connections are gone |
 //! | [`receipts`]: this node's parts of publish receipts | once the connections are gone |
+//! | webhook senders ([`crate::webhooks`]): one per target | once the connections are gone (what is queued gets one more try) |
 //! | the write clock ([`crate::node::write_clock`]) | once the connections are gone |
 //! | the metrics recorder's upkeep ([`crate::recorder::upkeep`]) | once the connections are gone |
 //!
@@ -58,6 +59,7 @@ impl Duties {
         tracker.spawn(heartbeat::run(node.clone(), address, duties.cluster.clone()));
         tracker.spawn(presence_refresh::keep_fresh(node.clone(), duties.cluster.clone()));
         tracker.spawn(rebalance::run(node.clone(), duties.cluster.clone()));
+        node.webhooks.start(tracker, duties.connections.clone());
         tracker.spawn(jwks_refresh::run(node.clone(), duties.cluster.clone()));
         tracker.spawn(cutoff::run(node.clone(), duties.cluster.clone()));
         consumers::start(node, tracker, &duties.cluster);

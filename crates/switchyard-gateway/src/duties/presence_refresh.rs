@@ -3,10 +3,11 @@
 //! entries the store lost (or let expire while this node stalled) are
 //! entered again.
 
-use crate::command::resolve;
 use crate::node::Node;
+use crate::node::membership;
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_core::clock::unix_micros;
 use switchyard_core::metric;
 use switchyard_proto::v1::ClientInfo;
 use tokio_util::sync::CancellationToken;
@@ -29,13 +30,22 @@ pub async fn keep_fresh(node: Arc<Node>, stop: CancellationToken) {
             _ = tick.tick() => {}
         }
         refresh_all(&node, ttl).await;
+        sweep_overdue(&node).await;
     }
 }
 
 /// One refresh round: every channel with local entries, a few at a time.
 pub async fn refresh_all(node: &Arc<Node>, ttl: Duration) {
     let mut rounds = tokio::task::JoinSet::new();
-    for (channel, clients) in node.presence.snapshot() {
+    let snapshot = node.presence.snapshot();
+    // Channels whose departures someone wants told, should this node die.
+    let swept: Vec<String> =
+        snapshot.iter().map(|(c, _)| c).filter(|c| membership::needs_sweeping(node, c)).cloned().collect();
+    let until = unix_micros() / 1000 + ttl.as_millis() as u64;
+    if let Err(e) = node.stores.presence.index(&swept, until).await {
+        debug!(error = %e, "cannot index presence channels");
+    }
+    for (channel, clients) in snapshot {
         if rounds.len() >= REFRESH_CONCURRENCY {
             rounds.join_next().await;
         }
@@ -46,23 +56,59 @@ pub async fn refresh_all(node: &Arc<Node>, ttl: Duration) {
 }
 
 async fn refresh_channel(node: &Node, channel: &str, clients: &[String], ttl: Duration) {
-    let Ok((_, namespace)) = resolve(node, channel) else { return };
-    let announce = namespace.join_leave;
-    let missing = match node.stores.presence.refresh(channel, clients, ttl, announce).await {
-        Ok(missing) => missing,
+    let Some(announce) = membership::presence_mode(node, channel) else { return };
+    let refreshed = match node.stores.presence.refresh(channel, clients, ttl, announce).await {
+        Ok(refreshed) => refreshed,
         Err(e) => {
             metric::presence_refresh_errors().increment(1);
             debug!(%channel, error = %e, "cannot refresh presence");
             return;
         }
     };
+    membership::report(node, channel, &refreshed.changes);
     // Gone from the store but still here (the store lost it, or this node
     // stalled past the TTL): enter them again.
-    let back: Vec<ClientInfo> = missing.iter().filter_map(|client| node.presence.get(channel, client)).collect();
-    if !back.is_empty()
-        && let Err(e) = node.stores.presence.add(channel, &back, ttl, announce).await
-    {
-        metric::presence_refresh_errors().increment(1);
-        debug!(%channel, error = %e, "cannot restore presence entries");
+    let back: Vec<ClientInfo> =
+        refreshed.missing.iter().filter_map(|client| node.presence.get(channel, client)).collect();
+    if !back.is_empty() {
+        match node.stores.presence.add(channel, &back, ttl, announce).await {
+            Ok(changes) => membership::report(node, channel, &changes),
+            Err(e) => {
+                metric::presence_refresh_errors().increment(1);
+                debug!(%channel, error = %e, "cannot restore presence entries");
+            }
+        }
+    }
+}
+
+/// Channels swept at once, at most, per round.
+const SWEEP_LIMIT: usize = 100;
+
+/// Sweeps the channels whose entries were due and that no node refreshed
+/// (their node died): the store reports what expired to the one node whose
+/// sweep found it, which queues the webhooks.
+pub async fn sweep_overdue(node: &Node) {
+    let now = unix_micros() / 1000;
+    let overdue = match node.stores.presence.overdue(now, SWEEP_LIMIT).await {
+        Ok(overdue) => overdue,
+        Err(e) => {
+            debug!(error = %e, "cannot read the presence index");
+            return;
+        }
+    };
+    for channel in overdue {
+        let Some(announce) = membership::presence_mode(node, &channel) else {
+            let _ = node.stores.presence.unindex(&channel, now).await;
+            continue;
+        };
+        match node.stores.presence.members(&channel, announce).await {
+            Ok((members, changes)) => {
+                membership::report(node, &channel, &changes);
+                if members.is_empty() {
+                    let _ = node.stores.presence.unindex(&channel, now).await;
+                }
+            }
+            Err(e) => debug!(%channel, error = %e, "cannot sweep presence"),
+        }
     }
 }

@@ -19,6 +19,7 @@
 mod broker_settings;
 pub mod connections;
 pub mod consumer_shares;
+pub mod membership;
 pub mod presence;
 pub mod requests;
 pub mod server_ops;
@@ -31,6 +32,7 @@ pub use server_ops::{OpReceiver, OpSender, ServerOp};
 
 use crate::auth::Authenticator;
 use crate::tls::Tls;
+use crate::webhooks::Webhooks;
 use connections::Connections;
 use governor::clock::QuantaClock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -39,7 +41,7 @@ use requests::Requests;
 use sink::NodeSink;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use streams::Streams;
 use switchyard_broker::{BrokerError, Stores};
@@ -91,6 +93,14 @@ pub struct Node {
     pub write_clock: Option<Arc<WriteClock>>,
     /// What this node holds of each consumer of the application's queues.
     pub consumer_shares: consumer_shares::ConsumerShares,
+    /// Where the cluster's channel events go (`[[webhooks]]`, Pusher apps').
+    pub webhooks: Webhooks,
+    /// The first half of this node's Pusher socket ids (`<this>.<conn id>`),
+    /// random per start: a socket id names one connection in the cluster.
+    pub socket_prefix: u32,
+    /// Open Pusher connections on this node, by the app's place in
+    /// `pusher.apps` (its `max_connections` holds per node).
+    pusher_counts: Box<[AtomicUsize]>,
     next_conn: AtomicU64,
     draining: AtomicBool,
     /// The broker has been out of reach past `broker.cutoff_after`: the
@@ -130,7 +140,8 @@ impl Node {
         let hub = Arc::new(Hub::with_deflate_min_size(config.client.compression_min_size));
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let (receipts, receipts_rx) = mpsc::channel(CONTROL_QUEUE);
-        let sink = Arc::new(NodeSink { hub: hub.clone(), control, receipts });
+        let socket_prefix = rand::random_range(1..1_000_000_000);
+        let sink = Arc::new(NodeSink { hub: hub.clone(), control, receipts, socket_prefix });
         let stores = match redis_settings(&config, &name)? {
             Some(settings) => Stores::redis(settings, sink).await?,
             None => Stores::memory(sink, config.broker.idempotency_window),
@@ -142,7 +153,12 @@ impl Node {
             RateLimiter::new(Quota::per_second(rate).allow_burst(burst), Default::default(), rate_clock.clone())
         });
         let write_clock = (!config.client.write_delay.is_zero()).then(|| WriteClock::new(config.client.write_delay));
+        let webhooks = Webhooks::new(&config, &name);
+        let pusher_counts = config.pusher.apps.iter().map(|_| AtomicUsize::new(0)).collect();
         Ok(Arc::new(Node {
+            pusher_counts,
+            webhooks,
+            socket_prefix,
             write_clock,
             consumer_shares: Default::default(),
             auth,
@@ -180,6 +196,27 @@ impl Node {
 
     pub fn next_conn_id(&self) -> ConnId {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Open Pusher connections of the app at `app` on this node.
+    pub fn pusher_connections(&self, app: usize) -> usize {
+        self.pusher_counts.get(app).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Counts a Pusher connection of the app at `app` opening (`+1`) or
+    /// closing.
+    pub fn count_pusher_connection(&self, app: usize, opened: bool) {
+        if let Some(count) = self.pusher_counts.get(app) {
+            match opened {
+                true => count.fetch_add(1, Ordering::Relaxed),
+                false => count.fetch_sub(1, Ordering::Relaxed),
+            };
+        }
+    }
+
+    /// The Pusher socket id of this node's connection `conn`.
+    pub fn socket_id(&self, conn: ConnId) -> String {
+        format!("{}.{conn}", self.socket_prefix)
     }
 
     /// Whether the node accepts connections: not draining, broker reachable.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use switchyard_broker::PublicationSink;
-use switchyard_core::hub::Hub;
+use switchyard_core::hub::{ConnId, Hub};
 use switchyard_core::metric;
 use switchyard_proto::v1::{Control, Envelope, ReceiptReply};
 use tokio::sync::mpsc;
@@ -16,18 +16,33 @@ pub(super) struct NodeSink {
     pub(super) control: mpsc::Sender<Control>,
     /// This node's parts of publish receipts, to send (by the receipts task).
     pub(super) receipts: mpsc::Sender<(String, ReceiptReply)>,
+    /// This node's Pusher socket ids start with this.
+    pub(super) socket_prefix: u32,
+}
+
+impl NodeSink {
+    /// The connection of this node a publication must skip: the one its
+    /// `except_socket` names, if that socket is this node's.
+    fn except(&self, envelope: &Envelope) -> Option<ConnId> {
+        if envelope.except_socket.is_empty() {
+            return None;
+        }
+        let (prefix, conn) = envelope.except_socket.split_once('.')?;
+        (prefix.parse::<u32>().ok()? == self.socket_prefix).then(|| conn.parse().ok()).flatten()
+    }
 }
 
 impl PublicationSink for NodeSink {
     fn deliver(&self, envelope: Envelope) {
         metric::broker_received().increment(1);
+        let except = self.except(&envelope);
         if envelope.receipt_to.is_empty() {
-            self.hub.broadcast(&envelope);
+            self.hub.broadcast_except(&envelope, except);
             return;
         }
         // A publisher waits to hear where this one went.
         let had_subscribers = self.hub.subscriber_count(&envelope.channel) > 0;
-        let fanout = self.hub.broadcast(&envelope);
+        let fanout = self.hub.broadcast_except(&envelope, except);
         let reply = ReceiptReply {
             request_id: envelope.receipt_id,
             node: String::new(),

@@ -8,10 +8,12 @@
 //! - [`admin`]: the admin page and its JSON endpoints (`/admin...`).
 //! - [`sse_command`]: `POST /sse/command`, an SSE client's commands.
 //! - [`nodes`]: registry entries as the API and the admin page show them.
+//! - [`pusher_api`]: the Pusher HTTP API (`/apps/{id}/...`).
 
 pub mod admin;
 pub mod api;
 pub mod nodes;
+pub mod pusher_api;
 pub mod sse_command;
 
 use crate::http::{self, Body};
@@ -57,6 +59,12 @@ impl Routes {
         let public = matches!(listener, Listener::Public { .. });
         match req.uri().path() {
             "/ws" if public => websocket::upgrade(req, peer, node, &self.connections, false),
+            path if public && path.starts_with("/app/") && !node.config.pusher.apps.is_empty() => {
+                websocket::upgrade_pusher(req, peer, node, &self.connections)
+            }
+            path if public && path.starts_with("/apps/") && !node.config.pusher.apps.is_empty() => {
+                pusher_api::handle(req, node).await
+            }
             "/echo" if public && node.config.testing.echo => {
                 websocket::upgrade(req, peer, node, &self.connections, true)
             }

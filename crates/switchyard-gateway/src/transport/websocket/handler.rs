@@ -1,9 +1,11 @@
 //! What a connection does with the messages the reader assembles: run the
-//! switchyard protocol, or (for conformance suites only) echo them.
+//! switchyard protocol or the Pusher protocol, or (for conformance suites
+//! only) echo them.
 
 use crate::command::ClientSession;
 use crate::command::session::Malformed;
 use crate::node::ServerOp;
+use crate::pusher_session::PusherSession;
 use switchyard_core::codes::CloseCode;
 use switchyard_core::outbound::{Close, OutFrame, Outbound};
 use switchyard_core::protocol::Protocol;
@@ -16,10 +18,13 @@ pub enum Speaks {
     Protocol(Protocol),
     /// Echo every message back as it came (`testing.echo`, at `/echo`).
     Echo,
+    /// The Pusher protocol, for the app at this place in `pusher.apps`.
+    Pusher(usize),
 }
 
 pub enum Handler {
     Session(Box<ClientSession>),
+    Pusher(Box<PusherSession>),
     /// With whether to compress what it echoes (permessage-deflate).
     Echo(Outbound, bool),
 }
@@ -28,6 +33,7 @@ impl Handler {
     pub fn outbound(&self) -> &Outbound {
         match self {
             Handler::Session(session) => session.outbound(),
+            Handler::Pusher(session) => session.outbound(),
             Handler::Echo(outbound, _) => outbound,
         }
     }
@@ -36,6 +42,7 @@ impl Handler {
     pub fn protocol(&self) -> Option<Protocol> {
         match self {
             Handler::Session(session) => Some(session.protocol()),
+            Handler::Pusher(session) => Some(session.protocol()),
             Handler::Echo(..) => None,
         }
     }
@@ -46,8 +53,10 @@ impl Handler {
 
     /// Runs an operation the server decided on for this connection.
     pub async fn apply(&mut self, op: ServerOp) {
-        if let Handler::Session(session) = self {
-            session.apply(op).await;
+        match self {
+            Handler::Session(session) => session.apply(op).await,
+            Handler::Pusher(session) => session.apply(op).await,
+            Handler::Echo(..) => {}
         }
     }
 
@@ -57,6 +66,7 @@ impl Handler {
             Handler::Session(session) => {
                 session.receive(payload, is_text, Malformed::Close).await;
             }
+            Handler::Pusher(session) => session.receive(payload, is_text).await,
             Handler::Echo(outbound, compress) => {
                 let opcode = if is_text { wsframe::OPCODE_TEXT } else { wsframe::OPCODE_BINARY };
                 let frame = match compress {
@@ -72,8 +82,10 @@ impl Handler {
 
     /// Called once the connection is closed.
     pub async fn end(&mut self) {
-        if let Handler::Session(session) = self {
-            session.end().await;
+        match self {
+            Handler::Session(session) => session.end().await,
+            Handler::Pusher(session) => session.end().await,
+            Handler::Echo(..) => {}
         }
     }
 }

@@ -9,7 +9,8 @@
 //! queue.
 //!
 //! # Layout
-//! - [`upgrade`] (here): the HTTP upgrade, admitted by the lifecycle.
+//! - [`upgrade`] (here): the HTTP upgrade, admitted by the lifecycle;
+//!   [`upgrade_pusher`] for Pusher clients at `/app/{key}`.
 //! - [`reader`]: frames in, messages reassembled and checked.
 //! - [`handler`]: what speaks on the connection: the protocol, or echo.
 //! - [`timers`]: heartbeat, the deadline to connect, the token's expiry.
@@ -26,6 +27,7 @@ use crate::handshake::Handshake;
 use crate::http::{self, Body};
 use crate::node::Node;
 use crate::node::connections::Permit;
+use crate::pusher_session::PusherSession;
 use crate::query;
 use extension::Deflate;
 use handler::Handler;
@@ -40,6 +42,7 @@ use std::sync::Arc;
 use switchyard_core::config::AuthConfig;
 use switchyard_core::metric;
 use switchyard_core::protocol::Protocol;
+use switchyard_core::wsframe;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
@@ -116,6 +119,98 @@ pub fn upgrade(
     Response::from_parts(parts, Body::default())
 }
 
+/// `GET /app/{key}`: a Pusher client's WebSocket, admitted by the
+/// lifecycle like any other. An unknown key (4001), a protocol version we
+/// do not speak (4007, or 4008 when none is given) and an app over its
+/// `max_connections` (4004) are told in `pusher:error` and closed, as
+/// Pusher's clients expect, once the upgrade is done.
+pub fn upgrade_pusher(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    node: &Arc<Node>,
+    tasks: &TaskTracker,
+) -> Response<Body> {
+    if req.method() != Method::GET || !fastwebsockets::upgrade::is_upgrade_request(&req) {
+        let mut response = http::text(StatusCode::UPGRADE_REQUIRED, "this endpoint speaks WebSocket only\n");
+        response.headers_mut().insert("upgrade", HeaderValue::from_static("websocket"));
+        return response;
+    }
+    let key = req.uri().path().strip_prefix("/app/").unwrap_or("").to_owned();
+    let version = query::param(req.uri().query(), "protocol").and_then(|v| v.parse::<u32>().ok());
+    let app = node.config.pusher.apps.iter().position(|a| a.key == key);
+    let refusal = match (app, version) {
+        (None, _) => Some((4001, format!("app key {:?} does not exist", key.chars().take(64).collect::<String>()))),
+        (_, None) => Some((4008, "no protocol version given (protocol=7)".to_owned())),
+        (_, Some(v)) if !(5..=7).contains(&v) => {
+            Some((4007, format!("protocol version {v} is not supported (5 to 7)")))
+        }
+        (Some(app), _) => {
+            let max = node.config.pusher.apps[app].max_connections;
+            (max > 0 && node.pusher_connections(app) >= max)
+                .then(|| (4004, "the app is over its connection quota".to_owned()))
+        }
+    };
+    let permit = match refusal {
+        Some(_) => None,
+        None => match lifecycle::admit(&req, peer, node) {
+            Ok(permit) => Some(permit),
+            Err(refused) => return *refused,
+        },
+    };
+    let offers = req.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
+    let deflate = match node.config.client.compression && refusal.is_none() {
+        true => Deflate::negotiate(offers.iter().map(|v| v.to_str().unwrap_or(""))),
+        false => None,
+    };
+    let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(pair) => pair,
+        Err(e) => {
+            metric::connections_refused("bad_request").increment(1);
+            return http::text(StatusCode::BAD_REQUEST, format!("bad WebSocket handshake: {e}\n"));
+        }
+    };
+    let handshake = crate::proxy::handshake(&node.proxies, "websocket", None, req.headers());
+    let node = node.clone();
+    tasks.spawn(async move {
+        let ws = match upgraded.await {
+            Ok(ws) => ws,
+            Err(e) => return debug!(error = %e, "upgrade did not complete"),
+        };
+        match (refusal, permit, app) {
+            (Some((code, message)), _, _) => refuse_pusher(ws.into_inner().into_inner(), code, &message).await,
+            (None, Some(permit), Some(app)) => {
+                run_upgraded(node, ws.into_inner().into_inner(), Speaks::Pusher(app), deflate, handshake, permit).await
+            }
+            _ => {}
+        }
+    });
+    let (mut parts, _) = response.into_parts();
+    if let Some(deflate) = deflate {
+        parts.headers.insert(SEC_WEBSOCKET_EXTENSIONS, deflate.response());
+    }
+    Response::from_parts(parts, Body::default())
+}
+
+/// Tells a Pusher client why it cannot stay (`pusher:error` with `code`)
+/// and closes with that code.
+async fn refuse_pusher(upgraded: Upgraded, code: u16, message: &str) {
+    use tokio::io::AsyncWriteExt as _;
+    metric::pusher_errors(match code {
+        4001 => "4001",
+        4004 => "4004",
+        4007 => "4007",
+        _ => "4008",
+    })
+    .increment(1);
+    let mut io = TokioIo::new(upgraded);
+    let mut bytes = wsframe::text(switchyard_core::pusher::error_json(Some(code), message).as_bytes()).to_vec();
+    bytes.extend_from_slice(&wsframe::close(code, ""));
+    if io.write_all(&bytes).await.is_ok() {
+        let _ = io.flush().await;
+        let _ = io.shutdown().await;
+    }
+}
+
 /// A connect token in the request that opens a connection: the configured
 /// query parameter, else the configured cookie.
 pub fn handshake_token(req: &Request<Incoming>, auth: &AuthConfig) -> Option<String> {
@@ -173,6 +268,7 @@ async fn run<R, W>(
     let (connection, queue) = Connection::open(&node, permit, "websocket");
     let protocol = match speaks {
         Speaks::Protocol(protocol) => Some(protocol),
+        Speaks::Pusher(_) => Some(Protocol::Pusher),
         Speaks::Echo => {
             connection.liveness.mark_connected(); // echo connections have no connect step
             None
@@ -180,12 +276,24 @@ async fn run<R, W>(
     };
     let mut writer = tokio::spawn(writer::run(write, queue, protocol, node.write_clock.clone()));
     let (ops, mut ops_rx) = lifecycle::ops_queue();
-    let mut handler = match protocol {
-        Some(protocol) => {
-            let compresses = deflate.is_some_and(|d| d.compresses());
+    let compresses = deflate.is_some_and(|d| d.compresses());
+    let mut handler = match speaks {
+        Speaks::Protocol(protocol) => {
             Handler::Session(Box::new(connection.session(protocol, handshake, ops).with_deflate(compresses)))
         }
-        None => Handler::Echo(connection.outbound.clone(), deflate.filter(Deflate::compresses).is_some()),
+        Speaks::Pusher(app) => {
+            let (outbound, liveness) = (connection.outbound.clone(), connection.liveness.clone());
+            Handler::Pusher(Box::new(PusherSession::new(
+                node.clone(),
+                connection.id,
+                app,
+                outbound,
+                liveness,
+                ops,
+                compresses,
+            )))
+        }
+        Speaks::Echo => Handler::Echo(connection.outbound.clone(), deflate.filter(Deflate::compresses).is_some()),
     };
     let outbound = &connection.outbound;
     // Once a close is decided, the peer has `close_timeout` to answer it

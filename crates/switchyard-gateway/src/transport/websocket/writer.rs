@@ -99,7 +99,12 @@ pub async fn run<W>(
         }
         close => {
             let Some((code, mut last)) = lifecycle::last_frames(close, &mut queue, protocol) else { return };
-            last.push(OutFrame::control(wsframe::close(code.code(), code.reason())));
+            // Pusher clients act on the close code by Pusher's classes.
+            let number = match protocol {
+                Some(Protocol::Pusher) => switchyard_core::pusher::close_code(code),
+                _ => code.code(),
+            };
+            last.push(OutFrame::control(wsframe::close(number, code.reason())));
             last
         }
     };
