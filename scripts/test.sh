@@ -12,7 +12,10 @@
 #     kosoku (the Autobahn WebSocket conformance cases);
 #   - cargo-nextest (one process per test: metrics are process-wide);
 #   - chromium (Debian) for the SDK's browser tests, and the SDK's npm
-#     packages from its lockfile (`npm ci` in clients/js; Node.js >= 20).
+#     packages from its lockfile (`npm ci` in clients/js; Node.js >= 20);
+#   - the Pusher interop tests' npm packages (pusher-js, pusher,
+#     laravel-echo: `npm ci` in interop/pusher) and the `pusher` Python
+#     library in the virtualenv.
 # Then checks format and lints, and runs every test (unit, integration,
 # property, doc).
 set -euo pipefail
@@ -81,4 +84,12 @@ export SWITCHYARD_BIN="$PWD/target/debug/switchyard"
   npm run test:unit
   npm run test:node
   npm run test:browser
+)
+
+echo "==> Pusher interop (interop/pusher): pusher-js (Node and Chromium), laravel-echo and the Pusher server libraries against a cluster"
+(
+  cd interop/pusher
+  npm ci --no-audit --no-fund
+  npm run lint
+  npm test
 )
