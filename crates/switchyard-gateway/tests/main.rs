@@ -42,3 +42,4 @@ mod sse;
 mod tls;
 mod tokens;
 mod users;
+mod webhooks;

@@ -242,14 +242,16 @@ impl ClientSession {
     /// Leaves `channel` on this node (and in the broker, if it was the
     /// last local subscriber), and its presence.
     pub(super) async fn leave(&self, channel: &str, in_presence: bool) {
-        if self.node.hub.unsubscribe(channel, self.id) == Unsubscribed::Last {
-            if let Err(e) = self.node.stores.broker.unsubscribe(&[channel.to_owned()]).await {
-                debug!(%channel, error = %e, "broker unsubscribe failed");
-            }
-            membership::vacate(&self.node, channel).await;
+        let last = self.node.hub.unsubscribe(channel, self.id) == Unsubscribed::Last;
+        if last && let Err(e) = self.node.stores.broker.unsubscribe(&[channel.to_owned()]).await {
+            debug!(%channel, error = %e, "broker unsubscribe failed");
         }
         if in_presence && let Ok((_, namespace)) = resolve(&self.node, channel) {
             presence::exit(&self.node, channel, namespace, &self.client).await;
+        }
+        // After the presence: a member leaves before the channel is vacated.
+        if last {
+            membership::vacate(&self.node, channel).await;
         }
     }
 

@@ -242,11 +242,9 @@ impl PusherSession {
     pub(super) async fn leave(&mut self, name: &str) {
         let Some(joined) = self.channels.remove(name) else { return };
         let node = self.node.clone();
-        if node.hub.unsubscribe(&joined.cluster, self.id) == Unsubscribed::Last {
-            if let Err(e) = node.stores.broker.unsubscribe(std::slice::from_ref(&joined.cluster)).await {
-                debug!(channel = %joined.cluster, error = %e, "broker unsubscribe failed");
-            }
-            membership::vacate(&node, &joined.cluster).await;
+        let last = node.hub.unsubscribe(&joined.cluster, self.id) == Unsubscribed::Last;
+        if last && let Err(e) = node.stores.broker.unsubscribe(std::slice::from_ref(&joined.cluster)).await {
+            debug!(channel = %joined.cluster, error = %e, "broker unsubscribe failed");
         }
         if let Some(member) = joined.member {
             node.presence.remove(&joined.cluster, &member.client);
@@ -254,6 +252,10 @@ impl PusherSession {
                 Ok(changes) => membership::report(&node, &joined.cluster, &changes),
                 Err(e) => debug!(channel = %joined.cluster, error = %e, "cannot leave presence; it will expire"),
             }
+        }
+        // After the presence: a member leaves before the channel is vacated.
+        if last {
+            membership::vacate(&node, &joined.cluster).await;
         }
     }
 }
