@@ -11,12 +11,15 @@
 //!   `traffic_tally` (per-thread counts of what connections read and
 //!   write), `outgoing` (the node's own HTTP client connector), `proxy`
 //!   (the application's backend, over HTTP), [`pusher`] (the Pusher
-//!   Channels protocol's signatures, for the Pusher door to come).
+//!   Channels protocol's signatures), `webhooks` (what happened on the
+//!   cluster's channels, POSTed to the application).
 //! - `node`: the node's shared state: connections and permits, the index
 //!   by user, SSE streams, server operations, requests to other nodes,
 //!   local presence, the write clock.
 //! - `command`: the command layer: every rule of the protocol, for every
 //!   entry point. Knows the node, never a transport.
+//! - `pusher_session`: the Pusher door's session, beside the command
+//!   layer and on the same node.
 //! - `transport`: WebSocket and SSE, on one connection lifecycle.
 //! - `routes`: the HTTP routes (the API, the admin page, SSE commands,
 //!   health, metrics).
