@@ -101,6 +101,13 @@ start_redis() {
 #   socketio          two Socket.IO processes with @socket.io/redis-adapter
 #                     over one Redis: subscribers on the second, the
 #                     publisher on the first
+#   switchyard-pusher one node (in-memory broker) with the Pusher app
+#                     1001/app-key/app-secret: subscribers on /app/app-key,
+#                     publications through the Pusher HTTP API
+#   sockudo           sockudo (the Rust Pusher server; $SOCKUDO, else
+#                     `sockudo` on the PATH: `cargo install sockudo
+#                     --locked`), memory adapter, the same app, the same
+#                     two paths
 start_server() {
   local name=$1 port=$2 second=$(($2 + 50)) redis=$(($2 + 1000))
   case "$name" in
@@ -193,6 +200,22 @@ start_server() {
       local path="socket.io/?EIO=4&transport=websocket"
       echo "$(listener_pid "$port"),$(listener_pid "$second"),$(listener_pid "$redis")" \
         "ws://127.0.0.1:$second/$path ws://127.0.0.1:$port/$path socket-io -" ;;
+    switchyard-pusher)
+      printf '[[pusher.apps]]\nid = "1001"\nkey = "app-key"\nsecret = "app-secret"\nenable_client_messages = true\n' \
+        >"$out/pusher-app.toml"
+      SWITCHYARD_CONFIG="$PWD/$out/pusher-app.toml" start_switchyard "$port"
+      wait_port "$port"
+      echo "$(listener_pid "$port") ws://127.0.0.1:$port/app/app-key?protocol=7" \
+        "ws://127.0.0.1:$port/app/app-key?protocol=7 pusher 127.0.0.1:$((port + 500))" ;;
+    sockudo)
+      local sockudo=${SOCKUDO:-sockudo}
+      command -v "$sockudo" >/dev/null || { echo "sockudo is needed: cargo install sockudo --locked (or SOCKUDO=<path>)" >&2; return 1; }
+      HOST=127.0.0.1 PORT=$port SOCKUDO_DEFAULT_APP_ID=1001 SOCKUDO_DEFAULT_APP_KEY=app-key \
+        SOCKUDO_DEFAULT_APP_SECRET=app-secret SOCKUDO_ENABLE_CLIENT_MESSAGES=true RUST_LOG=warn \
+        taskset -c 0 "$sockudo" >"$out/$name-$port.log" 2>&1 &
+      wait_port "$port"
+      echo "$(listener_pid "$port") ws://127.0.0.1:$port/app/app-key?protocol=7" \
+        "ws://127.0.0.1:$port/app/app-key?protocol=7 pusher -" ;;
     *) echo "unknown server $name" >&2; return 1 ;;
   esac
 }
@@ -216,6 +239,9 @@ stop_server() {
 # with PUBLISH_VIA=fcall (switchyard-redis) or http (any switchyard), as a
 # backend would; else nothing (a client publishes).
 publish_via() {
+  case "$1" in
+    switchyard-pusher | sockudo) echo "--publish-via pusher-api --publish-to 127.0.0.1:$2"; return ;;
+  esac
   case "${PUBLISH_VIA:-client}:$1" in
     fcall:switchyard-redis) echo "--publish-via fcall --publish-to 127.0.0.1:$(($2 + 1000))" ;;
     http:switchyard | http:switchyard-redis) echo "--publish-via http --publish-to 127.0.0.1:$2" ;;

@@ -29,7 +29,14 @@ pub enum Via {
     /// A message on `events.<channel>` (`--publish-to` a NATS URL), for a
     /// `nats_jetstream` consumer of a stream on `events.>`.
     Jetstream,
+    /// `POST /apps/<id>/events` of the Pusher HTTP API, signed as the
+    /// server libraries sign it (app `1001`, key `app-key`, secret
+    /// `app-secret`): the same path for switchyard and any Pusher server.
+    PusherApi,
 }
+
+/// The app the Pusher scenarios use, on every server.
+pub const PUSHER_APP: (&str, &str, &str) = ("1001", "app-key", "app-secret");
 
 pub struct BackendPublisher {
     via: Via,
@@ -91,6 +98,7 @@ impl BackendPublisher {
                     body.len()
                 )
             }
+            Via::PusherApi => pusher_request(&self.authority, channel, payload),
             Via::Client | Via::Outbox | Via::Jetstream => unreachable!("not a raw TCP publisher"),
         };
         self.out.write_all(request.as_bytes()).await?;
@@ -107,6 +115,28 @@ impl Drop for BackendPublisher {
     fn drop(&mut self) {
         self.replies.abort();
     }
+}
+
+/// One signed `POST /apps/<id>/events` of `payload` (as the event's data
+/// string) to `channel`.
+fn pusher_request(authority: &str, channel: &str, payload: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    use md5::{Digest, Md5};
+    let (id, key, secret) = PUSHER_APP;
+    let data = serde_json::to_string(payload).expect("a string serializes");
+    let body = format!(r#"{{"name":"bench","channels":["{channel}"],"data":{data}}}"#);
+    let md5: String = Md5::digest(body.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let timestamp = crate::stamp::now_us() / 1_000_000;
+    let path = format!("/apps/{id}/events");
+    let query = format!("auth_key={key}&auth_timestamp={timestamp}&auth_version=1.0&body_md5={md5}");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key size");
+    mac.update(format!("POST\n{path}\n{query}").as_bytes());
+    let signature: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "POST {path}?{query}&auth_signature={signature} HTTP/1.1\r\nHost: {authority}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// A RESP array of bulk strings.

@@ -66,7 +66,7 @@ pub async fn connect_asking(
             request = request.header("sec-websocket-protocol", "switchyard.v1.json")
         }
         Target::SwitchyardProto => request = request.header("sec-websocket-protocol", "switchyard.v1.proto"),
-        Target::Plain | Target::SocketIo => {}
+        Target::Plain | Target::SocketIo | Target::Pusher => {}
     }
     if asks.deflate {
         request = request.header("sec-websocket-extensions", "permessage-deflate; client_max_window_bits");
@@ -94,6 +94,7 @@ pub async fn connect_asking(
             // same mode, so that no server is spared that kernel work.
             writer.write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"hello"))).await?;
         }
+        Target::Pusher => pusher_subscribe(&mut reader, &mut writer, channels).await?,
         Target::SocketIo => {
             socketio_join(&mut reader, &mut writer).await?;
             if !channels.is_empty() {
@@ -161,6 +162,37 @@ async fn socketio_join(reader: &mut Reader, writer: &mut Writer) -> anyhow::Resu
             _ => {}
         }
     }
+}
+
+/// The Pusher protocol: the server opens with
+/// `pusher:connection_established`; each `pusher:subscribe` to a public
+/// channel is answered by `pusher_internal:subscription_succeeded`.
+async fn pusher_subscribe(reader: &mut Reader, writer: &mut Writer, channels: &[String]) -> anyhow::Result<()> {
+    let mut ignore = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+    loop {
+        let frame = reader.read_frame(&mut ignore).await?;
+        anyhow::ensure!(frame.opcode != OpCode::Close, "closed before pusher:connection_established");
+        if frame.opcode == OpCode::Text && contains(&frame.payload, b"pusher:connection_established") {
+            break;
+        }
+    }
+    for channel in channels {
+        let subscribe = format!(r#"{{"event":"pusher:subscribe","data":{{"channel":"{channel}"}}}}"#);
+        writer.write_frame(Frame::text(Payload::Owned(subscribe.into_bytes()))).await?;
+    }
+    let mut succeeded = 0;
+    while succeeded < channels.len() {
+        let frame = reader.read_frame(&mut ignore).await?;
+        anyhow::ensure!(frame.opcode != OpCode::Close, "closed while subscribing");
+        if frame.opcode == OpCode::Text && contains(&frame.payload, b"subscription_succeeded") {
+            succeeded += 1;
+        }
+    }
+    Ok(())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// `ClientFrame { id, subscribe: { channel } }` in protobuf, by hand:
@@ -252,6 +284,7 @@ impl Publisher {
             Target::Plain => payload.to_owned(),
             Target::SocketIo if self.rooms => format!(r#"42["publish_to","{channel}",{payload}]"#),
             Target::SocketIo => format!(r#"42["publish",{payload}]"#),
+            Target::Pusher => anyhow::bail!("Pusher publications come through the HTTP API (--publish-via pusher-api)"),
             Target::SwitchyardJson | Target::SwitchyardProto | Target::SwitchyardSse => {
                 let tags = match self.tag_cycle {
                     0 => String::new(),

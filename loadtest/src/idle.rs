@@ -118,6 +118,23 @@ async fn client(
                 break;
             }
         }
+    } else if target == Target::Pusher {
+        loop {
+            let frame = ws.read_frame().await?;
+            anyhow::ensure!(frame.opcode != OpCode::Close, "closed before pusher:connection_established");
+            if frame.opcode == OpCode::Text && frame.payload.starts_with(br#"{"event":"pusher:connection_established""#) {
+                break;
+            }
+        }
+        let subscribe = format!(r#"{{"event":"pusher:subscribe","data":{{"channel":"{channel}"}}}}"#);
+        ws.write_frame(Frame::text(Payload::Owned(subscribe.into_bytes()))).await?;
+        loop {
+            let frame = ws.read_frame().await?;
+            anyhow::ensure!(frame.opcode != OpCode::Close, "closed while subscribing");
+            if frame.opcode == OpCode::Text && frame.payload.windows(22).any(|w| w == b"subscription_succeeded") {
+                break;
+            }
+        }
     } else if target.is_switchyard() {
         let subscribe = format!(r#"{{"id":1,"subscribe":{{"channel":"{channel}"}}}}"#);
         ws.write_frame(Frame::text(Payload::Owned(subscribe.into_bytes()))).await?;
@@ -168,14 +185,21 @@ async fn storm(
 }
 
 /// Keeps every client open, answering pings (WebSocket pings by
-/// auto-pong; Engine.IO's `2` with `3`), until the set is dropped.
+/// auto-pong; Engine.IO's `2` with `3`; Pusher's `pusher:ping` with
+/// `pusher:pong`), until the set is dropped.
 fn hold(open: Vec<Socket>) -> JoinSet<()> {
     let mut holders = JoinSet::new();
     for mut ws in open {
         holders.spawn(async move {
             while let Ok(frame) = ws.read_frame().await {
-                if frame.opcode == OpCode::Text && &frame.payload[..] == b"2" {
+                if frame.opcode != OpCode::Text {
+                    continue;
+                }
+                if &frame.payload[..] == b"2" {
                     let _ = ws.write_frame(Frame::text(Payload::Borrowed(b"3"))).await;
+                } else if frame.payload.starts_with(br#"{"event":"pusher:ping""#) {
+                    let pong = br#"{"event":"pusher:pong","data":{}}"#;
+                    let _ = ws.write_frame(Frame::text(Payload::Borrowed(pong))).await;
                 }
             }
         });
@@ -220,7 +244,7 @@ fn finished(holders: &mut JoinSet<()>) -> usize {
 }
 
 pub async fn run(args: IdleArgs) -> anyhow::Result<serde_json::Value> {
-    anyhow::ensure!(args.target != Target::SwitchyardProto, "the idle scenario speaks JSON, plain or Socket.IO");
+    anyhow::ensure!(args.target != Target::SwitchyardProto, "the idle scenario speaks JSON, plain, Socket.IO or Pusher");
     let (server, path) = split_url(&args.url)?;
     let processes = args.processes.max(1);
     let rss_before = cpu::total_rss_bytes(&args.server_pid);

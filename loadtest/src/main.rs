@@ -57,6 +57,10 @@ pub enum Target {
     /// Socket.IO (Engine.IO v4 over WebSocket): publications are `publish`
     /// events, deliveries `m` events.
     SocketIo,
+    /// The Pusher Channels protocol (`/app/<key>?protocol=7`): subscribers
+    /// `pusher:subscribe` to public channels; publications come through
+    /// the Pusher HTTP API (`--publish-via pusher-api`).
+    Pusher,
 }
 
 impl Target {

@@ -142,7 +142,11 @@ impl Payloads {
 /// The stamp may follow a space and stand after other keys: a payload that
 /// went through PostgreSQL's `jsonb` comes back with its keys reordered.
 pub fn read(message: &[u8]) -> Option<u64> {
-    let mut at = message.windows(4).position(|w| w == b"\"t\":")? + 4;
+    // In a JSON object, or escaped in a JSON string (Pusher's `data`).
+    let mut at = match message.windows(4).position(|w| w == b"\"t\":") {
+        Some(found) => found + 4,
+        None => message.windows(6).position(|w| w == b"\\\"t\\\":").map(|found| found + 6)?,
+    };
     if message.get(at) == Some(&b' ') {
         at += 1;
     }
@@ -165,6 +169,8 @@ mod tests {
         let framed = format!(r#"{{"pub":{{"channel":"bench","data":{}}}}}"#, payload(42, 64));
         assert_eq!(read(framed.as_bytes()), Some(42));
         assert_eq!(read(b"no stamp"), None);
+        let pusher = r#"{"event":"bench","channel":"bench","data":"{\"t\":42,\"p\":\"xx\"}"}"#;
+        assert_eq!(read(pusher.as_bytes()), Some(42));
         assert_eq!(read(br#"{"pub":{"data":{"p": "xxx", "t": 42}}}"#), Some(42));
     }
 
