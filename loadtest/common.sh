@@ -107,7 +107,9 @@ start_redis() {
 #   sockudo           sockudo (the Rust Pusher server; $SOCKUDO, else
 #                     `sockudo` on the PATH: `cargo install sockudo
 #                     --locked`), memory adapter, the same app, the same
-#                     two paths
+#                     two paths; its API rate limiter and its default app's
+#                     limits (100 connections, 100 backend events/s) lifted
+#                     as switchyard has none on them, its metrics on $2+500
 start_server() {
   local name=$1 port=$2 second=$(($2 + 50)) redis=$(($2 + 1000))
   case "$name" in
@@ -212,6 +214,9 @@ start_server() {
       command -v "$sockudo" >/dev/null || { echo "sockudo is needed: cargo install sockudo --locked (or SOCKUDO=<path>)" >&2; return 1; }
       HOST=127.0.0.1 PORT=$port SOCKUDO_DEFAULT_APP_ID=1001 SOCKUDO_DEFAULT_APP_KEY=app-key \
         SOCKUDO_DEFAULT_APP_SECRET=app-secret SOCKUDO_ENABLE_CLIENT_MESSAGES=true RUST_LOG=warn \
+        METRICS_HOST=127.0.0.1 METRICS_PORT=$((port + 500)) RATE_LIMITER_ENABLED=false \
+        SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS=1000000 SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND=100000000 \
+        SOCKUDO_DEFAULT_APP_MAX_READ_REQUESTS_PER_SECOND=100000000 SOCKUDO_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SECOND=10 \
         taskset -c 0 "$sockudo" >"$out/$name-$port.log" 2>&1 &
       wait_port "$port"
       echo "$(listener_pid "$port") ws://127.0.0.1:$port/app/app-key?protocol=7" \

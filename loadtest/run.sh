@@ -25,6 +25,9 @@
 # Slow consumers (scenario 6): STALLED_PERCENT of the subscribers never
 # read; MAX_QUEUE_BYTES=1048576 gives switchyard its default queue bound.
 #   STALLED_PERCENT=5 MAX_QUEUE_BYTES=1048576 loadtest/run.sh 100 10s 2000
+# The Pusher door against sockudo (publications through the Pusher HTTP API
+# on both; REFERENCE names the server the ratios are of):
+#   SERVERS="switchyard-pusher sockudo" REFERENCE=switchyard-pusher loadtest/run.sh 100 5s 2000 5000 10000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,7 +58,7 @@ for round in $(seq "$rounds"); do
 done
 echo
 echo "Ratios, switchyard against each server in the same round:"
-target/release/switchyard-loadtest --scenario compare "$out"/broadcast-*.json | tee "$out/ratios.md"
+target/release/switchyard-loadtest --scenario compare --reference "${REFERENCE:-switchyard}" "$out"/broadcast-*.json | tee "$out/ratios.md"
 target/release/switchyard-loadtest --scenario chart --chart "$out/broadcast.svg" \
   --title "Broadcast to $subscribers subscribers, $payload B: p99 against offered rate" "$out"/broadcast-*.json
 echo "results: $out/results.md, ratios: $out/ratios.md, chart: $out/broadcast.svg"

@@ -1,7 +1,7 @@
 //! Publishing the way a backend does: `FCALL switchyard_publish` on Redis,
 //! or `POST /api/publish` on a node; or through a queue the cluster
 //! consumes: `XADD` to a Redis stream, a row in a PostgreSQL outbox, a
-//! JetStream message. Requests are pipelined on one
+//! JetStream message; or through the Pusher HTTP API. Requests are pipelined on one
 //! connection without waiting for replies (open loop, like the client
 //! publisher); a task reads the replies and counts the ones that failed.
 
@@ -29,8 +29,8 @@ pub enum Via {
     /// A message on `events.<channel>` (`--publish-to` a NATS URL), for a
     /// `nats_jetstream` consumer of a stream on `events.>`.
     Jetstream,
-    /// `POST /apps/<id>/events` of the Pusher HTTP API, signed as the
-    /// server libraries sign it (app `1001`, key `app-key`, secret
+    /// `POST /apps/<id>/batch_events` of the Pusher HTTP API, signed as
+    /// the server libraries sign it (app `1001`, key `app-key`, secret
     /// `app-secret`): the same path for switchyard and any Pusher server.
     PusherApi,
 }
@@ -98,8 +98,7 @@ impl BackendPublisher {
                     body.len()
                 )
             }
-            Via::PusherApi => pusher_request(&self.authority, channel, payload),
-            Via::Client | Via::Outbox | Via::Jetstream => unreachable!("not a raw TCP publisher"),
+            Via::Client | Via::Outbox | Via::Jetstream | Via::PusherApi => unreachable!("not a pipelined publisher"),
         };
         self.out.write_all(request.as_bytes()).await?;
         Ok(())
@@ -117,24 +116,86 @@ impl Drop for BackendPublisher {
     }
 }
 
-/// One signed `POST /apps/<id>/events` of `payload` (as the event's data
-/// string) to `channel`.
-fn pusher_request(authority: &str, channel: &str, payload: &str) -> String {
+/// Publishes through the Pusher HTTP API as an application's backend does
+/// at volume: each tick's events in `POST /apps/<id>/batch_events`
+/// requests of up to ten, each request on a connection of its own (Pusher
+/// servers may close after every answer; sockudo does), sent without
+/// waiting; a failed request counts its events.
+pub struct PusherApiPublisher {
+    authority: String,
+    pending: Vec<(String, String)>,
+    pub failed: Arc<AtomicU64>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+/// Requests in flight at most: past it the tick waits (the open loop then
+/// runs late, which the stamps show).
+const PUSHER_IN_FLIGHT: usize = 256;
+/// Pusher's limit of events in one batch.
+const PUSHER_BATCH: usize = 10;
+
+impl PusherApiPublisher {
+    pub fn new(authority: &str) -> PusherApiPublisher {
+        PusherApiPublisher {
+            authority: authority.to_owned(),
+            pending: Vec::new(),
+            failed: Arc::default(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(PUSHER_IN_FLIGHT)),
+        }
+    }
+
+    pub fn publish(&mut self, channel: &str, payload: &str) {
+        self.pending.push((channel.to_owned(), payload.to_owned()));
+    }
+
+    /// Sends what this tick queued.
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        for batch in pending.chunks(PUSHER_BATCH) {
+            let permit = self.in_flight.clone().acquire_owned().await?;
+            let request = batch_request(&self.authority, batch);
+            let (authority, failed, events) = (self.authority.clone(), self.failed.clone(), batch.len() as u64);
+            tokio::spawn(async move {
+                let _permit = permit;
+                let ok = async {
+                    let mut stream = TcpStream::connect(&authority).await?;
+                    stream.set_nodelay(true)?;
+                    stream.write_all(request.as_bytes()).await?;
+                    let mut head = [0u8; 12];
+                    stream.read_exact(&mut head).await?;
+                    Ok::<bool, std::io::Error>(&head == b"HTTP/1.1 200")
+                }
+                .await;
+                if !matches!(ok, Ok(true)) {
+                    failed.fetch_add(events, Ordering::Relaxed);
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One signed `POST /apps/<id>/batch_events` of `events` (channel, data
+/// string), closing the connection after the answer.
+fn batch_request(authority: &str, events: &[(String, String)]) -> String {
     use hmac::{Hmac, KeyInit, Mac};
     use md5::{Digest, Md5};
     let (id, key, secret) = PUSHER_APP;
-    let data = serde_json::to_string(payload).expect("a string serializes");
-    let body = format!(r#"{{"name":"bench","channels":["{channel}"],"data":{data}}}"#);
+    let batch: Vec<serde_json::Value> = events
+        .iter()
+        .map(|(channel, data)| serde_json::json!({ "name": "bench", "channel": channel, "data": data }))
+        .collect();
+    let body = serde_json::json!({ "batch": batch }).to_string();
     let md5: String = Md5::digest(body.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     let timestamp = crate::stamp::now_us() / 1_000_000;
-    let path = format!("/apps/{id}/events");
+    let path = format!("/apps/{id}/batch_events");
     let query = format!("auth_key={key}&auth_timestamp={timestamp}&auth_version=1.0&body_md5={md5}");
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key size");
     mac.update(format!("POST\n{path}\n{query}").as_bytes());
     let signature: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
     format!(
         "POST {path}?{query}&auth_signature={signature} HTTP/1.1\r\nHost: {authority}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+         Connection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
 }

@@ -122,7 +122,8 @@ async fn client(
         loop {
             let frame = ws.read_frame().await?;
             anyhow::ensure!(frame.opcode != OpCode::Close, "closed before pusher:connection_established");
-            if frame.opcode == OpCode::Text && frame.payload.starts_with(br#"{"event":"pusher:connection_established""#) {
+            if frame.opcode == OpCode::Text && frame.payload.starts_with(br#"{"event":"pusher:connection_established""#)
+            {
                 break;
             }
         }
@@ -244,7 +245,10 @@ fn finished(holders: &mut JoinSet<()>) -> usize {
 }
 
 pub async fn run(args: IdleArgs) -> anyhow::Result<serde_json::Value> {
-    anyhow::ensure!(args.target != Target::SwitchyardProto, "the idle scenario speaks JSON, plain, Socket.IO or Pusher");
+    anyhow::ensure!(
+        args.target != Target::SwitchyardProto,
+        "the idle scenario speaks JSON, plain, Socket.IO or Pusher"
+    );
     let (server, path) = split_url(&args.url)?;
     let processes = args.processes.max(1);
     let rss_before = cpu::total_rss_bytes(&args.server_pid);

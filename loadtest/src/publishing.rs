@@ -23,6 +23,8 @@ pub enum Source {
     },
     /// Messages on a NATS subject a JetStream stream captures.
     Jetstream(async_nats::Client),
+    /// Batches of events through the Pusher HTTP API.
+    PusherApi(crate::backend::PusherApiPublisher),
 }
 
 impl Source {
@@ -45,6 +47,10 @@ impl Source {
             Via::Jetstream => {
                 let to = args.publish_to.as_deref().ok_or_else(|| anyhow::anyhow!("--publish-to is needed"))?;
                 Ok(Source::Jetstream(async_nats::connect(to).await?))
+            }
+            Via::PusherApi => {
+                let to = args.publish_to.as_deref().ok_or_else(|| anyhow::anyhow!("--publish-to is needed"))?;
+                Ok(Source::PusherApi(crate::backend::PusherApiPublisher::new(to)))
             }
             via => {
                 let to = args.publish_to.as_deref().ok_or_else(|| anyhow::anyhow!("--publish-to is needed"))?;
@@ -73,6 +79,10 @@ impl Source {
                 client.publish(format!("events.{channel}"), payload.to_owned().into()).await?;
                 Ok(())
             }
+            Source::PusherApi(api) => {
+                api.publish(channel, payload);
+                Ok(())
+            }
         }
     }
 
@@ -82,6 +92,7 @@ impl Source {
             Source::Client { .. } | Source::Outbox { .. } => Ok(()),
             Source::Backend(backend) => backend.flush().await,
             Source::Jetstream(client) => Ok(client.flush().await?),
+            Source::PusherApi(api) => api.flush().await,
         }
     }
 
@@ -100,6 +111,7 @@ impl Source {
             Source::Backend(backend) => backend.failed.load(std::sync::atomic::Ordering::Relaxed),
             Source::Outbox { failed, .. } => failed.load(std::sync::atomic::Ordering::Relaxed),
             Source::Jetstream(_) => 0,
+            Source::PusherApi(api) => api.failed.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }
