@@ -365,7 +365,7 @@ end
 local function keep_keys(channel, ttl)
   local _, members, expiry, users = presence_names(channel)
   for _, key in ipairs({members, expiry, users}) do
-    if redis.call('EXISTS', key) == 1 and redis.call('PTTL', key) < 2 * ttl then
+    if redis.call('PTTL', key) < 2 * ttl then
       redis.call('PEXPIRE', key, 2 * ttl)
     end
   end
@@ -452,6 +452,18 @@ local function presence_get(keys, args)
   return {redis.call('HVALS', members), changes}
 end
 
+-- FCALL switchyard_presence_unindex 1 <index key> <channel> <now ms>
+-- Takes a channel a sweep found empty out of the presence index, unless a
+-- node indexed it again since (its score moved past <now>).
+local function presence_unindex(keys, args)
+  local score = redis.call('ZSCORE', keys[1], args[1])
+  if score and tonumber(score) <= tonumber(args[2]) then
+    redis.call('ZREM', keys[1], args[1])
+    return 1
+  end
+  return 0
+end
+
 -- User operations: a Control message (cluster.proto) on the control
 -- channel, which every node listens to. Returns how many nodes got it.
 local CONTROL = PREFIX .. ':control'
@@ -524,6 +536,7 @@ redis.register_function('switchyard_presence_add', presence_add)
 redis.register_function('switchyard_presence_refresh', presence_refresh)
 redis.register_function('switchyard_presence_remove', presence_remove)
 redis.register_function('switchyard_presence_get', presence_get)
+redis.register_function('switchyard_presence_unindex', presence_unindex)
 redis.register_function('switchyard_subscribe_user', subscribe_user)
 redis.register_function('switchyard_unsubscribe_user', unsubscribe_user)
 redis.register_function('switchyard_disconnect_user', disconnect_user)

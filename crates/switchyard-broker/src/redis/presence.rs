@@ -133,14 +133,8 @@ impl PresenceStore for RedisPresence {
     }
 
     async fn unindex(&self, channel: &str, now_ms: u64) -> Result<(), BrokerError> {
-        // Only if no node indexed it again meanwhile (its score moved on).
-        let script = redis::cmd("EVAL")
-            .arg("local s = redis.call('ZSCORE', KEYS[1], ARGV[1]) if s and tonumber(s) <= tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end return 0")
-            .arg(1)
-            .arg(&self.index)
-            .arg(channel)
-            .arg(now_ms)
-            .clone();
-        self.call::<()>(&script).await
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("switchyard_presence_unindex").arg(1).arg(&self.index).arg(channel).arg(now_ms);
+        self.call::<()>(&cmd).await
     }
 }

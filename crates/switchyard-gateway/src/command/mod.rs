@@ -16,7 +16,9 @@
 //! - [`subscribe`]: subscribe, recovery, unsubscribe, and server-side
 //!   subscriptions (the `subs` claim, user operations).
 //! - [`joined`]: the channels of one session.
-//! - [`publish`]: publish, from a client or a backend.
+//! - [`publish`]: publish, from a client or a backend; [`in_flight`]:
+//!   a session's plain publishes answered when the broker has them, while
+//!   it reads on.
 //! - [`history`]: reading a channel's history.
 //! - [`presence`]: presence and presence stats; entering and leaving.
 //! - [`users`]: user operations (subscribe, unsubscribe, disconnect every
@@ -34,6 +36,7 @@ pub mod channels;
 pub mod connect;
 pub mod control;
 pub mod history;
+pub mod in_flight;
 pub mod joined;
 pub mod liveness;
 pub mod presence;

@@ -6,7 +6,7 @@ use super::{Refusal, Reply, resolve};
 use crate::node::{Node, publish_options};
 use bytes::Bytes;
 use std::collections::HashMap;
-use switchyard_broker::StreamPosition;
+use switchyard_broker::{PublishOptions, StreamPosition};
 use switchyard_core::clock::unix_micros;
 use switchyard_core::codes::ErrorCode;
 use switchyard_core::metric;
@@ -42,31 +42,14 @@ pub async fn publish(
     receipt: bool,
     idempotency_key: Option<&str>,
 ) -> Result<(StreamPosition, Option<Receipt>), Refusal> {
-    let (_, namespace) = resolve(node, channel)?;
-    if data.is_empty() {
-        return Err(Refusal::new(ErrorCode::BadRequest, "publish: data is required"));
-    }
-    if data.first().is_some_and(|b| matches!(b, b'[' | b'{')) && nesting(&data) > MAX_DATA_NESTING {
-        let message = format!("publish: data nests deeper than {MAX_DATA_NESTING} levels");
-        return Err(Refusal::new(ErrorCode::BadRequest, message));
-    }
     if idempotency_key.is_some_and(|k| k.is_empty() || k.len() > 64) {
         return Err(Refusal::new(ErrorCode::BadRequest, "idempotency_key: 1 to 64 bytes"));
     }
-    check_tags(&tags)?;
-    let mut envelope = Envelope {
-        channel: channel.to_owned(),
-        data,
-        published_at_us: unix_micros(),
-        origin_node: node.name.clone(),
-        publisher,
-        tags,
-        ..Default::default()
-    };
+    let (mut envelope, options) = envelope(node, channel, data, tags, publisher)?;
     if !receipt {
         let position = match idempotency_key {
-            None => node.stores.broker.publish(envelope, publish_options(namespace)).await?,
-            Some(key) => node.stores.broker.publish_counted(envelope, publish_options(namespace), Some(key)).await?.0,
+            None => node.stores.broker.publish(envelope, options).await?,
+            Some(key) => node.stores.broker.publish_counted(envelope, options, Some(key)).await?.0,
         };
         metric::broker_published().increment(1);
         return Ok((position, None));
@@ -76,8 +59,7 @@ pub async fn publish(
     let pending = node.requests.start(RECEIPT_ANSWERS);
     envelope.receipt_to = node.name.clone();
     envelope.receipt_id = pending.id;
-    let (position, receivers) =
-        node.stores.broker.publish_counted(envelope, publish_options(namespace), idempotency_key).await?;
+    let (position, receivers) = node.stores.broker.publish_counted(envelope, options, idempotency_key).await?;
     metric::broker_published().increment(1);
     let expected = receivers.unwrap_or(0);
     let answers = pending.collect(expected, node.config.broker.receipt_timeout).await;
@@ -92,6 +74,37 @@ pub async fn publish(
         }
     }
     Ok((position, Some(receipt)))
+}
+
+/// The Envelope of a publication of `data` with `tags` on `channel`, and
+/// how its namespace keeps it; refused as every entry point refuses it
+/// (empty or too deeply nested data, too many or too long tags).
+pub fn envelope(
+    node: &Node,
+    channel: &str,
+    data: Bytes,
+    tags: HashMap<String, String>,
+    publisher: Option<ClientInfo>,
+) -> Result<(Envelope, PublishOptions), Refusal> {
+    let (_, namespace) = resolve(node, channel)?;
+    if data.is_empty() {
+        return Err(Refusal::new(ErrorCode::BadRequest, "publish: data is required"));
+    }
+    if data.first().is_some_and(|b| matches!(b, b'[' | b'{')) && nesting(&data) > MAX_DATA_NESTING {
+        let message = format!("publish: data nests deeper than {MAX_DATA_NESTING} levels");
+        return Err(Refusal::new(ErrorCode::BadRequest, message));
+    }
+    check_tags(&tags)?;
+    let envelope = Envelope {
+        channel: channel.to_owned(),
+        data,
+        published_at_us: unix_micros(),
+        origin_node: node.name.clone(),
+        publisher,
+        tags,
+        ..Default::default()
+    };
+    Ok((envelope, publish_options(namespace)))
 }
 
 /// Tags within [`MAX_TAGS`], keys of 1 to [`MAX_TAG_KEY`] bytes, values of
@@ -110,18 +123,25 @@ fn check_tags(tags: &HashMap<String, String>) -> Result<(), Refusal> {
 }
 
 impl ClientSession {
-    pub(super) async fn publish(&mut self, request: PublishRequest) -> Reply {
+    pub(super) async fn publish(&mut self, id: u32, request: PublishRequest) -> Reply {
         let (channel, namespace) = resolve(&self.node, &request.channel)?;
         if !namespace.allow_publish {
             return Err(Refusal::new(ErrorCode::PermissionDenied, "clients may not publish in this namespace"));
         }
         self.check_user_channel(&channel)?;
         let history = namespace.keeps_history();
+        let in_flight = !namespace.proxy_publish && self.may_keep_in_flight(&request);
         let data = match namespace.proxy_publish && !request.data.is_empty() {
             true => self.publish_by_proxy(&request.channel, request.data).await?,
             false => request.data,
         };
         let key = (!request.idempotency_key.is_empty()).then_some(request.idempotency_key.as_str());
+        if in_flight {
+            // Answered when the broker has it, while the session reads on.
+            let (envelope, options) = envelope(&self.node, &request.channel, data, request.tags, Some(self.info()))?;
+            self.publish_in_flight(id, history, envelope, options).await;
+            return Ok(None);
+        }
         let (position, receipt) =
             publish(&self.node, &request.channel, data, request.tags, Some(self.info()), request.receipt, key).await?;
         Ok(Some(server_frame::Message::Publish(PublishResult {

@@ -4,6 +4,7 @@
 //! [`ClientSession::admit`]) and server operations, and writes what lands in
 //! its outbound queue.
 
+use super::in_flight::{Answered, InFlight, MAX_IN_FLIGHT};
 pub(super) use super::joined::{Joined, JoinedChannels};
 use super::liveness::Liveness;
 use super::saved::{SavedChannel, SavedSession, new_token};
@@ -18,7 +19,9 @@ use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use switchyard_broker::PublishOptions;
 use switchyard_broker::StreamPosition;
 use switchyard_core::codes::{CloseCode, ErrorCode};
 use switchyard_core::hub::ConnId;
@@ -26,7 +29,9 @@ use switchyard_core::metric;
 use switchyard_core::outbound::{Close, OutFrame, Outbound, PushError};
 use switchyard_core::protocol::Protocol;
 use switchyard_proto::v1::client_frame::Command;
-use switchyard_proto::v1::{ClientFrame, ClientInfo, ServerFrame};
+use switchyard_proto::v1::{
+    ClientFrame, ClientInfo, Envelope, PublishRequest, PublishResult, ServerFrame, server_frame,
+};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -82,6 +87,8 @@ pub struct ClientSession {
     pub(super) refresh_timer: Option<tokio_util::sync::DropGuard>,
     /// While commands of a `ServerOp::Commands` run: their replies, as JSON.
     collected: Option<Vec<Bytes>>,
+    /// Plain publishes handed to the broker, not yet answered.
+    in_flight: InFlight,
     /// Bytes of recovered publications the command under way may still
     /// replay: one reply's worth (`client.max_reply_bytes`) for a
     /// `subscribe`, shared by every channel of a resume or a stream's URL.
@@ -152,6 +159,7 @@ impl ClientSession {
             handshake,
             refresh_timer: None,
             collected: None,
+            in_flight: InFlight::default(),
             replay_budget: 0,
             deflate: false,
         }
@@ -252,7 +260,7 @@ impl ClientSession {
                 Ok(()) => match other {
                     Command::Subscribe(s) => self.subscribe(id, s).await,
                     Command::Unsubscribe(u) => self.unsubscribe(u).await,
-                    Command::Publish(p) => self.publish(p).await,
+                    Command::Publish(p) => self.publish(id, p).await,
                     Command::History(h) => self.history(h).await,
                     Command::Refresh(r) => self.refresh(r).await,
                     Command::Presence(p) => self.presence(p).await,
@@ -452,6 +460,63 @@ impl ClientSession {
 
     /// Saves the session and leaves every channel; called once the
     /// connection is closed.
+    /// Whether a publish may be answered later, the session reading on
+    /// meanwhile ([`super::in_flight`]): a plain one (no receipt, no
+    /// idempotency key, no backend to ask first) on a connection whose
+    /// replies are not being collected for a command post.
+    pub(super) fn may_keep_in_flight(&self, request: &PublishRequest) -> bool {
+        self.collected.is_none() && !request.receipt && request.idempotency_key.is_empty()
+    }
+
+    /// Hands a checked publication to the broker and reads on; its answer
+    /// is queued when the broker has it ([`ClientSession::poll_answered`]).
+    /// With [`MAX_IN_FLIGHT`] waiting, the oldest answer comes first.
+    pub(super) async fn publish_in_flight(
+        &mut self,
+        id: u32,
+        history: bool,
+        envelope: Envelope,
+        options: PublishOptions,
+    ) {
+        while self.in_flight.len() >= MAX_IN_FLIGHT {
+            std::future::poll_fn(|cx| self.poll_answered(cx)).await;
+        }
+        let broker = self.node.stores.broker.clone();
+        self.in_flight.push(async move { Answered { id, history, result: broker.publish(envelope, options).await } });
+        // Polled now, in the order publishes came: its command is in the
+        // broker's queue before the next message is read.
+        std::future::poll_fn(|cx| {
+            let _ = self.poll_answered(cx);
+            Poll::Ready(())
+        })
+        .await;
+    }
+
+    /// Queues the answers of publishes in flight that came, oldest first;
+    /// ready once at least one was queued, pending while none came (or
+    /// none is in flight).
+    pub fn poll_answered(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut answered = false;
+        while let Poll::Ready(Some(answer)) = self.in_flight.poll_answered(cx) {
+            answered = true;
+            match answer.result {
+                Ok(position) => {
+                    metric::broker_published().increment(1);
+                    let result = PublishResult {
+                        epoch: answer.history.then_some(position.epoch),
+                        offset: answer.history.then_some(position.offset),
+                        receipt: None,
+                    };
+                    let message = Some(server_frame::Message::Publish(result));
+                    let reply = self.reply_frame(ServerFrame { id: answer.id, message });
+                    self.queue(reply);
+                }
+                Err(error) => self.refuse(answer.id, &Refusal::from(error)),
+            }
+        }
+        if answered { Poll::Ready(()) } else { Poll::Pending }
+    }
+
     pub async fn end(&mut self) {
         if self.unsaved_acks || self.last_saved.is_none() {
             self.save().await;

@@ -51,6 +51,15 @@ impl Handler {
         self.outbound().closing().is_some()
     }
 
+    /// Queues the answers of publishes in flight that came; pending while
+    /// none came (and always for connections that keep none in flight).
+    pub fn poll_answered(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self {
+            Handler::Session(session) => session.poll_answered(cx),
+            Handler::Pusher(_) | Handler::Echo(..) => std::task::Poll::Pending,
+        }
+    }
+
     /// Runs an operation the server decided on for this connection.
     pub async fn apply(&mut self, op: ServerOp) {
         match self {

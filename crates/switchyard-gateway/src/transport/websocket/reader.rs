@@ -30,7 +30,9 @@ struct Partial {
 
 /// Reads until the connection ends; returns how it ended.
 /// Messages run inline, one after the other: while the handler is busy
-/// the reader waits, and so does the client's socket. A burst of messages
+/// the reader waits, and so does the client's socket (plain publishes are
+/// the exception: handed to the broker, they are answered later, between
+/// messages, and the reader reads on; `command::in_flight`). A burst of messages
 /// runs in one go, so what they publish reaches the writers together.
 /// Between them run the server's operations and the connection's timed
 /// duties ([`Timers`]).
@@ -72,6 +74,8 @@ where
                 timers.run(tokio::time::Instant::now(), liveness, handler.outbound(), handler.protocol());
                 continue;
             }
+            // Publishes the broker has now: their answers go out.
+            () = std::future::poll_fn(|cx| handler.poll_answered(cx)) => continue,
         };
         let frame = match read {
             Ok(frame) => frame,
