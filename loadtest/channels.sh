@@ -18,7 +18,7 @@ take_args 10000 10s "2000 10000" "$@"
 clients=$size
 
 results="$out/channels-results.md"
-rm -f "$out"/channels-*.json "$results"
+rm -f "$out"/channels-*.json "$results" "$out/shards.md"
 for round in $(seq "$rounds"); do
   for rate in "${rates[@]}"; do
     port=9130
@@ -29,6 +29,7 @@ for round in $(seq "$rounds"); do
         --target "$target" --connections "$clients" --rate "$rate" --duration "$duration" --churn "$churn" \
         --server-pid "$pids" --label "$server r$round" --json "$out/channels-$server-$rate-r$round.json" \
         --results "$results" | tail -n 1
+      shard_stats "$server" "$port" "$server r$round $rate/s"
       stop_server "$pids"
     done
   done

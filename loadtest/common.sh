@@ -86,6 +86,10 @@ start_redis() {
 #                     with the generator: its CPU is the application's)
 #   switchyard-redis  two nodes over one Redis: subscribers on the second,
 #                     the publisher on the first (scenario 3)
+#   switchyard-redis-cluster  two nodes over a three-shard Redis Cluster
+#                     (primaries on $2+1000..$2+1002, no replicas):
+#                     subscribers on the second node, the publisher on the
+#                     first; its CPU counts the nodes and every shard
 #   bare              bare-broadcast, the ceiling of our stack
 #   raw               raw-broadcast: tokio alone (hand-written handshake
 #                     and framing, one broadcast ring, one write per batch),
@@ -172,6 +176,26 @@ start_server() {
       echo "$(listener_pid "$port"),$(listener_pid "$second"),$(listener_pid "$redis")" \
         "ws://127.0.0.1:$second/ws ws://127.0.0.1:$port/ws switchyard-json" \
         "127.0.0.1:$((port + 500)),127.0.0.1:$((second + 500))" ;;
+    switchyard-redis-cluster)
+      local shard shards=() urls=()
+      for shard in "$redis" "$((redis + 1))" "$((redis + 2))"; do
+        rm -f "$out/nodes-$shard.conf"
+        taskset -c 0 redis-server --bind 127.0.0.1 --port "$shard" --save "" --appendonly no --cluster-enabled yes \
+          --cluster-config-file "$PWD/$out/nodes-$shard.conf" >"$out/redis-$shard.log" 2>&1 &
+        wait_port "$shard"
+        shards+=("127.0.0.1:$shard")
+        urls+=("\"redis://127.0.0.1:$shard\"")
+      done
+      redis-cli --cluster create "${shards[@]}" --cluster-replicas 0 --cluster-yes >"$out/cluster-create.log" 2>&1
+      until redis-cli -p "$redis" cluster info | grep -q 'cluster_state:ok'; do sleep 0.1; done
+      local list
+      list="[$(IFS=,; echo "${urls[*]}")]"
+      SWITCHYARD_BROKER__REDIS_CLUSTER="$list" start_switchyard "$port"
+      SWITCHYARD_BROKER__REDIS_CLUSTER="$list" start_switchyard "$second"
+      wait_port "$port" && wait_port "$second"
+      echo "$(listener_pid "$port"),$(listener_pid "$second"),$(listener_pid "$redis"),$(listener_pid "$((redis + 1))"),$(listener_pid "$((redis + 2))")" \
+        "ws://127.0.0.1:$second/ws ws://127.0.0.1:$port/ws switchyard-json" \
+        "127.0.0.1:$((port + 500)),127.0.0.1:$((second + 500))" ;;
     bare)
       taskset -c 0 target/release/bare-broadcast "127.0.0.1:$port" >"$out/$name-$port.log" 2>&1 &
       wait_port "$port"
@@ -229,6 +253,24 @@ start_server() {
 ping_ms() {
   local interval=${PING_INTERVAL:-25s}
   echo $((${interval%s} * 1000))
+}
+
+# For a run on switchyard-redis-cluster (server $1 on port $2, label $3):
+# appends each shard's commands and CPU since it started (each run starts a
+# fresh Cluster) to $out/shards.md: how publications spread over shards.
+shard_stats() {
+  [ "$1" = switchyard-redis-cluster ] || return 0
+  local shard=$(($2 + 1000)) i stats
+  [ -s "$out/shards.md" ] || {
+    echo "| run | shard | FCALL calls | SPUBLISH calls | Redis CPU s |"
+    echo "| --- | --- | ---: | ---: | ---: |"
+  } >"$out/shards.md"
+  for i in 0 1 2; do
+    stats=$(redis-cli -p "$((shard + i))" info all)
+    echo "| $3 | $((shard + i)) | $(echo "$stats" | grep -o 'cmdstat_fcall:calls=[0-9]*' | cut -d= -f2) |" \
+      "$(echo "$stats" | grep -o 'cmdstat_spublish:calls=[0-9]*' | cut -d= -f2) |" \
+      "$(echo "$stats" | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.2f", s}') |" >>"$out/shards.md"
+  done
 }
 
 # Stops the processes $1 (comma-separated PIDs) and waits until they are gone.

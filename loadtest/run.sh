@@ -38,7 +38,7 @@ payload=${PAYLOAD:-128}
 take_args 100 10s "1000 5000" "$@"
 subscribers=$size
 
-rm -f "$out"/broadcast-*.json "$out/results.md"
+rm -f "$out"/broadcast-*.json "$out/results.md" "$out/shards.md"
 for round in $(seq "$rounds"); do
   for rate in "${rates[@]}"; do
     port=9100
@@ -52,6 +52,7 @@ for round in $(seq "$rounds"); do
         --subscribers "$subscribers" --rate "$rate" --payload "$payload" --duration "$duration" \
         --server-pid "$pids" --label "$server r$round" --json "$out/broadcast-$server-$rate-r$round.json" \
         --results "$out/results.md" | tail -n 1
+      shard_stats "$server" "$port" "$server r$round $rate/s"
       stop_server "$pids"
     done
   done

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 pub struct Measurement {
     cpu_before: Option<f64>,
+    /// Each process's own, in `--server-pid` order (for clusters: where a
+    /// crossing publication's CPU goes, node by node and in Redis).
+    cpu_each_before: Vec<Option<f64>>,
     peak: cpu::PeakRss,
 }
 
@@ -27,6 +30,7 @@ impl Measurement {
     pub fn start(args: &Args) -> Measurement {
         Measurement {
             cpu_before: cpu::total_cpu_seconds(&args.server_pid),
+            cpu_each_before: args.server_pid.iter().map(|pid| cpu::cpu_seconds(*pid)).collect(),
             peak: cpu::PeakRss::start(&args.server_pid),
         }
     }
@@ -42,6 +46,12 @@ impl Measurement {
         audience: Audience,
     ) -> anyhow::Result<Report> {
         let cpu_after = cpu::total_cpu_seconds(&args.server_pid);
+        let cpu_each: Vec<Option<f64>> = args
+            .server_pid
+            .iter()
+            .zip(&self.cpu_each_before)
+            .map(|(pid, before)| before.zip(cpu::cpu_seconds(*pid)).map(|(b, a)| a - b))
+            .collect();
         let peak_rss = self.peak.stop();
         let delivered = audience.delivered();
         let refused = publisher.errors();
@@ -62,6 +72,15 @@ impl Measurement {
         );
         report.extra.insert("publish_via".into(), json!(format!("{:?}", args.publish_via).to_lowercase()));
         report.extra.insert("publish_errors".into(), json!(refused));
+        // CPU µs per publication in each server process, in `--server-pid`
+        // order (switchyard-redis: the publishing node, the receiving node,
+        // Redis).
+        let per_publication: Vec<Option<f64>> = cpu_each
+            .iter()
+            .map(|cpu| cpu.filter(|_| sent.publications > 0).map(|s| s * 1e6 / sent.publications as f64))
+            .collect();
+        report.extra.insert("server_cpu_seconds_each".into(), json!(cpu_each));
+        report.extra.insert("cpu_us_per_publication_each".into(), json!(per_publication));
         Ok(report)
     }
 }
