@@ -9,6 +9,9 @@
 #
 #   loadtest/syscalls.sh [subscribers] [duration] [rates...]
 #   SERVERS="switchyard raw-envelope" ROUNDS=2 loadtest/syscalls.sh 100 10s 5000
+# SCENARIO=channels counts scenario 2 instead (the first argument is then
+# the number of clients, CHURN their churn):
+#   SCENARIO=channels SERVERS=switchyard loadtest/syscalls.sh 10000 10s 2000 10000
 #
 # Results in target/loadtest/syscalls.md, one row per run; the generator's
 # own row of each run (p99, lost) in target/loadtest/results.md.
@@ -39,8 +42,10 @@ for round in $(seq "$rounds"); do
     for server in ${SERVERS:-switchyard raw-envelope}; do
       port=$((port + 1))
       read -r pids url publish_url target scrape < <(start_server "$server" "$port")
+      shape=(--subscribers "$subscribers")
+      [ "${SCENARIO:-broadcast}" = channels ] && shape=(--scenario channels --connections "$subscribers" --churn "${CHURN:-0}")
       taskset -c 1 target/release/switchyard-loadtest --url "$url" --publish-url "$publish_url" --target "$target" \
-        --subscribers "$subscribers" --rate "$rate" --payload "$payload" --duration "$duration" --late-limit 10s \
+        "${shape[@]}" --rate "$rate" --payload "$payload" --duration "$duration" --late-limit 10s \
         --server-pid "$pids" --label "$server r$round" --results "$out/results.md" >"$out/syscalls-generator.log" 2>&1 &
       generator=$!
       # The middle half of the run: past the connects, before the end.
