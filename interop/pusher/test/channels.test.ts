@@ -24,7 +24,8 @@ describe("pusher-js on a two-node cluster", () => {
 
   before(async () => {
     redis = await Redis.start();
-    nodes = [await Node.start(redis), await Node.start(redis)];
+    // A third node: the last two tests take one node away each.
+    nodes = [await Node.start(redis), await Node.start(redis), await Node.start(redis)];
     balancer = await Haproxy.start(nodes);
   });
 
@@ -240,25 +241,61 @@ describe("pusher-js on a two-node cluster", () => {
     assert.deepEqual(got, [{ lang: "python" }]);
   });
 
-  it("keeps a subscriber receiving through the balancer when its node is killed", async () => {
+  /** Only `a` is connected: the live node whose gauge counts it holds it. */
+  async function holderOf(live: Node[]): Promise<Node> {
+    const gauge = (n: Node) => n.metric("switchyard_pusher_connections", `app="${APP_ID}"`);
+    let holder: Node | undefined;
+    await until("one node to hold the client", async () => {
+      const counts = await Promise.all(live.map(gauge));
+      holder = live[counts.indexOf(1)];
+      return counts.reduce((x, y) => x + y, 0) === 1 && holder !== undefined;
+    });
+    return holder as Node;
+  }
+
+  /** A lone client through the balancer, subscribed to `channel`, and what it receives. */
+  async function lone(channel: string): Promise<{ pusher: PusherJs; got: number[] }> {
     for (const pusher of open.splice(0)) pusher.disconnect();
-    const gauges = () => Promise.all(nodes.map((n) => n.metric("switchyard_pusher_connections", `app="${APP_ID}"`)));
-    await until("the other clients to be gone", async () => (await gauges()).every((g) => g === 0));
-    const a = on("balancer");
-    await connected(a);
+    const pusher = on("balancer");
+    await connected(pusher);
     const got: number[] = [];
-    const channel = a.subscribe("survivor");
-    channel.bind("tick", (n: number) => got.push(n));
-    await until("the subscription", () => channel.subscribed);
-    // The node that holds it is the one whose gauge counts it.
-    const victim = (await gauges())[0] === 1 ? 0 : 1;
-    const survivor = nodes[1 - victim];
-    nodes[victim].kill();
-    const lib = server(survivor.port);
+    const subscription = pusher.subscribe(channel);
+    subscription.bind("tick", (n: number) => got.push(n));
+    await until("the subscription", () => subscription.subscribed);
+    return { pusher, got };
+  }
+
+  it("keeps a subscriber receiving through the balancer when its node is killed", async () => {
+    const { pusher, got } = await lone("survivor");
+    const victim = await holderOf(nodes);
+    nodes = nodes.filter((n) => n !== victim);
+    victim.kill();
+    const lib = server(nodes[0].port);
     await until("a delivery after the kill", async () => {
       await lib.trigger("survivor", "tick", got.length);
-      return got.length > 0 && a.connection.state === "connected";
+      return got.length > 0 && pusher.connection.state === "connected";
     });
-    assert.ok(got.length > 0);
+  });
+
+  it("moves a subscriber to another node with 4200 when its node drains", async () => {
+    const { pusher, got } = await lone("drained");
+    const codes: number[] = [];
+    pusher.connection.bind("error", (e: { data?: { code?: number } }) => {
+      if (e.data?.code) codes.push(e.data.code);
+    });
+    const draining = await holderOf(nodes);
+    nodes = nodes.filter((n) => n !== draining);
+    draining.kill("SIGTERM");
+    await until("the drain's 4200", () => codes.includes(4200));
+    const lib = server(nodes[0].port);
+    await until("a delivery on the other node", async () => {
+      await lib.trigger("drained", "tick", got.length);
+      return got.length > 0 && pusher.connection.state === "connected";
+    });
+    // pusher-js reports the `pusher:error` and the close frame, both 4200.
+    assert.ok(
+      codes.every((c) => c === 4200),
+      `told to reconnect at once, nothing else: ${codes}`,
+    );
   });
 });
