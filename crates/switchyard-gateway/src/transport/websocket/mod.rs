@@ -62,9 +62,7 @@ pub fn upgrade(
         return http::text(StatusCode::METHOD_NOT_ALLOWED, "GET /ws with a WebSocket upgrade\n");
     }
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
-        let mut response = http::text(StatusCode::UPGRADE_REQUIRED, "this endpoint speaks WebSocket only\n");
-        response.headers_mut().insert("upgrade", HeaderValue::from_static("websocket"));
-        return response;
+        return upgrade_required();
     }
     let permit = match lifecycle::admit(&req, peer, node) {
         Ok(permit) => permit,
@@ -85,17 +83,9 @@ pub fn upgrade(
         },
     };
     let negotiated = offered.is_some();
-    let offers = req.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
-    let deflate = match node.config.client.compression {
-        true => Deflate::negotiate(offers.iter().map(|v| v.to_str().unwrap_or(""))),
-        false => None,
-    };
-    let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut req) {
-        Ok(pair) => pair,
-        Err(e) => {
-            metric::connections_refused("bad_request").increment(1);
-            return http::text(StatusCode::BAD_REQUEST, format!("bad WebSocket handshake: {e}\n"));
-        }
+    let (mut response, upgraded, deflate) = match accept(&mut req, node.config.client.compression) {
+        Ok(accepted) => accepted,
+        Err(refused) => return *refused,
     };
     let token = handshake_token(&req, &node.config.auth);
     let handshake = crate::proxy::handshake(&node.proxies, "websocket", token, req.headers());
@@ -109,14 +99,42 @@ pub fn upgrade(
             Err(e) => debug!(error = %e, "upgrade did not complete"),
         }
     });
-    let (mut parts, _) = response.into_parts();
     if negotiated {
-        parts.headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol.name()));
+        response.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol.name()));
     }
+    response
+}
+
+/// The answer to a request for a WebSocket endpoint that is no upgrade.
+fn upgrade_required() -> Response<Body> {
+    let mut response = http::text(StatusCode::UPGRADE_REQUIRED, "this endpoint speaks WebSocket only\n");
+    response.headers_mut().insert("upgrade", HeaderValue::from_static("websocket"));
+    response
+}
+
+/// An accepted handshake: the response to send, the upgrade to await, and
+/// the compression negotiated.
+type Accepted = (Response<Body>, fastwebsockets::upgrade::UpgradeFut, Option<Deflate>);
+
+/// The handshake both doors share: permessage-deflate where `compress` is
+/// on and the client offers it, then the upgrade. The response carries the
+/// extension's answer (the caller adds what else it negotiated); a request
+/// that is no valid handshake gets 400, counted.
+fn accept(req: &mut Request<Incoming>, compress: bool) -> Result<Accepted, Box<Response<Body>>> {
+    let offers = req.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
+    let deflate = match compress {
+        true => Deflate::negotiate(offers.iter().map(|v| v.to_str().unwrap_or(""))),
+        false => None,
+    };
+    let (response, upgraded) = fastwebsockets::upgrade::upgrade(req).map_err(|e| {
+        metric::connections_refused("bad_request").increment(1);
+        Box::new(http::text(StatusCode::BAD_REQUEST, format!("bad WebSocket handshake: {e}\n")))
+    })?;
+    let (mut parts, _) = response.into_parts();
     if let Some(deflate) = deflate {
         parts.headers.insert(SEC_WEBSOCKET_EXTENSIONS, deflate.response());
     }
-    Response::from_parts(parts, Body::default())
+    Ok((Response::from_parts(parts, Body::default()), upgraded, deflate))
 }
 
 /// `GET /app/{key}`: a Pusher client's WebSocket, admitted by the
@@ -131,9 +149,7 @@ pub fn upgrade_pusher(
     tasks: &TaskTracker,
 ) -> Response<Body> {
     if req.method() != Method::GET || !fastwebsockets::upgrade::is_upgrade_request(&req) {
-        let mut response = http::text(StatusCode::UPGRADE_REQUIRED, "this endpoint speaks WebSocket only\n");
-        response.headers_mut().insert("upgrade", HeaderValue::from_static("websocket"));
-        return response;
+        return upgrade_required();
     }
     let key = req.uri().path().strip_prefix("/app/").unwrap_or("").to_owned();
     let version = query::param(req.uri().query(), "protocol").and_then(|v| v.parse::<u32>().ok());
@@ -157,17 +173,10 @@ pub fn upgrade_pusher(
             Err(refused) => return *refused,
         },
     };
-    let offers = req.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
-    let deflate = match node.config.client.compression && refusal.is_none() {
-        true => Deflate::negotiate(offers.iter().map(|v| v.to_str().unwrap_or(""))),
-        false => None,
-    };
-    let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut req) {
-        Ok(pair) => pair,
-        Err(e) => {
-            metric::connections_refused("bad_request").increment(1);
-            return http::text(StatusCode::BAD_REQUEST, format!("bad WebSocket handshake: {e}\n"));
-        }
+    // A refused client is told why in one frame: nothing worth compressing.
+    let (response, upgraded, deflate) = match accept(&mut req, node.config.client.compression && refusal.is_none()) {
+        Ok(accepted) => accepted,
+        Err(refused) => return *refused,
     };
     let handshake = crate::proxy::handshake(&node.proxies, "websocket", None, req.headers());
     let node = node.clone();
@@ -184,11 +193,7 @@ pub fn upgrade_pusher(
             _ => {}
         }
     });
-    let (mut parts, _) = response.into_parts();
-    if let Some(deflate) = deflate {
-        parts.headers.insert(SEC_WEBSOCKET_EXTENSIONS, deflate.response());
-    }
-    Response::from_parts(parts, Body::default())
+    response
 }
 
 /// Tells a Pusher client why it cannot stay (`pusher:error` with `code`)
