@@ -1,7 +1,7 @@
 //! `[[consumers]]`: queues of the application's that the cluster publishes
 //! from (docs/consumers.md).
 
-use super::{ConfigError, problem};
+use super::{ConfigError, check_name, problem};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -96,12 +96,7 @@ impl ConsumerConfig {
 
     pub(super) fn check(&self, index: usize) -> Result<(), ConfigError> {
         let key = |field: &str| format!("consumers[{index}].{field}");
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 40
-            && self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !name_ok {
-            return Err(problem(key("name"), "1 to 40 letters, digits, '_' or '-'"));
-        }
+        check_name(key("name"), &self.name, 40)?;
         if self.claim_after < Duration::from_millis(300) {
             return Err(problem(key("claim_after"), "at least 300ms"));
         }

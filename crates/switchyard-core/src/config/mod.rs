@@ -108,6 +108,15 @@ fn problem(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError { key: key.into(), problem: problem.into() }
 }
 
+/// An identifier that goes into key names, URLs and metric labels as it
+/// is: 1 to `max` letters, digits, `_` or `-`.
+fn check_name(key: String, name: &str, max: usize) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok { Ok(()) } else { Err(problem(key, format!("1 to {max} letters, digits, '_' or '-'"))) }
+}
+
 impl Config {
     /// Checks what serde cannot: ranges and relations between fields, each
     /// section its own. Adds the `default` namespace when it is missing.

@@ -2,7 +2,7 @@
 //! (docs/pusher.md), and `[[webhooks]]`, the webhooks of switchyard's own
 //! protocol. Both doors announce through the one webhook mechanism.
 
-use super::{ConfigError, NamespaceConfig, SubscribePermission, problem};
+use super::{ConfigError, NamespaceConfig, SubscribePermission, check_name, problem};
 use crate::pusher;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -198,12 +198,7 @@ impl PusherConfig {
         }
         for (index, app) in self.apps.iter().enumerate() {
             let key = |field: &str| format!("pusher.apps[{index}].{field}");
-            let id_ok = !app.id.is_empty()
-                && app.id.len() <= 64
-                && app.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if !id_ok {
-                return Err(problem(key("id"), "1 to 64 letters, digits, '_' or '-'"));
-            }
+            check_name(key("id"), &app.id, 64)?;
             let key_ok = !app.key.is_empty() && app.key.len() <= 128 && app.key.bytes().all(|b| b.is_ascii_graphic());
             if !key_ok {
                 return Err(problem(key("key"), "1 to 128 printable characters, no spaces"));
