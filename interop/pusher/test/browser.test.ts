@@ -6,15 +6,17 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import { join, resolve } from "node:path";
+import { createRequire } from "node:module";
+import { dirname, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { Haproxy, KEY, Node, Redis, freePort, killAll, server, until } from "./harness.js";
 
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"];
+// pusher-js's browser build, beside its Node build (which is what the package resolves to).
 const bundle = readFileSync(
-  join(resolve(import.meta.dirname, "../../node_modules/pusher-js/dist/web"), "pusher.min.js"),
+  resolve(dirname(createRequire(import.meta.url).resolve("pusher-js")), "../web/pusher.min.js"),
   "utf8",
 );
 

@@ -3,84 +3,20 @@
 // that receives webhooks; each killed when the test ends (pass or fail).
 // The clients are Pusher's own libraries, unchanged.
 
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer, type IncomingMessage, type Server } from "node:http";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import Pusher from "pusher";
 import PusherJs from "pusher-js";
 import type { Options } from "pusher-js";
+import { type Redis, SwitchyardNode, freePort, until } from "../../../clients/js/test/processes.js";
+
+export { DEADLINE, Haproxy, Redis, freePort, killAll, until } from "../../../clients/js/test/processes.js";
 
 export const APP_ID = "1001";
 export const KEY = "app-key";
 export const SECRET = "app-secret";
-/** How long a test waits for an event before it fails: generous, not a measurement. */
-export const DEADLINE = 30_000;
-
-const repo = resolve(import.meta.dirname, "../../../..");
-const binary = process.env.SWITCHYARD_BIN ?? join(repo, "target/debug/switchyard");
-const children = new Set<ChildProcess>();
-
-function track(child: ChildProcess): ChildProcess {
-  children.add(child);
-  child.on("exit", () => children.delete(child));
-  return child;
-}
-
-/** Kills everything this file started (call from `after`). */
-export function killAll(): void {
-  for (const child of children) child.kill("SIGKILL");
-}
-process.on("exit", killAll);
-
-export async function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.on("error", fail);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => done(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
-
-/** Waits until `check` holds, polling; fails after DEADLINE with `what`. */
-export async function until(what: string, check: () => boolean | Promise<boolean>): Promise<void> {
-  const end = performance.now() + DEADLINE;
-  while (!(await check())) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-export class Redis {
-  constructor(readonly port: number) {}
-
-  static async start(): Promise<Redis> {
-    const port = await freePort();
-    track(
-      spawn("redis-server", ["--bind", "127.0.0.1", "--port", String(port), "--save", "", "--appendonly", "no"], {
-        stdio: "ignore",
-      }),
-    );
-    const redis = new Redis(port);
-    await until("redis to answer", () => redis.cli("PING").trim() === "PONG");
-    return redis;
-  }
-
-  cli(...args: string[]): string {
-    try {
-      return execFileSync("redis-cli", ["-p", String(this.port), ...args], {
-        encoding: "utf8",
-        stdio: ["ignore", "pipe", "ignore"],
-      });
-    } catch {
-      return "";
-    }
-  }
-}
 
 /** What a node's configuration adds to the app (TOML lines of `[[pusher.apps]]`) and to the file. */
 export interface NodeOptions {
@@ -88,17 +24,12 @@ export interface NodeOptions {
   extra?: string[];
 }
 
-export class Node {
-  constructor(
-    readonly port: number,
-    readonly process: ChildProcess,
-  ) {}
-
+export class Node extends SwitchyardNode {
   /** A `switchyard serve` on Redis with the test app, its client events on. */
   static async start(redis: Redis, options: NodeOptions = {}): Promise<Node> {
     const dir = mkdtempSync(join(tmpdir(), "switchyard-pusher-"));
     const config = [
-      `broker.redis_url = "redis://127.0.0.1:${redis.port}"`,
+      `broker.redis_url = "${redis.url}"`,
       `shutdown.drain_period = "200ms"`,
       ...(options.extra ?? []),
       "[[pusher.apps]]",
@@ -110,86 +41,12 @@ export class Node {
       "",
     ].join("\n");
     writeFileSync(join(dir, "node.toml"), config);
-    const child = track(
-      spawn(binary, ["serve", "--listen", "127.0.0.1:0", "--config", join(dir, "node.toml")], {
-        env: { ...process.env, RUST_LOG: "info", NO_COLOR: "1" },
-        stdio: ["ignore", "ignore", "pipe"],
-      }),
-    );
-    const port = await new Promise<number>((done, fail) => {
-      let log = "";
-      child.stderr?.setEncoding("utf8");
-      child.stderr?.on("data", (chunk: string) => {
-        log += chunk;
-        const up = /switchyard is up.*listen=127\.0\.0\.1:(\d+)/.exec(log);
-        if (up) done(Number(up[1]));
-      });
-      child.on("exit", (code) => fail(new Error(`switchyard exited (${code}) before it was up:\n${log}`)));
-    });
-    child.stderr?.resume();
-    rmSync(dir, { recursive: true, force: true });
-    return new Node(port, child);
-  }
-
-  kill(signal: NodeJS.Signals = "SIGKILL"): void {
-    this.process.kill(signal);
-  }
-
-  /** The value of a counter with `labels` (e.g. `code="4300"`) on this node's /metrics; 0 when absent. */
-  async metric(name: string, labels = ""): Promise<number> {
-    const text = await (await fetch(`http://127.0.0.1:${this.port}/metrics`)).text();
-    const want = labels ? `${name}{${labels}} ` : `${name} `;
-    const line = text.split("\n").find((l) => l.startsWith(want));
-    return Number(line?.split(" ")[1] ?? 0);
-  }
-}
-
-/** haproxy on a free port in front of `nodes`, round robin, health-checked on /readyz. */
-export class Haproxy {
-  constructor(readonly port: number) {}
-
-  static async start(nodes: Node[]): Promise<Haproxy> {
-    const port = await freePort();
-    const dir = mkdtempSync(join(tmpdir(), "switchyard-haproxy-"));
-    const servers = nodes.map(
-      (n, i) =>
-        `  server n${i} 127.0.0.1:${n.port} check inter 200ms fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down`,
-    );
-    const config = [
-      "global",
-      "  maxconn 4096",
-      "defaults",
-      "  mode http",
-      "  timeout connect 1s",
-      "  timeout client 60s",
-      "  timeout server 60s",
-      "  timeout tunnel 1h",
-      "  retries 3",
-      "  option redispatch",
-      "  retry-on conn-failure empty-response response-timeout 503",
-      "frontend fe",
-      `  bind 127.0.0.1:${port}`,
-      "  default_backend nodes",
-      "backend nodes",
-      "  balance roundrobin",
-      "  option httpchk GET /readyz",
-      ...servers,
-      "",
-    ].join("\n");
-    writeFileSync(join(dir, "haproxy.cfg"), config);
-    track(spawn("haproxy", ["-f", join(dir, "haproxy.cfg"), "-db"], { stdio: "ignore" }));
     try {
-      await until("haproxy to listen", async () => {
-        try {
-          return (await fetch(`http://127.0.0.1:${port}/readyz`)).ok;
-        } catch {
-          return false;
-        }
-      });
+      const node = await SwitchyardNode.spawn(["--config", join(dir, "node.toml")], {});
+      return new Node(node.port, node.process);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-    return new Haproxy(port);
   }
 }
 

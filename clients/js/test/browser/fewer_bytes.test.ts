@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { FEWER_BYTES_ENV, Node, Redis, counter, killAll, stateDocument, until } from "../harness.js";
+import { FEWER_BYTES_ENV, Node, Redis, killAll, stateDocument, until } from "../harness.js";
 import { openPage } from "./page.js";
 
 after(killAll);
@@ -59,7 +59,7 @@ describe("deltas and filters in Chromium", () => {
         { data: 4, tags: { ticker: "BTC" } },
       ]);
       assert.equal(now.gaps, 0);
-      assert.equal(await counter(node, "switchyard_delta_deliveries_total"), 3);
+      assert.equal(await node.metric("switchyard_delta_deliveries_total"), 3);
     } finally {
       await close();
     }

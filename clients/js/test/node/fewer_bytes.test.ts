@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import WebSocket from "ws";
 import { Client, type Publication, type WebSocketConstructor } from "../../src/index.js";
-import { FEWER_BYTES_ENV, Node, Redis, counter, killAll, stateDocument, until } from "../harness.js";
+import { FEWER_BYTES_ENV, Node, Redis, killAll, stateDocument, until } from "../harness.js";
 
 after(killAll);
 
@@ -36,8 +36,8 @@ for (const encoding of ["json", "protobuf"] as const) {
         seen,
         Array.from({ length: 6 }, (_, i) => JSON.parse(stateDocument(i + 1)) as unknown),
       );
-      assert.equal(await counter(b, "switchyard_delta_deliveries_total"), 5);
-      assert.equal(await counter(a, "switchyard_delta_deliveries_total"), 0);
+      assert.equal(await b.metric("switchyard_delta_deliveries_total"), 5);
+      assert.equal(await a.metric("switchyard_delta_deliveries_total"), 0);
       client.close();
     });
   });
