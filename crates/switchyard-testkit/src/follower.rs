@@ -36,19 +36,37 @@ impl Seen {
 }
 
 /// Connects (resuming if `resume` is given) and, for a new session,
-/// subscribes; returns the client and its next resume token.
-async fn join(url: &str, channel: &str, resume: Option<String>) -> (Client, String) {
-    let client = Client::connect(url, Options::new(Encoding::Json)).await.expect("connect");
+/// subscribes; returns the client and its next resume token. Err when the
+/// connection failed before the reply: the node it reached was going away
+/// (the balancer had not marked it down yet), and a client tries again.
+async fn join(url: &str, channel: &str, resume: Option<String>) -> Result<(Client, String), String> {
+    let client = Client::connect(url, Options::new(Encoding::Json)).await.map_err(|e| format!("connect: {e}"))?;
     let request = ConnectRequest { resume: resume.clone().unwrap_or_default(), ..Default::default() };
-    let reply = client.connect_with(request).await.expect("connect command");
+    let reply = client.connect_with(request).await.map_err(|e| format!("connect command: {e:?}"))?;
     if resume.is_some() {
         assert_eq!(reply.resumed, Some(true), "the session was resumed");
         let resumed = &reply.channels[0];
         assert_eq!((resumed.channel.as_str(), resumed.recovered), (channel, true));
     } else {
-        client.subscribe(channel).await.expect("subscribe");
+        client.subscribe(channel).await.map_err(|e| format!("subscribe: {e:?}"))?;
     }
-    (client, reply.session)
+    Ok((client, reply.session))
+}
+
+/// [`join`] at whatever URL `next` holds, again after a failure (as a
+/// client reconnects with a backoff), a bounded number of times.
+async fn join_retrying(next: &Mutex<String>, channel: &str, resume: Option<String>) -> (Client, String) {
+    const ATTEMPTS: u32 = 100;
+    let mut failures = Vec::new();
+    for _ in 0..ATTEMPTS {
+        let url = next.lock().unwrap().clone();
+        match join(&url, channel, resume.clone()).await {
+            Ok(joined) => return joined,
+            Err(why) => failures.push(why),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("could not join {channel} in {ATTEMPTS} attempts: {failures:?}");
 }
 
 /// Reads publications, acking every 10th, until offset `last` (None) or a
@@ -74,15 +92,15 @@ async fn read_until_close(client: &mut Client, channel: &str, seen: &Mutex<Seen>
 }
 
 /// Follows `channel` from `first` until it has seen offset `last`; after a
-/// close it resumes at whatever URL `next` holds then.
+/// close it resumes at whatever URL `next` holds then, trying again while
+/// the node it reaches is going away.
 pub async fn follow(channel: String, first: String, next: Arc<Mutex<String>>, last: u64, seen: Arc<Mutex<Seen>>) {
-    let (mut client, mut token) = join(&first, &channel, None).await;
+    let (mut client, mut token) = join_retrying(&Mutex::new(first), &channel, None).await;
     seen.lock().unwrap().connections.push(Vec::new());
     loop {
         let Some(close) = read_until_close(&mut client, &channel, &seen, last).await else { return };
         seen.lock().unwrap().closes.push(close);
-        let url = next.lock().unwrap().clone();
-        let (resumed, next_token) = join(&url, &channel, Some(token)).await;
+        let (resumed, next_token) = join_retrying(&next, &channel, Some(token)).await;
         client = resumed;
         token = next_token;
         seen.lock().unwrap().connections.push(Vec::new());
